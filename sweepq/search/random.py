@@ -1,0 +1,39 @@
+"""Random search (WANDB-COMPAT.md section 2.3): every parameter drawn independently, each as
+``ppf(u)`` of one uniform draw, constants included as they are. No dedupe and no exhaustion.
+
+Reproducibility: with a seed ``s`` (the ``seed`` argument or the config's ``seed``), suggestion
+number ``k`` of the sweep (``k = len(trials)`` for the first of a batch, then ``k + 1``, ...) is
+drawn from a generator seeded with ``(s, k)``. So repeated calls in a live sweep differ, a whole
+sweep replays exactly, and ``suggest(n=3)`` equals three calls that each add the previous
+suggestion as a trial. Without a seed every call uses fresh OS entropy, so parallel controllers
+or agents never draw the same sequence (W&B issue #5215).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sweepq.params import flatten, make, unflatten
+
+__all__ = ["suggest"]
+
+
+def suggest(
+    config: Mapping[str, Any],
+    trials: Sequence[Mapping[str, Any]],
+    n: int = 1,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """``n`` independent random points of the (normalised) config's space."""
+    if seed is None:
+        seed = config.get("seed")
+    leaves = [(path, make(spec)) for path, spec in flatten(config["parameters"]).items()]
+    fresh = np.random.default_rng() if seed is None else None
+    out = []
+    for i in range(n):
+        rng = fresh if fresh is not None else np.random.default_rng([int(seed), len(trials) + i])
+        out.append(unflatten({path: dist.sample(rng) for path, dist in leaves}))
+    return out
