@@ -1,0 +1,71 @@
+"""The ``sweepq`` command.
+
+Commands live in submodules by area (config commands, sweep commands, servers); each registers
+itself on :data:`main`. Exit codes (ARCHITECTURE.md section 2): 0 success, 2 bad input,
+3 unknown sweep or nothing to show, 1 anything else; errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 3
+
+
+class CliError(click.ClickException):
+    """A user-facing error: printed as one line on stderr, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Click group whose usage errors exit 2 with one line, and whose unexpected errors never
+    print a traceback (set SWEEPQ_DEBUG=1 to see one)."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        import os
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug or an environment failure: one line, exit 1
+            if os.environ.get("SWEEPQ_DEBUG"):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc}".splitlines()[0][:500], err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sweepq")
+def main() -> None:
+    """sweepq: hyperparameter sweeps on your own machines (W&B-compatible configs)."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to ``main``; a missing module (work in
+    # progress) must not break the others.
+    import importlib
+
+    for name in ("config_cmds", "sweep_cmds", "server_cmds"):
+        try:
+            importlib.import_module(f"sweepq.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"sweepq.cli.{name}":
+                raise
+
+
+_register()

@@ -1,0 +1,484 @@
+"""``sweepq sweep | controller | agent | run | status | list | runs | best | pause | resume | stop |
+cancel``: the commands that talk to the store."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, CliError, main
+from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError
+
+log = logging.getLogger("sweepq.cli")
+
+
+# -- where the store is ---------------------------------------------------------------------------
+class _Session:
+    """The store this command talks to, and the embedded server it started (if any)."""
+
+    def __init__(self, store: Store, embedded: Any = None) -> None:
+        self.store = store
+        self.embedded = embedded
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+
+def open_session(embedded: bool = False, start_embedded: bool = False) -> _Session:
+    """Find the store: ``SWEEPQ_REDIS_URL``; else a Redis on 127.0.0.1:6379; else the embedded
+    server's data under ./.sweepq (started for the command); else, if allowed, a new one."""
+    from sweepq import embedded as emb
+
+    url = os.environ.get("SWEEPQ_REDIS_URL")
+    if url and not embedded:
+        if not emb.redis_answers(url, 2.0):
+            raise CliError(f"cannot reach Redis at {_redact(url)} (SWEEPQ_REDIS_URL)")
+        return _Session(Store(url=url))
+    if not embedded and emb.redis_answers(DEFAULT_REDIS_URL, 0.5):
+        return _Session(Store(url=DEFAULT_REDIS_URL))
+    has_data = (Path(emb.DEFAULT_DIR) / "redis").is_dir()
+    if embedded or start_embedded or has_data:
+        server = emb.start(emb.DEFAULT_DIR)
+        os.environ["SWEEPQ_REDIS_URL"] = server.url
+        return _Session(Store(url=server.url), server)
+    raise CliError(f"cannot reach Redis at {DEFAULT_REDIS_URL}: start one, set SWEEPQ_REDIS_URL, "
+                   "or use `sweepq run` (it starts an embedded server)")
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@contextlib.contextmanager
+def session(**kwargs: Any):  # noqa: ANN201
+    s = open_session(**kwargs)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _load(config_path: str) -> dict[str, Any]:
+    from sweepq.config import ConfigError, load_config
+
+    try:
+        return load_config(Path(config_path)) if os.path.exists(config_path) else load_config(config_path)
+    except ConfigError as exc:
+        for e in exc.errors:
+            click.echo(f"{config_path}: {e}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def _need_sweep(store: Store, sid: str) -> None:
+    if not store.sweep_exists(sid):
+        raise CliError(f"unknown sweep {sid!r}", EXIT_NOT_FOUND)
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, default=str))
+
+
+# -- sweep ----------------------------------------------------------------------------------------
+@main.command("sweep")
+@click.argument("config_path", metavar="CONFIG")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the sweep id.")
+def sweep_cmd(config_path: str, quiet: bool) -> None:
+    """Register a sweep; the controller starts it."""
+    config = _load(config_path)
+    with session() as s:
+        sid = s.store.create_sweep(config)
+    if quiet:
+        click.echo(sid)
+    else:
+        click.echo(f"Created sweep {sid}")
+        click.echo(f"Run trials with: sweepq agent {sid}   (or celery -A sweepq.worker worker)")
+        click.echo(sid)
+
+
+# -- controller -----------------------------------------------------------------------------------
+@main.command("controller")
+@click.option("--tick", default=0.5, show_default=True, help="Seconds between passes when idle.")
+def controller_cmd(tick: float) -> None:
+    """The long-running controller for all sweeps (SIGTERM: clean exit)."""
+    from sweepq.controller import Controller
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with session() as s:
+        ctl = Controller(s.store, tick=tick)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: ctl.stop_event.set())
+        ctl.run()
+
+
+# -- agent / worker process -------------------------------------------------------------------------
+def worker_argv(queues: list[str], concurrency: int, name: str, loglevel: str = "WARNING") -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", ",".join(queues),
+            "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle",
+            "-l", loglevel, "-E"]
+
+
+class AgentProcess:
+    """A Celery worker child bound to one sweep (``sweepq agent`` and ``sweepq run``)."""
+
+    def __init__(self, store: Store, sweep_id: str, slots: int, count: int | None = None,
+                 gpus: list[str] | None = None, loglevel: str = "WARNING") -> None:
+        self.store = store
+        self.sid = sweep_id
+        self.name = f"agent-{sweep_id}-{secrets.token_hex(3)}@{socket.gethostname()}"
+        self.count = count
+        env = dict(os.environ)
+        env.update({"SWEEPQ_AGENT_SWEEP": sweep_id, "SWEEPQ_AGENT_NAME": self.name,
+                    "SWEEPQ_REDIS_URL": os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL),
+                    "SWEEPQ_NAMESPACE": store.ns,
+                    # SIGTERM = cold shutdown: running trials are stopped and handed back at once
+                    "REMAP_SIGTERM": "SIGQUIT"})
+        if count:
+            env["SWEEPQ_AGENT_COUNT"] = str(count)
+        if gpus is not None:
+            env["SWEEPQ_GPUS"] = ",".join(gpus)
+        self.argv = worker_argv([store.keys.agent_queue(sweep_id)], slots, self.name, loglevel)
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def done_count(self) -> int:
+        return int(self.store.r.get(self.store.keys.agent_count(self.name) + ":done") or 0)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        with contextlib.suppress(Exception):
+            p = self.store.r.pipeline()
+            p.delete(self.store.keys.agent_count(self.name), self.store.keys.agent_count(self.name) + ":done")
+            p.zrem(self.store.keys.workers, self.name)
+            p.delete(self.store.keys.worker(self.name))
+            p.execute()
+
+
+def _default_slots(gpus: list[str] | None, per_trial: int = 1) -> int:
+    if gpus:
+        return max(1, len(gpus) // max(1, per_trial))
+    return 1
+
+
+def run_agent_process(sweep_id: str, count: int | None = None, gpus: str | None = None,
+                      workers: int | None = None, controller: bool = True) -> int:
+    """Run trials of one sweep on this machine until it ends or ``count`` trials ran."""
+    from sweepq.controller import run_controller_thread
+    from sweepq.gpus import detect_gpus, parse_gpu_list
+
+    with session() as s:
+        _need_sweep(s.store, sweep_id)
+        gpu_list = parse_gpu_list(gpus) if gpus is not None else detect_gpus()
+        config = s.store.sweep_config(sweep_id)
+        slots = workers or _default_slots(gpu_list, int(config.get("gpus_per_trial") or 1))
+        ctl = th = None
+        if controller:
+            ctl, th = run_controller_thread(s.store, tick=0.25)
+        agent = AgentProcess(s.store, sweep_id, slots, count=count,
+                             gpus=gpu_list if gpus is not None else None)
+        agent.start()
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"agent {agent.name}: {slots} slot(s) on sweep {sweep_id}", err=True)
+        try:
+            while not stop.wait(0.5):
+                if not agent.alive():
+                    break
+                if count and agent.done_count() >= count:
+                    break
+                if sweep_id not in s.store.active_sweeps():
+                    break
+        finally:
+            agent.stop()
+            if ctl is not None:
+                ctl.stop_event.set()
+                th.join(timeout=5)
+        return 0
+
+
+@main.command("agent")
+@click.argument("sweep_id")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N trials.")
+@click.option("--gpus", default=None, help="GPU ids to use, e.g. 0,1 (default: all detected).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Concurrent trials (default: one per GPU slot, else 1).")
+@click.option("--no-controller", is_flag=True, help="Do not run a standby controller in this process.")
+def agent_cmd(sweep_id: str, count: int | None, gpus: str | None, workers: int | None,
+              no_controller: bool) -> None:
+    """Run this sweep's trials on this machine (a Celery worker bound to the sweep)."""
+    sys.exit(run_agent_process(sweep_id, count=count, gpus=gpus, workers=workers,
+                               controller=not no_controller))
+
+
+# -- run: everything on one machine -----------------------------------------------------------------
+def _config_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _find_resumable(store: Store, digest: str) -> str | None:
+    for sid in store.active_sweeps():
+        if store.r.hget(store.keys.sweep(sid), "digest") == digest:
+            return sid
+    return None
+
+
+@main.command("run")
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Concurrent trials on this machine (default: one per GPU, else 2).")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Run at most N trials (a run_cap).")
+@click.option("--embedded", is_flag=True, help="Use the embedded store even if a Redis answers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON on stdout.")
+@click.option("--new", is_flag=True, help="Start a new sweep even if an unfinished one matches.")
+def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: bool, as_json: bool,
+            new: bool) -> None:
+    """Register a sweep, control it and run its trials here, with a live progress bar."""
+    from sweepq.controller import run_controller_thread
+    from sweepq.gpus import detect_gpus
+
+    config = _load(config_path)
+    if count:
+        config["run_cap"] = min(int(config.get("run_cap") or count), count)
+    digest = _config_digest(config)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    s = open_session(embedded=embedded, start_embedded=True)
+    store = s.store
+    interrupted = threading.Event()
+    agent = ctl = th = None
+    try:
+        sid = None if new else _find_resumable(store, digest)
+        if sid:
+            click.echo(f"resuming sweep {sid}", err=True)
+        else:
+            sid = store.create_sweep(config)
+            store.set_sweep_fields(sid, digest=digest, source=str(Path(config_path).resolve())
+                                   if os.path.exists(config_path) else "")
+        gpus = detect_gpus()
+        slots = workers or (_default_slots(gpus, int(config.get("gpus_per_trial") or 1)) if gpus else 2)
+        ctl, th = run_controller_thread(store, tick=0.25)
+        agent = AgentProcess(store, sid, slots)
+        agent.start()
+        prev = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        where = f"embedded {s.embedded.kind}" if s.embedded else _redact(os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL))
+        click.echo(f"sweep {sid}: {config['method']} search, {slots} worker slot(s), store: {where}", err=True)
+        _progress(store, sid, config, interrupted, agent, quiet=as_json)
+        for sig, h in prev.items():
+            signal.signal(sig, h)
+    finally:
+        if agent is not None:
+            agent.stop()
+        if ctl is not None:
+            ctl.stop_event.set()
+            th.join(timeout=5)
+    try:
+        status = store.status(sid)
+        if as_json:
+            _echo_json(status)
+        else:
+            _print_summary(store, sid, status)
+        if interrupted.is_set():
+            click.echo(f"interrupted: sweep {sid} kept; run the same command again to resume", err=True)
+    finally:
+        s.close()
+    if interrupted.is_set():
+        sys.exit(130)
+    sys.exit(0 if status["state"] in ("finished", "stopped") else 1)
+
+
+def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threading.Event,
+              agent: AgentProcess, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cap = config.get("run_cap")
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                  disable=quiet or not console.is_terminal, transient=False) as prog:
+        task = prog.add_task(sid, total=cap, info="")
+        dead_since = None
+        while not interrupted.wait(0.3):
+            st = store.status(sid)
+            c = st["counts"]
+            done = sum(c[k] for k in ("finished", "failed", "crashed", "stopped", "canceled"))
+            best = st["best"]
+            info = (f"running {c['running']}  failed {c['failed'] + c['crashed']}  "
+                    + (f"best {best['value']:.6g}" if best else "best -"))
+            prog.update(task, completed=done, info=info)
+            if sid not in store.active_sweeps():
+                break
+            if not agent.alive():
+                dead_since = dead_since or time.monotonic()
+                if time.monotonic() - dead_since > 2:
+                    raise CliError(f"the worker process exited (code {agent.proc.returncode}); see its output above")
+
+
+def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    trials = [t for t in store.get_trials(store.trial_ids(sid), history=False)]
+    goal = status["metric"]["goal"]
+    metric = status["metric"]["name"]
+    scored = [t for t in trials if t["metric"] is not None and t["state"] == "finished"]
+    scored.sort(key=lambda t: t["metric"], reverse=(goal == "maximize"))
+    table = Table(title=f"sweep {sid}: {status['state']} ({status.get('end_reason') or ''})")
+    for col in ("run", "state", metric or "metric", "params"):
+        table.add_column(col)
+    shown = scored[:10] + [t for t in trials if t["state"] in ("failed", "crashed")][:5]
+    for t in shown:
+        table.add_row(t["id"], t["state"], "-" if t["metric"] is None else f"{t['metric']:.6g}",
+                      json.dumps(t["params"], default=str)[:80])
+    console.print(table)
+    c = status["counts"]
+    console.print("  ".join(f"{k} {v}" for k, v in c.items() if v))
+    for w in status.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    best = status["best"]
+    if best:
+        console.print(f"best run {best['run_id']}: {metric} = {best['value']:.6g}  params {json.dumps(best['params'], default=str)}")
+    else:
+        console.print("no finished run logged the metric")
+
+
+# -- reading --------------------------------------------------------------------------------------
+@main.command("status")
+@click.argument("sweep_id")
+@click.option("--json", "as_json", is_flag=True)
+def status_cmd(sweep_id: str, as_json: bool) -> None:
+    """State, counts per trial state, best so far."""
+    with session() as s:
+        _need_sweep(s.store, sweep_id)
+        st = s.store.status(sweep_id)
+    if as_json:
+        _echo_json(st)
+        return
+    click.echo(f"sweep {st['id']}  state {st['state']}  method {st['method']}  "
+               f"metric {st['metric']['name']} ({st['metric']['goal']})")
+    click.echo("  ".join(f"{k} {v}" for k, v in st["counts"].items()))
+    b = st["best"]
+    click.echo(f"best {b['run_id']} = {b['value']:.6g} {json.dumps(b['params'], default=str)}" if b else "best -")
+    for w in st.get("warnings") or []:
+        click.echo(f"warning: {w}")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(as_json: bool) -> None:
+    """All sweeps."""
+    with session() as s:
+        rows = [s.store.status(sid) for sid in s.store.list_sweeps()]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no sweeps")
+        return
+    for st in rows:
+        b = st["best"]
+        done = sum(v for k, v in st["counts"].items() if k not in ("queued", "running"))
+        click.echo(f"{st['id']}  {st['state']:<9} {st['method']:<7} trials {done}/{st['trials']}  "
+                   f"best {b['value']:.6g}" if b else f"{st['id']}  {st['state']:<9} {st['method']:<7} "
+                   f"trials {done}/{st['trials']}  best -")
+
+
+RUN_FIELDS = ["id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker", "exit_code"]
+
+
+@main.command("runs")
+@click.argument("sweep_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
+    """Every trial: id, state, params, metric, steps, times, worker, exit code."""
+    with session() as s:
+        _need_sweep(s.store, sweep_id)
+        runs = [Store.run_json(t) for t in s.store.get_trials(s.store.trial_ids(sweep_id), history=False)]
+    if as_json:
+        _echo_json(runs)
+    elif as_csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=RUN_FIELDS + ["reason"], extrasaction="ignore")
+        w.writeheader()
+        for r in runs:
+            w.writerow({**r, "params": json.dumps(r["params"], default=str)})
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        for r in runs:
+            m = "-" if r["metric"] is None else f"{r['metric']:.6g}"
+            click.echo(f"{r['id']:<16} {r['state']:<9} {m:>12}  {json.dumps(r['params'], default=str)}")
+
+
+@main.command("best")
+@click.argument("sweep_id")
+@click.option("--json", "as_json", is_flag=True)
+def best_cmd(sweep_id: str, as_json: bool) -> None:
+    """The best finished trial (exit 3 if none yet)."""
+    with session() as s:
+        _need_sweep(s.store, sweep_id)
+        b = s.store.best(sweep_id)
+    if b is None:
+        raise CliError(f"sweep {sweep_id} has no finished trial with a metric yet", EXIT_NOT_FOUND)
+    if as_json:
+        _echo_json(b)
+    else:
+        click.echo(f"{b['run_id']}  {b['value']:.6g}  {json.dumps(b['params'], default=str)}")
+
+
+def _action(name: str, doc: str) -> None:
+    @main.command(name, help=doc)
+    @click.argument("sweep_id")
+    def cmd(sweep_id: str) -> None:
+        with session() as s:
+            _need_sweep(s.store, sweep_id)
+            try:
+                state = s.store.sweep_action(sweep_id, name)
+            except NotFound as exc:
+                raise CliError(str(exc), EXIT_NOT_FOUND) from None
+            except StoreError as exc:
+                raise CliError(str(exc), EXIT_BAD_INPUT) from None
+        click.echo(f"sweep {sweep_id}: {state}")
+
+
+_action("pause", "No new trials until resume; running ones continue.")
+_action("resume", "Start new trials again.")
+_action("stop", "No new trials; running ones finish.")
+_action("cancel", "No new trials; running ones are killed.")

@@ -1,0 +1,285 @@
+"""What a training script imports: ``run = sweepq.init(config=defaults)``, ``run.log``, ``run.finish``.
+
+Inside a sweep trial (the worker sets ``SWEEPQ_RUN_ID`` and ``SWEEPQ_PARAMS``) the trial's
+parameters override the defaults and every ``run.log`` prints one ``@sweepq {json}`` line to
+stdout; the worker parses those lines and stores them. No Redis connection is needed in the
+training process, so a Redis outage never touches it, and any language can report metrics by
+printing the same line. Outside a sweep the same script runs standalone: the defaults are used
+and ``log`` keeps the values in ``run.summary`` and ``run.history``.
+
+``sweepq.sweep(config)`` and ``sweepq.agent(sweep_id, function=train, count=N)`` mirror
+``wandb.sweep``/``wandb.agent`` for trials that run as Python functions in this process.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+METRIC_PREFIX = "@sweepq "
+
+
+class Config(dict):
+    """The trial's parameters over the script's defaults; ``config.lr`` and ``config["lr"]``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+        return Config(value) if isinstance(value, dict) and not isinstance(value, Config) else value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def update_defaults(self, defaults: dict[str, Any]) -> None:
+        for k, v in defaults.items():
+            self.setdefault(k, v)
+
+
+def _jsonable(v: Any) -> Any:
+    """Numbers as JSON numbers (NaN/inf as strings, which the worker ignores), numpy scalars too."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return v
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f if math.isfinite(f) else str(f)
+
+
+class Run:
+    """One trial as seen from the training script."""
+
+    def __init__(self, config: Config, run_id: str | None, sweep_id: str | None,
+                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.id = run_id
+        self.sweep_id = sweep_id
+        self.summary: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self._sink = sink
+        self._step = 0
+        self._finished = False
+        self._stop_file = os.environ.get("SWEEPQ_STOP_FILE") if run_id else None
+        self._stop_event: threading.Event | None = None
+
+    @property
+    def in_sweep(self) -> bool:
+        return self.id is not None
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None:
+        """Record metrics; inside a sweep they reach the controller within a second."""
+        if not isinstance(data, dict):
+            raise TypeError("run.log expects a dict of metric name -> value")
+        row = {str(k): _jsonable(v) for k, v in data.items()}
+        if step is not None:
+            self._step = int(step)
+        row.setdefault("_step", self._step)
+        self._step += 1
+        self.history.append(row)
+        self.summary.update({k: v for k, v in row.items() if not k.startswith("_")})
+        if self._sink is not None:
+            self._sink(row)
+        elif self.in_sweep:
+            out = sys.__stdout__ or sys.stdout
+            out.write(METRIC_PREFIX + json.dumps(row) + "\n")
+            out.flush()
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the controller asked this trial to stop (early termination or cancel): a
+        script that checks it can save a checkpoint and exit before the SIGKILL grace ends."""
+        if self._stop_event is not None and self._stop_event.is_set():
+            return True
+        return bool(self._stop_file) and Path(self._stop_file).exists()
+
+    def finish(self) -> None:
+        self._finished = True
+        global _current
+        if _current is self:
+            _current = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+
+_current: Run | None = None
+_inprocess = threading.local()
+
+
+def init(config: dict[str, Any] | None = None, **_: Any) -> Run:
+    """Start the run: the sweep's parameters (if any) over ``config`` defaults.
+
+    Nested groups from the sweep replace the whole default subtree, as in W&B.
+    """
+    global _current
+    ctx = getattr(_inprocess, "ctx", None)
+    if ctx is not None:
+        params, run_id, sweep_id, sink, stop_event = ctx
+    else:
+        run_id = os.environ.get("SWEEPQ_RUN_ID") or None
+        sweep_id = os.environ.get("SWEEPQ_SWEEP_ID") or None
+        params, sink, stop_event = {}, None, None
+        raw = os.environ.get("SWEEPQ_PARAMS")
+        if run_id and raw:
+            try:
+                loaded = json.loads(raw)
+                params = loaded if isinstance(loaded, dict) else {}
+            except ValueError:
+                params = {}
+    cfg = Config(copy.deepcopy(params))
+    cfg.update_defaults(copy.deepcopy(dict(config or {})))
+    run = Run(cfg, run_id, sweep_id, sink=sink)
+    run._stop_event = stop_event
+    _current = run
+    return run
+
+
+def log(data: dict[str, Any], step: int | None = None) -> None:
+    """``sweepq.log(...)`` on the current run (starting one if needed)."""
+    (_current or init()).log(data, step=step)
+
+
+# -- in-process sweeps ----------------------------------------------------------------------------
+def sweep(config: Any, **_: Any) -> str:
+    """Register a sweep from a dict, YAML text or path; returns its id."""
+    from sweepq.config import load_config
+    from sweepq.store import Store
+
+    return Store().create_sweep(load_config(config))
+
+
+def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int | None = None,
+          *, store: Any = None, controller: bool = True, poll: float = 0.1) -> None:
+    """Run trials of ``sweep_id`` as calls of ``function`` in this process, like ``wandb.agent``.
+
+    Each call sees its own ``run.config`` through ``sweepq.init()``. The agent registers as a
+    one-slot worker bound to the sweep; the controller (started here too unless one already leads)
+    hands it trials that it claims directly from Redis (no Celery message: it is in-process).
+    A function that raises ends its trial as ``failed`` with the exception in the log tail.
+    """
+    if function is None:
+        from sweepq.cli.sweep_cmds import run_agent_process
+
+        run_agent_process(sweep_id, count=count)
+        return
+    from sweepq.store import Store
+
+    st = store or Store()
+    st.get_sweep(sweep_id)  # raises NotFound early
+    name = f"inproc-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    queue = f"direct:{sweep_id}"
+    ctl = th = None
+    if controller:
+        from sweepq.controller import run_controller_thread
+
+        ctl, th = run_controller_thread(st, tick=0.2)
+    stop_beat = threading.Event()
+
+    def beat() -> None:
+        while not stop_beat.is_set():
+            try:
+                st.register_worker(name, 1, [queue], sweep=sweep_id, ttl=15.0)
+            except Exception:
+                pass
+            stop_beat.wait(5.0)
+
+    threading.Thread(target=beat, daemon=True).start()
+    done = 0
+    try:
+        while count is None or done < count:
+            state = st.sweep_state(sweep_id)
+            inflight = st.inflight_ids(sweep_id)
+            if state not in ("running", "paused") and not inflight:
+                break
+            tid = _next_direct_trial(st, sweep_id, inflight, queue)
+            if tid is None:
+                if state != "running" and not inflight:
+                    break
+                time.sleep(poll)
+                continue
+            if _run_function_trial(st, sweep_id, tid, name, function):
+                done += 1
+    finally:
+        stop_beat.set()
+        try:
+            st.unregister_worker(name)
+        except Exception:
+            pass
+        if ctl is not None:
+            ctl.stop_event.set()
+            th.join(timeout=5)
+
+
+def _next_direct_trial(st: Any, sid: str, inflight: set[str], queue: str) -> str | None:
+    for t in st.get_trials(sorted(inflight), history=False):
+        if t["state"] == "queued" and t.get("queue") == queue:
+            return t["id"]
+    return None
+
+
+def _run_function_trial(st: Any, sid: str, tid: str, worker: str, function: Callable[[], Any]) -> bool:
+    import traceback
+
+    owner = f"{worker}:{secrets.token_hex(4)}"
+    claim = st.claim(sid, tid, owner, worker, 60.0)
+    if not claim.ok:
+        return False
+    trial = st.get_trial(tid, history=False)
+    config = st.sweep_config(sid)
+    metric = (config.get("metric") or {}).get("name")
+    stop_event = threading.Event()
+    lock = threading.Lock()
+
+    def sink(row: dict[str, Any]) -> None:
+        from sweepq.runner import metric_values
+
+        with lock:
+            st.log_metrics(sid, tid, owner, metric_values([row], metric) if metric else [],
+                           [json.dumps(row)])
+
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(10.0):
+            try:
+                owned, req = st.heartbeat(tid, owner, 60.0)
+                if req or not owned:
+                    stop_event.set()
+            except Exception:
+                pass
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    _inprocess.ctx = (trial["params"], tid, sid, sink, stop_event)
+    state, code, tail = "finished", 0, ""
+    try:
+        function()
+    except Exception as exc:
+        state, code = "failed", 1
+        tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:]
+    finally:
+        _inprocess.ctx = None
+        done.set()
+        global _current
+        _current = None
+    if stop_event.is_set() and state == "finished":
+        state = "stopped"
+    st.finish_trial(sid, tid, owner, state, code, reason="" if state == "finished" else state,
+                    log_tail=tail, goal=(config.get("metric") or {}).get("goal", "minimize"))
+    return True

@@ -1,0 +1,318 @@
+"""The controller: for every active sweep, keep the right number of trials queued, stop losers,
+reap lost trials, and end the sweep when it is done.
+
+It keeps no state that Redis does not have: its per-sweep cache of trials is rebuilt from Redis
+when it starts and refreshed from the event stream and the in-flight set, so a controller killed
+and restarted carries on. Several controllers may run (every ``sweepq agent`` and ``sweepq run``
+starts one); a leader lease in Redis lets exactly one act at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweepq import engine
+from sweepq.store import FINAL_STATES, NotFound, Store
+
+log = logging.getLogger("sweepq.controller")
+
+LEADER_TTL_MS = 10_000
+WORKERS_REFRESH_S = 2.0
+
+
+@dataclass
+class _SweepView:
+    """What the controller knows of one sweep (derived from Redis, never the source of truth)."""
+
+    config: dict[str, Any]
+    trials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loaded: bool = False
+    metrics_dirty: bool = True
+    exhausted: bool = False
+    published_at: dict[str, float] = field(default_factory=dict)
+
+
+Publisher = Callable[[str, str, str, int], None]
+
+
+class Controller:
+    """One controller process (or thread). ``run()`` loops until ``stop`` is set."""
+
+    def __init__(self, store: Store, publish: Publisher | None = None, tick: float = 0.5,
+                 name: str | None = None) -> None:
+        self.store = store
+        if publish is None:
+            from sweepq.worker import publish_trial
+
+            publish = publish_trial
+        self.publish = publish
+        self.tick = tick
+        self.name = name or f"{socket.gethostname()}:{secrets.token_hex(3)}"
+        self.token = f"{self.name}:{secrets.token_hex(8)}"
+        self.views: dict[str, _SweepView] = {}
+        self.stop_event = threading.Event()
+        self.is_leader = False
+        self._workers: list[dict[str, Any]] = []
+        self._workers_at = 0.0
+        self._last_event = "$"
+        self._dirty: dict[str, set[str]] = {}
+        self.stats = {"suggest_s": [], "stops": 0, "reaped": 0}
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        log.info("controller %s starting", self.name)
+        try:
+            self._last_event = self.store.last_event_id()
+        except Exception:
+            self._last_event = "0-0"
+        while not self.stop_event.is_set():
+            try:
+                self._lead()
+                if not self.is_leader:
+                    self.stop_event.wait(min(1.0, self.tick * 2))
+                    continue
+                self._collect_events(self.tick)
+                self.step()
+            except Exception as exc:  # Redis restarting, a network blip: keep going
+                log.warning("controller step failed: %s: %s", type(exc).__name__, exc)
+                self.is_leader = False
+                self.views.clear()  # resync fully from Redis once it answers
+                self.stop_event.wait(1.0)
+        if self.is_leader:
+            try:
+                self.store.release_leader(self.token)
+            except Exception:
+                pass
+        log.info("controller %s stopped", self.name)
+
+    def _lead(self) -> None:
+        was = self.is_leader
+        self.is_leader = self.store.acquire_leader(self.token, LEADER_TTL_MS)
+        if self.is_leader and not was:
+            log.info("controller %s is the leader", self.name)
+            self.views.clear()
+
+    def _collect_events(self, timeout: float) -> None:
+        last, events = self.store.wait_events(self._last_event, timeout)
+        self._last_event = last
+        for ev in events:
+            sid, tid, kind = ev.get("sweep", ""), ev.get("trial", ""), ev.get("kind", "")
+            if not sid:
+                continue
+            self._dirty.setdefault(sid, set())
+            if tid:
+                self._dirty[sid].add(tid)
+            view = self.views.get(sid)
+            if view is not None and kind in ("metric", "state"):
+                view.metrics_dirty = True
+
+    def step(self) -> None:
+        """One pass over every active sweep (public so tests can drive it without threads)."""
+        self.reap()
+        for sid in self.store.active_sweeps():
+            try:
+                self.step_sweep(sid)
+            except NotFound:
+                self.views.pop(sid, None)
+                self.store.r.srem(self.store.keys.active_sweeps, sid)
+        self._dirty.clear()
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def workers(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if now - self._workers_at > WORKERS_REFRESH_S:
+            self._workers = self.store.alive_workers()
+            self._workers_at = now
+        return self._workers
+
+    def reap(self) -> None:
+        """Requeue (or crash) running trials whose worker stopped renewing the lease."""
+        for tid in self.store.expired_leases():
+            sid = tid.rsplit("-", 1)[0]
+            try:
+                retries = int(self._view(sid).config.get("retries", 1))
+            except NotFound:
+                retries = 0
+            res = self.store.reap(sid, tid, retries, "worker lost (lease expired)")
+            if res in ("requeued", "crashed"):
+                self.stats["reaped"] += 1
+                log.info("trial %s %s (lease expired)", tid, res)
+                self._dirty.setdefault(sid, set()).add(tid)
+
+    def _view(self, sid: str) -> _SweepView:
+        view = self.views.get(sid)
+        if view is None:
+            view = _SweepView(config=self.store.sweep_config(sid))
+            self.views[sid] = view
+        return view
+
+    def _refresh(self, sid: str, view: _SweepView) -> None:
+        if not view.loaded:
+            ids = self.store.trial_ids(sid)
+            view.trials = {t["id"]: t for t in self.store.get_trials(ids)}
+            view.loaded = True
+            view.metrics_dirty = True
+            return
+        cached_inflight = {tid for tid, t in view.trials.items() if t["state"] not in FINAL_STATES}
+        ids = cached_inflight | self.store.inflight_ids(sid) | self._dirty.get(sid, set())
+        if ids:
+            for t in self.store.get_trials(sorted(ids)):
+                view.trials[t["id"]] = t
+
+    def _target_inflight(self, sid: str, config: dict[str, Any]) -> tuple[int, dict[str, int]]:
+        """(how many trials to keep queued+running, slots of agents bound to this sweep by queue)."""
+        queue = config.get("queue") or "sweepq"
+        slots = 0
+        agents: dict[str, int] = {}
+        for w in self.workers():
+            if w.get("sweep") == sid:
+                q = (w.get("queues") or [self.store.keys.agent_queue(sid)])[0]
+                agents[q] = agents.get(q, 0) + w["slots"]
+            elif queue in w.get("queues", []):
+                slots += w["slots"]
+        total = slots + sum(agents.values())
+        # keep every slot busy plus one suggestion ready, so a freed slot never waits for us
+        target = total + 1 if total else 1
+        cap = config.get("max_concurrent")
+        if cap:
+            target = min(target, int(cap))
+        return target, agents
+
+    def _route(self, sid: str, config: dict[str, Any], view: _SweepView, agents: dict[str, int]) -> str:
+        """Agents bound to the sweep get its trials while they have room; shared workers the rest."""
+        for q, slots in sorted(agents.items()):
+            on_q = sum(1 for t in view.trials.values()
+                       if t["state"] in ("queued", "running") and t.get("queue") == q)
+            if on_q < slots + 1:
+                return q
+        return config.get("queue") or "sweepq"
+
+    def _publish(self, sid: str, tid: str, queue: str, attempt: int) -> None:
+        if not queue.startswith("direct:"):  # in-process agents claim from Redis directly
+            self.publish(sid, tid, queue, attempt)
+        self.store.mark_published(tid, queue)
+
+    def step_sweep(self, sid: str) -> None:
+        sweep = self.store.get_sweep(sid)
+        state = sweep["state"]
+        view = self._view(sid)
+        config = view.config
+        self._refresh(sid, view)
+        trials = list(view.trials.values())
+        inflight = [t for t in trials if t["state"] in ("queued", "running")]
+        _, agents = self._target_inflight(sid, config)
+
+        if state == "running":
+            # trials created but never sent (a publish failed, a pause, a reaped trial): send them
+            for t in inflight:
+                if t["state"] == "queued" and not t["published"]:
+                    self._publish(sid, t["id"], self._route(sid, config, view, agents), t["attempt"])
+                    t["published"] = True
+            if config.get("early_terminate") and view.metrics_dirty:
+                view.metrics_dirty = False
+                for tid in engine.to_stop(config, trials):
+                    if view.trials.get(tid, {}).get("stop"):
+                        continue
+                    if self.store.request_stop(sid, tid, "stop") == "requested":
+                        self.stats["stops"] += 1
+                        view.trials[tid]["stop"] = "stop"
+                        log.info("early-terminating trial %s", tid)
+            self._warn_missing_metric(sid, config, trials, sweep)
+            done_reason = self._done_reason(config, sweep, view, trials)
+            if done_reason is None:
+                self._fill(sid, config, view, trials, inflight, agents)
+                inflight = [t for t in view.trials.values() if t["state"] in ("queued", "running")]
+                done_reason = self._done_reason(config, sweep, view, list(view.trials.values()))
+            if done_reason and not inflight:
+                log.info("sweep %s finished: %s", sid, done_reason)
+                self.store.finish_sweep(sid, "finished", done_reason)
+                self.views.pop(sid, None)
+        elif state in ("stopped", "canceled"):
+            if not inflight:
+                self.store.finish_sweep(sid, state, f"sweep {state}")
+                self.views.pop(sid, None)
+        elif state == "finished":
+            self.store.finish_sweep(sid, "finished", sweep.get("end_reason", ""))
+            self.views.pop(sid, None)
+
+    def _done_reason(self, config: dict[str, Any], sweep: dict[str, Any], view: _SweepView,
+                     trials: list[dict[str, Any]]) -> str | None:
+        if view.exhausted:
+            return "search space exhausted"
+        cap = config.get("run_cap")
+        if cap and len(trials) >= int(cap):
+            return f"run_cap {cap} reached"
+        target = (config.get("metric") or {}).get("target")
+        best = sweep.get("best_value")
+        if target is not None and best not in (None, ""):
+            goal = (config.get("metric") or {}).get("goal", "minimize")
+            b = float(best)
+            if (goal == "maximize" and b >= float(target)) or (goal != "maximize" and b <= float(target)):
+                return f"metric target {target} reached"
+        return None
+
+    def _fill(self, sid: str, config: dict[str, Any], view: _SweepView, trials: list[dict[str, Any]],
+              inflight: list[dict[str, Any]], agents: dict[str, int]) -> None:
+        target, _ = self._target_inflight(sid, config)
+        n_new = target - len(inflight)
+        cap = config.get("run_cap")
+        if cap:
+            n_new = min(n_new, int(cap) - len(trials))
+        if n_new <= 0:
+            return
+        t0 = time.perf_counter()
+        suggestions = engine.suggest(config, trials, n=n_new)
+        self.stats["suggest_s"].append(time.perf_counter() - t0)
+        if len(self.stats["suggest_s"]) > 1000:
+            del self.stats["suggest_s"][:500]
+        if not suggestions:
+            if config.get("method") == "grid":
+                view.exhausted = True
+            return
+        ids = self.store.create_trials(sid, suggestions, run_cap=cap)
+        for tid, params in zip(ids, suggestions, strict=False):
+            view.trials[tid] = {"id": tid, "state": "queued", "params": params, "metric": None,
+                                "history": [], "published": False, "attempt": 0, "stop": "",
+                                "queue": ""}
+            q = self._route(sid, config, view, agents)
+            self._publish(sid, tid, q, 0)
+            view.trials[tid]["queue"] = q
+            view.trials[tid]["published"] = True
+
+    def _warn_missing_metric(self, sid: str, config: dict[str, Any], trials: list[dict[str, Any]],
+                             sweep: dict[str, Any]) -> None:
+        name = (config.get("metric") or {}).get("name")
+        if not name:
+            return
+        ended = [t for t in trials if t["state"] in ("finished", "failed", "stopped")]
+        warnings = list(sweep.get("warnings") or [])
+        msg = f"metric {name!r} was never logged by any ended trial; check the name your program logs"
+        missing = len(ended) >= 1 and all(t["metric"] is None and not t.get("history") for t in ended)
+        if missing and msg not in warnings:
+            self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
+        elif not missing and msg in warnings:
+            self.store.set_sweep_fields(sid, warnings=[w for w in warnings if w != msg])
+
+
+def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:
+    """Start a controller in a daemon thread (``sweepq run`` and ``sweepq agent`` use this)."""
+    ctl = Controller(store, publish=publish, tick=tick)
+    th = threading.Thread(target=ctl.run, name="sweepq-controller", daemon=True)
+    th.start()
+    return ctl, th
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    i = min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))
+    return s[i]

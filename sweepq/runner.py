@@ -1,0 +1,437 @@
+"""Run one trial: the user's command as a subprocess in its own process group, watched.
+
+Why this shape (CELERY-NOTES sections 3 and 8):
+* ``start_new_session=True`` so a stop reaches the whole process group (the program and every
+  child it forked) and nothing is orphaned when a Celery pool child dies.
+* Stops arrive on a Redis list the runner BLPOPs, so a stop lands within milliseconds; SIGTERM
+  first, SIGKILL after the sweep's grace period.
+* Signal handlers only forward the signal and set a flag: waiting inside a handler deadlocks
+  ``Popen.wait``. Escalation happens in the main loop.
+* Metrics are read from the program's stdout (``@sweepq {json}`` lines) by a reader thread and
+  written to Redis in batches by the main loop; a Redis outage never kills a healthy trial: writes
+  are buffered and retried, and the trial keeps running.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from sweepq import command as command_mod
+from sweepq.store import Store, finite_number
+
+log = logging.getLogger("sweepq.runner")
+
+METRIC_PREFIX = b"@sweepq "
+MAX_LINE = 1 << 20  # longer metric lines are treated as ordinary output
+LOG_CAP_BYTES = 20 << 20  # per-trial log file cap; the rest is counted, not written
+TAIL_LINES = 40
+TAIL_CHARS = 8000
+
+
+@dataclass
+class TrialOutcome:
+    state: str  # finished | failed | stopped | canceled | released | lost | skipped
+    exit_code: int | None = None
+    reason: str = ""
+    tail: str = ""
+
+
+@dataclass
+class _Stream:
+    """Collects a pipe into the log file and a bounded tail; parses metric lines from stdout."""
+
+    name: str
+    logf: Any
+    metrics: queue.Queue | None
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    written: int = 0
+    dropped: int = 0
+    bad_metric_lines: int = 0
+
+    def pump(self, pipe: Any, lock: threading.Lock) -> None:
+        for raw in iter(lambda: pipe.readline(MAX_LINE + 1), b""):
+            if self.metrics is not None and raw.startswith(METRIC_PREFIX) and len(raw) <= MAX_LINE:
+                row = _parse_metric_line(raw)
+                if row is not None:
+                    self.metrics.put(row)
+                    continue
+                self.bad_metric_lines += 1
+            text = raw.decode("utf-8", "replace")
+            self.tail.append(f"[{self.name}] {text.rstrip()[:1000]}")
+            with lock:
+                if self.written + len(raw) <= LOG_CAP_BYTES:
+                    try:
+                        self.logf.write(raw)
+                        self.written += len(raw)
+                    except (OSError, ValueError):
+                        pass
+                else:
+                    self.dropped += len(raw)
+        pipe.close()
+
+
+def _parse_metric_line(raw: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(raw[len(METRIC_PREFIX):].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def metric_values(rows: list[dict[str, Any]], name: str) -> list[float]:
+    """Finite numeric values of the sweep metric, in order (NaN, inf, strings, bools skipped)."""
+    out = []
+    for row in rows:
+        if name in row:
+            v = finite_number(row[name])
+            if v is not None:
+                out.append(v)
+    return out
+
+
+def _safe_row_json(row: dict[str, Any]) -> str:
+    try:
+        return json.dumps(row, allow_nan=True, default=str)[:100_000]
+    except (TypeError, ValueError):
+        return json.dumps({"_unserialisable": True})
+
+
+class _Forwarder:
+    """Forward SIGTERM (and billiard's TERM_SIGNAL, SIGQUIT under REMAP_SIGTERM) to the trial's
+    process group so a revoke, a cold shutdown or a Flower kill never orphans a training run."""
+
+    def __init__(self) -> None:
+        self.pgid: int | None = None
+        self.signalled = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        sigs = {signal.SIGTERM, signal.SIGQUIT, signal.SIGINT}
+        for s in sigs:
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except (ValueError, OSError):
+                pass
+
+    def uninstall(self) -> None:
+        for s, h in self._old.items():
+            try:
+                signal.signal(s, h)
+            except (ValueError, OSError, TypeError):
+                pass
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.signalled = True
+        if self.pgid is not None:
+            try:
+                os.killpg(self.pgid, signal.SIGTERM)
+            except OSError:
+                pass
+
+
+def _die_with_parent_fn() -> Any:
+    """A preexec hook asking Linux to SIGKILL the trial if the worker process running it dies
+    (a SIGKILLed pool child must not leave its training run behind, holding a GPU). Prepared
+    before fork: the hook itself only makes one libc call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+
+    return hook
+
+
+_DIE_WITH_PARENT = _die_with_parent_fn()
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+
+
+class TrialRunner:
+    """Runs one claimed trial to its end and records the outcome in the store.
+
+    The caller has already claimed the trial (it owns it under ``owner``).
+    """
+
+    def __init__(self, store: Store, sweep_id: str, trial: dict[str, Any], config: dict[str, Any],
+                 owner: str, *, lease_ttl: float = 30.0, workdir: str | None = None,
+                 gpus: str | None = None, log_dir: str | None = None) -> None:
+        self.store = store
+        self.sid = sweep_id
+        self.trial = trial
+        self.tid = trial["id"]
+        self.config = config
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.workdir = workdir or os.getcwd()
+        self.gpus = gpus
+        self.log_dir = Path(log_dir or os.environ.get("SWEEPQ_LOG_DIR") or Path(self.workdir) / ".sweepq" / "logs")
+        self.metric_name = (config.get("metric") or {}).get("name")
+        self.goal = (config.get("metric") or {}).get("goal", "minimize")
+        self.grace = float(config.get("stop_grace", 30.0) or 0.0)
+        self.timeout = config.get("trial_timeout")
+        self._pending_values: list[float] = []
+        self._pending_rows: list[str] = []
+        self.forwarder = _Forwarder()
+        self.shutdown_grace = 5.0
+        self.pass_fds: list[int] = []  # GPU slot locks: held by the trial process itself
+
+    # -- environment ----------------------------------------------------------------------------
+    def build_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "SWEEPQ_SWEEP_ID": self.sid,
+            "SWEEPQ_RUN_ID": self.tid,
+            "SWEEPQ_PARAMS": json.dumps(self.trial["params"]),
+            "SWEEPQ_REDIS_URL": os.environ.get("SWEEPQ_REDIS_URL", ""),
+            "SWEEPQ_STOP_FILE": str(self.stop_file),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus
+        return env
+
+    @property
+    def stop_file(self) -> Path:
+        return self.log_dir / f"{self.tid}.stop"
+
+    def build_argv(self) -> list[str]:
+        argv = command_mod.render(self.config, self.trial["params"], sweep_id=self.sid, run_id=self.tid,
+                                  args_json_dir=self.workdir, interpreter=sys.executable)
+        if "${args_json_file}" in [str(c) for c in self.config.get("command") or []]:
+            command_mod.write_args_json_file(self.trial["params"], sweep_id=self.sid, run_id=self.tid,
+                                             args_json_dir=self.workdir)
+        return argv
+
+    # -- store calls that must not kill a healthy trial -----------------------------------------
+    def _try(self, fn: Any, *args: Any, default: Any = None, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable (%s); trial %s keeps running", exc, self.tid)
+            return default
+
+    def _must(self, fn: Any, *args: Any, deadline: float = 3600.0, **kwargs: Any) -> Any:
+        """Retry a write that matters (final state) until Redis acknowledges it."""
+        delay = 0.2
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except (RedisError, OSError) as exc:
+                if time.monotonic() > end:
+                    raise
+                log.warning("redis unavailable (%s); retrying final write for %s", exc, self.tid)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _flush_metrics(self, q: queue.Queue, must: bool = False) -> bool:
+        rows = []
+        while True:
+            try:
+                rows.append(q.get_nowait())
+            except queue.Empty:
+                break
+        if rows:
+            if self.metric_name:
+                self._pending_values.extend(metric_values(rows, self.metric_name))
+            self._pending_rows.extend(_safe_row_json(r) for r in rows)
+        if not self._pending_rows:
+            return True
+        args = (self.store.log_metrics, self.sid, self.tid, self.owner, self._pending_values,
+                self._pending_rows)
+        ok = self._must(*args) if must else self._try(*args)
+        if ok is None:
+            return True  # Redis down: keep buffering
+        self._pending_values, self._pending_rows = [], []
+        return bool(ok)
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> TrialOutcome:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.stop_file.unlink()
+        except OSError:
+            pass
+        try:
+            argv = self.build_argv()
+        except Exception as exc:  # a config the renderer cannot use: the trial fails, the sweep lives
+            return self._finish("failed", None, f"cannot build command: {exc}", "")
+        log_path = self.log_dir / f"{self.tid}.log"
+        logf = open(log_path, "ab")  # noqa: SIM115 - closed in finally
+        lock = threading.Lock()
+        mq: queue.Queue = queue.Queue()
+        out = _Stream("stdout", logf, mq)
+        err = _Stream("stderr", logf, None)
+        self.forwarder.install()
+        try:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True,
+                                        env=self.build_env(), cwd=self.workdir,
+                                        pass_fds=tuple(self.pass_fds), preexec_fn=_DIE_WITH_PARENT)
+            except (OSError, ValueError) as exc:
+                msg = f"cannot start {argv[0] if argv else 'command'!r}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+                return self._finish("failed", 127, msg, msg)
+            pgid = proc.pid
+            self.forwarder.pgid = pgid
+            threads = [threading.Thread(target=s.pump, args=(p, lock), daemon=True)
+                       for s, p in ((out, proc.stdout), (err, proc.stderr))]
+            for t in threads:
+                t.start()
+            outcome = self._watch(proc, pgid, mq)
+            for t in threads:
+                t.join(timeout=5)
+            # whatever of the group survived the main process goes too: the slot must be free
+            if group_alive(pgid):
+                kill_group(pgid, signal.SIGTERM)
+                end = time.monotonic() + min(self.grace, 5.0)
+                while group_alive(pgid) and time.monotonic() < end:
+                    time.sleep(0.05)
+                kill_group(pgid, signal.SIGKILL)
+            tail = _tail_text(out, err)
+            if out.bad_metric_lines:
+                tail = f"[sweepq] {out.bad_metric_lines} malformed @sweepq line(s) ignored\n" + tail
+            if outcome.state == "lost":
+                return outcome
+            if outcome.state == "released":
+                self._must(self.store.release_trial, self.sid, self.tid, self.owner, outcome.reason)
+                return outcome
+            self._flush_metrics(mq, must=True)
+            return self._finish(outcome.state, outcome.exit_code, outcome.reason, tail)
+        finally:
+            self.forwarder.uninstall()
+            self.forwarder.pgid = None
+            logf.close()
+
+    def _watch(self, proc: subprocess.Popen, pgid: int, mq: queue.Queue) -> TrialOutcome:
+        started = time.monotonic()
+        last_beat = 0.0
+        beat_every = max(0.2, self.lease_ttl / 3.0)
+        stop_kind = ""
+        term_at: float | None = None
+        killed = False
+        while True:
+            rc = proc.poll()
+            if rc is not None:
+                break
+            now = time.monotonic()
+            if self.forwarder.signalled and not stop_kind:
+                stop_kind = "shutdown"
+                term_at = now
+                kill_group(pgid, signal.SIGTERM)
+            if now - last_beat >= beat_every:
+                res = self._try(self.store.heartbeat, self.tid, self.owner, self.lease_ttl)
+                if res is not None:
+                    last_beat = now
+                    owned, req = res
+                    if not owned:
+                        # fenced: the reaper gave this trial to someone else; stop our copy now
+                        kill_group(pgid, signal.SIGKILL)
+                        proc.wait()
+                        return TrialOutcome("lost", proc.returncode, "lease lost")
+                    if req and not stop_kind:
+                        stop_kind, term_at = req, now
+                        self._begin_stop(pgid)
+            if self.timeout and not stop_kind and now - started > float(self.timeout):
+                stop_kind, term_at = "timeout", now
+                self._begin_stop(pgid)
+            if stop_kind and term_at is not None and not killed:
+                grace = self.shutdown_grace if stop_kind == "shutdown" else self.grace
+                if now - term_at >= grace:
+                    kill_group(pgid, signal.SIGKILL)
+                    killed = True
+            self._flush_metrics(mq)
+            if not stop_kind:
+                req = self._try(self.store.wait_stop, self.tid, 0.25)
+                if req:
+                    stop_kind, term_at = req, time.monotonic()
+                    self._begin_stop(pgid)
+            else:
+                time.sleep(0.05)
+        rc = proc.returncode
+        if stop_kind == "shutdown":
+            return TrialOutcome("released", rc, "worker shut down; trial handed back")
+        if stop_kind == "cancel":
+            return TrialOutcome("canceled", rc, "canceled")
+        if stop_kind == "timeout":
+            return TrialOutcome("failed", rc, f"trial_timeout: ran longer than {self.timeout} s")
+        if stop_kind:
+            return TrialOutcome("stopped", rc, "early-terminated" if stop_kind == "stop" else stop_kind)
+        if rc == 0:
+            return TrialOutcome("finished", 0, "")
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = str(-rc)
+            return TrialOutcome("failed", rc, f"killed by signal {name}")
+        return TrialOutcome("failed", rc, f"exit code {rc}")
+
+    def _begin_stop(self, pgid: int) -> None:
+        try:
+            self.stop_file.touch()
+        except OSError:
+            pass
+        kill_group(pgid, signal.SIGTERM)
+
+    def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
+        ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code,
+                        reason=reason, log_tail=tail[-TAIL_CHARS:], goal=self.goal)
+        try:
+            self.stop_file.unlink()
+        except OSError:
+            pass
+        if not ok:
+            return TrialOutcome("lost", exit_code, "trial no longer owned when finishing")
+        return TrialOutcome(state, exit_code, reason, tail)
+
+
+def _tail_text(out: _Stream, err: _Stream) -> str:
+    lines = list(err.tail) or list(out.tail)
+    if err.tail and out.tail:
+        lines = list(out.tail)[-10:] + list(err.tail)
+    text = "\n".join(lines)
+    if out.dropped or err.dropped:
+        text += f"\n[sweepq] log capped at {LOG_CAP_BYTES} bytes; {out.dropped + err.dropped} bytes not written"
+    return text[-TAIL_CHARS:]

@@ -1,0 +1,722 @@
+"""All of sweepq's state in Redis: sweeps, trials, metric histories, leases, events.
+
+Why a store layer: the controller, the workers, the CLI and the web all read and write the same
+records; every state change that more than one process can race on is one Lua script, so two
+controllers or two deliveries of one Celery message can never corrupt a trial. Values are JSON or
+plain strings, never pickle.
+
+Trial life cycle (each arrow one atomic script)::
+
+    create -> queued --claim--> running --finish--> finished | failed | stopped | canceled
+                 ^                 |
+                 +---- reap -------+  (lease expired, retries left; else -> crashed)
+                 +---- release ----+  (worker shutting down hands the trial back)
+
+A final state never changes again: every script checks the current state (and, for the worker's
+writes, that the caller still owns the trial: fencing by owner token).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from sweepq.keys import Keys, namespace_from_env
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+TRIAL_STATES = ("queued", "running", "finished", "failed", "crashed", "stopped", "canceled")
+FINAL_STATES = frozenset({"finished", "failed", "crashed", "stopped", "canceled"})
+SWEEP_STATES = ("running", "paused", "stopped", "canceled", "finished")
+
+EVENTS_MAXLEN = 20000
+ROWS_CAP = 5000
+
+
+class StoreError(Exception):
+    """A request the store refuses (unknown sweep, impossible state change): a user error."""
+
+
+class NotFound(StoreError):
+    """Unknown sweep or trial."""
+
+
+def redis_url_from_env() -> str:
+    return os.environ.get("SWEEPQ_REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
+    """A client that rides out Redis restarts and dropped connections.
+
+    Retries with exponential backoff on connection errors (redis-py re-connects transparently),
+    TCP keepalive, and a health check so a half-open connection is noticed before a command hangs.
+    """
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RConnErr
+    from redis.exceptions import TimeoutError as RTimeout
+    from redis.retry import Retry
+
+    opts: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "socket_connect_timeout": 5,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        "retry_on_error": [RConnErr, RTimeout],
+    }
+    opts.update(kwargs)
+    return redis.Redis.from_url(url or redis_url_from_env(), **opts)
+
+
+def _new_id(n: int = 8) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def _num(v: Any) -> float | None:
+    if v in (None, ""):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def finite_number(v: Any) -> float | None:
+    """The value as a float if it is a real, finite number (bools and strings are not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Lua scripts. KEYS hold the keys we know up front; trial keys are built from the namespace
+# inside the scripts where a loop needs them (single-node Redis, as Celery's Redis transport).
+# ---------------------------------------------------------------------------------------------
+
+_XADD = "redis.call('XADD', KEYS[{ev}], 'MAXLEN', '~', {maxlen}, '*', 'sweep', {sid}, 'trial', {tid}, 'kind', {kind})"
+
+
+def _xadd(ev: int, sid: str, tid: str, kind: str) -> str:
+    return _XADD.format(ev=ev, maxlen=EVENTS_MAXLEN, sid=sid, tid=tid, kind=kind)
+
+
+LUA_CREATE = """
+-- KEYS: sweep, trials, counts, inflight, events
+-- ARGV: ns, sid, now, run_cap (0 = none), params_json...
+local st = redis.call('HGET', KEYS[1], 'state')
+if st ~= 'running' then return {} end
+local cap = tonumber(ARGV[4])
+local ids = {}
+for i = 5, #ARGV do
+  if cap > 0 and redis.call('ZCARD', KEYS[2]) >= cap then break end
+  local n = redis.call('HINCRBY', KEYS[1], 'next_trial', 1)
+  local tid = ARGV[2] .. '-' .. n
+  redis.call('HSET', ARGV[1] .. ':trial:' .. tid, 'id', tid, 'sweep', ARGV[2], 'n', n,
+    'state', 'queued', 'params', ARGV[i], 'steps', 0, 'attempt', 0, 'queued_at', ARGV[3],
+    'published', 0)
+  redis.call('ZADD', KEYS[2], n, tid)
+  redis.call('SADD', KEYS[4], tid)
+  redis.call('HINCRBY', KEYS[3], 'queued', 1)
+  ids[#ids + 1] = tid
+end
+if #ids > 0 then
+  """ + _xadd(5, "ARGV[2]", "''", "'created'") + """
+end
+return ids
+"""
+
+LUA_CLAIM = """
+-- KEYS: trial, sweep, counts, inflight, leases, events
+-- ARGV: owner, worker, now, lease_expiry, tid, sid, gpus
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {'missing'} end
+if st ~= 'queued' then return {'not_queued', st} end
+local sw = redis.call('HGET', KEYS[2], 'state')
+if sw == 'paused' then
+  redis.call('HSET', KEYS[1], 'published', 0)
+  return {'paused'}
+end
+if sw ~= 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'ended_at', ARGV[3], 'reason', 'sweep ' .. tostring(sw))
+  redis.call('HINCRBY', KEYS[3], 'queued', -1)
+  redis.call('HINCRBY', KEYS[3], 'canceled', 1)
+  redis.call('SREM', KEYS[4], ARGV[5])
+  """ + _xadd(6, "ARGV[6]", "ARGV[5]", "'state'") + """
+  return {'canceled'}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'worker', ARGV[2],
+  'started_at', ARGV[3], 'stop', '', 'gpus', ARGV[7])
+redis.call('HINCRBY', KEYS[3], 'queued', -1)
+redis.call('HINCRBY', KEYS[3], 'running', 1)
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+""" + _xadd(6, "ARGV[6]", "ARGV[5]", "'state'") + """
+return {'ok', tostring(attempt)}
+"""
+
+LUA_HEARTBEAT = """
+-- KEYS: trial, leases ; ARGV: owner, expiry, tid
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return {0, ''}
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return {1, redis.call('HGET', KEYS[1], 'stop') or ''}
+"""
+
+LUA_METRICS = """
+-- KEYS: trial, hist, rows, events
+-- ARGV: owner, rows_cap, n_values, sid, tid, values..., rows...
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return 0
+end
+local nv = tonumber(ARGV[3])
+for i = 6, 5 + nv do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+end
+if nv > 0 then
+  redis.call('HSET', KEYS[1], 'metric', ARGV[5 + nv])
+end
+local nrows = 0
+for i = 6 + nv, #ARGV do
+  redis.call('RPUSH', KEYS[3], ARGV[i])
+  nrows = nrows + 1
+end
+if nrows > 0 then
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
+  redis.call('HINCRBY', KEYS[1], 'steps', nrows)
+end
+""" + _xadd(4, "ARGV[4]", "ARGV[5]", "'metric'") + """
+return 1
+"""
+
+LUA_FINISH = """
+-- KEYS: trial, counts, inflight, leases, events, sweep, stopq
+-- ARGV: owner, new_state, now, exit_code, reason, log_tail, tid, sid, goal
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'ended_at', ARGV[3], 'exit_code', ARGV[4],
+  'reason', ARGV[5], 'log_tail', ARGV[6])
+redis.call('HINCRBY', KEYS[2], 'running', -1)
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('SREM', KEYS[3], ARGV[7])
+redis.call('ZREM', KEYS[4], ARGV[7])
+redis.call('DEL', KEYS[7])
+if ARGV[2] == 'finished' then
+  local m = redis.call('HGET', KEYS[1], 'metric')
+  if m and m ~= '' then
+    local v = tonumber(m)
+    local best = redis.call('HGET', KEYS[6], 'best_value')
+    local better = (not best) or best == ''
+    if not better then
+      if ARGV[9] == 'maximize' then better = v > tonumber(best) else better = v < tonumber(best) end
+    end
+    if better then redis.call('HSET', KEYS[6], 'best_value', m, 'best_id', ARGV[7]) end
+  end
+end
+""" + _xadd(5, "ARGV[8]", "ARGV[7]", "'state'") + """
+return 1
+"""
+
+LUA_REAP = """
+-- KEYS: trial, counts, inflight, leases, events, hist, rows
+-- ARGV: now, retries, tid, sid, reason
+local st = redis.call('HGET', KEYS[1], 'state')
+if st ~= 'running' then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+  return 'gone'
+end
+local exp = redis.call('ZSCORE', KEYS[4], ARGV[3])
+if exp and tonumber(exp) > tonumber(ARGV[1]) then return 'alive' end
+redis.call('ZREM', KEYS[4], ARGV[3])
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '1')
+redis.call('HINCRBY', KEYS[2], 'running', -1)
+if attempt <= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'owner', '', 'published', 0, 'metric', '',
+    'steps', 0, 'reason', 'retry after: ' .. ARGV[5], 'started_at', '')
+  redis.call('DEL', KEYS[6], KEYS[7])
+  redis.call('HINCRBY', KEYS[2], 'queued', 1)
+  """ + _xadd(5, "ARGV[4]", "ARGV[3]", "'state'") + """
+  return 'requeued'
+end
+redis.call('HSET', KEYS[1], 'state', 'crashed', 'owner', '', 'ended_at', ARGV[1], 'reason', ARGV[5])
+redis.call('HINCRBY', KEYS[2], 'crashed', 1)
+redis.call('SREM', KEYS[3], ARGV[3])
+""" + _xadd(5, "ARGV[4]", "ARGV[3]", "'state'") + """
+return 'crashed'
+"""
+
+LUA_RELEASE = """
+-- KEYS: trial, counts, leases, events, hist, rows
+-- ARGV: owner, tid, sid, reason
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], 'attempt', -1)
+redis.call('HSET', KEYS[1], 'state', 'queued', 'owner', '', 'published', 0, 'metric', '', 'steps', 0,
+  'reason', ARGV[4], 'started_at', '')
+redis.call('DEL', KEYS[5], KEYS[6])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'running', -1)
+redis.call('HINCRBY', KEYS[2], 'queued', 1)
+""" + _xadd(4, "ARGV[3]", "ARGV[2]", "'state'") + """
+return 1
+"""
+
+LUA_SWEEP_ACTION = """
+-- KEYS: sweep, counts, inflight, events, active
+-- ARGV: ns, sid, action, now
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {'missing'} end
+local action = ARGV[3]
+local final = (st == 'canceled' or st == 'finished')
+if action == 'pause' then
+  if st ~= 'running' and st ~= 'paused' then return {'bad', st} end
+  redis.call('HSET', KEYS[1], 'state', 'paused')
+elseif action == 'resume' then
+  if st ~= 'paused' and st ~= 'running' and st ~= 'stopped' then return {'bad', st} end
+  redis.call('HSET', KEYS[1], 'state', 'running', 'ended_at', '')
+  redis.call('SADD', KEYS[5], ARGV[2])
+elseif action == 'stop' or action == 'cancel' then
+  if final or (action == 'stop' and st == 'stopped') then return {'bad', st} end
+  local new = 'stopped'
+  if action == 'cancel' then new = 'canceled' end
+  redis.call('HSET', KEYS[1], 'state', new)
+  local ids = redis.call('SMEMBERS', KEYS[3])
+  for _, tid in ipairs(ids) do
+    local tkey = ARGV[1] .. ':trial:' .. tid
+    local ts = redis.call('HGET', tkey, 'state')
+    if ts == 'queued' then
+      redis.call('HSET', tkey, 'state', 'canceled', 'ended_at', ARGV[4], 'reason', 'sweep ' .. new)
+      redis.call('HINCRBY', KEYS[2], 'queued', -1)
+      redis.call('HINCRBY', KEYS[2], 'canceled', 1)
+      redis.call('SREM', KEYS[3], tid)
+    elseif ts == 'running' and action == 'cancel' then
+      redis.call('HSET', tkey, 'stop', 'cancel')
+      redis.call('RPUSH', ARGV[1] .. ':trial:' .. tid .. ':stopq', 'cancel')
+    end
+  end
+else
+  return {'bad', st}
+end
+""" + _xadd(4, "ARGV[2]", "''", "'sweep'") + """
+return {'ok', redis.call('HGET', KEYS[1], 'state')}
+"""
+
+LUA_REQUEST_STOP = """
+-- KEYS: trial, stopq, counts, inflight, events ; ARGV: kind, now, tid, sid
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'running' then
+  if (redis.call('HGET', KEYS[1], 'stop') or '') == '' then
+    redis.call('HSET', KEYS[1], 'stop', ARGV[1], 'stop_requested_at', ARGV[2])
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    return 'requested'
+  end
+  return 'pending'
+elseif st == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'ended_at', ARGV[2], 'reason', ARGV[1])
+  redis.call('HINCRBY', KEYS[3], 'queued', -1)
+  redis.call('HINCRBY', KEYS[3], 'canceled', 1)
+  redis.call('SREM', KEYS[4], ARGV[3])
+  """ + _xadd(5, "ARGV[4]", "ARGV[3]", "'state'") + """
+  return 'canceled'
+end
+return 'final'
+"""
+
+LUA_UNPUBLISH = """
+if redis.call('HGET', KEYS[1], 'state') == 'queued' then redis.call('HSET', KEYS[1], 'published', 0) end
+return 1
+"""
+
+LUA_RENEW_LEADER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+LUA_RELEASE_LEADER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Claim:
+    """Outcome of a claim: ``ok`` means this caller now owns the trial (attempt n)."""
+
+    status: str
+    attempt: int = 0
+    state: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Store:
+    """Typed access to sweepq's Redis records. Cheap to create; share one per process."""
+
+    def __init__(self, client: redis.Redis | None = None, namespace: str | None = None,
+                 url: str | None = None) -> None:
+        self.r = client if client is not None else connect(url)
+        self.keys = Keys(namespace or namespace_from_env())
+        reg = self.r.register_script
+        self._create = reg(LUA_CREATE)
+        self._claim = reg(LUA_CLAIM)
+        self._heartbeat = reg(LUA_HEARTBEAT)
+        self._metrics = reg(LUA_METRICS)
+        self._finish = reg(LUA_FINISH)
+        self._reap = reg(LUA_REAP)
+        self._release = reg(LUA_RELEASE)
+        self._sweep_action = reg(LUA_SWEEP_ACTION)
+        self._request_stop = reg(LUA_REQUEST_STOP)
+        self._renew_leader = reg(LUA_RENEW_LEADER)
+        self._release_leader = reg(LUA_RELEASE_LEADER)
+        self._unpublish = reg(LUA_UNPUBLISH)
+
+    @property
+    def ns(self) -> str:
+        return self.keys.ns
+
+    # -- sweeps ---------------------------------------------------------------------------------
+    def create_sweep(self, config: dict[str, Any], sweep_id: str | None = None) -> str:
+        """Register a normalised config as a new running sweep; returns its id."""
+        k = self.keys
+        sid = sweep_id or _new_id()
+        metric = config.get("metric") or {}
+        now = time.time()
+        fields = {
+            "id": sid, "state": "running", "config": json.dumps(config), "method": config.get("method", ""),
+            "metric_name": metric.get("name", ""), "goal": metric.get("goal", "minimize"),
+            "name": str(config.get("name") or ""), "created_at": now, "next_trial": 0,
+        }
+        if not self.r.hsetnx(k.sweep(sid), "id", sid):
+            raise StoreError(f"sweep {sid} already exists")
+        p = self.r.pipeline()
+        p.hset(k.sweep(sid), mapping=fields)
+        p.zadd(k.sweeps, {sid: now})
+        p.sadd(k.active_sweeps, sid)
+        p.xadd(k.events, {"sweep": sid, "trial": "", "kind": "sweep"}, maxlen=EVENTS_MAXLEN, approximate=True)
+        p.execute()
+        return sid
+
+    def sweep_exists(self, sid: str) -> bool:
+        return bool(self.r.exists(self.keys.sweep(sid)))
+
+    def get_sweep(self, sid: str) -> dict[str, Any]:
+        h = self.r.hgetall(self.keys.sweep(sid))
+        if not h:
+            raise NotFound(f"unknown sweep {sid!r}")
+        h["config"] = json.loads(h.get("config") or "{}")
+        h["warnings"] = json.loads(h.get("warnings") or "[]")
+        return h
+
+    def sweep_config(self, sid: str) -> dict[str, Any]:
+        raw = self.r.hget(self.keys.sweep(sid), "config")
+        if raw is None:
+            raise NotFound(f"unknown sweep {sid!r}")
+        return json.loads(raw)
+
+    def sweep_state(self, sid: str) -> str | None:
+        return self.r.hget(self.keys.sweep(sid), "state")
+
+    def list_sweeps(self) -> list[str]:
+        return list(self.r.zrange(self.keys.sweeps, 0, -1))
+
+    def active_sweeps(self) -> list[str]:
+        return sorted(self.r.smembers(self.keys.active_sweeps))
+
+    def sweep_action(self, sid: str, action: str) -> str:
+        """pause | resume | stop | cancel; returns the new state or raises StoreError."""
+        k = self.keys
+        res = self._sweep_action(
+            keys=[k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events, k.active_sweeps],
+            args=[k.ns, sid, action, time.time()])
+        if res[0] == "missing":
+            raise NotFound(f"unknown sweep {sid!r}")
+        if res[0] == "bad":
+            raise StoreError(f"cannot {action} sweep {sid}: it is {res[1]}")
+        return res[1]
+
+    def set_sweep_fields(self, sid: str, **fields: Any) -> None:
+        self.r.hset(self.keys.sweep(sid), mapping={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                                                  for k, v in fields.items()})
+
+    def finish_sweep(self, sid: str, state: str = "finished", reason: str = "") -> None:
+        """Mark a sweep ended (only from running/stopped/canceled states it keeps its state)."""
+        k = self.keys
+        p = self.r.pipeline()
+        cur = self.sweep_state(sid)
+        if cur == "running":
+            p.hset(k.sweep(sid), mapping={"state": state, "ended_at": time.time(), "end_reason": reason})
+        else:
+            p.hset(k.sweep(sid), mapping={"ended_at": time.time(), "end_reason": reason})
+        p.srem(k.active_sweeps, sid)
+        p.xadd(k.events, {"sweep": sid, "trial": "", "kind": "sweep"}, maxlen=EVENTS_MAXLEN, approximate=True)
+        p.execute()
+
+    def counts(self, sid: str) -> dict[str, int]:
+        raw = self.r.hgetall(self.keys.sweep_counts(sid))
+        return {s: max(0, int(raw.get(s, 0))) for s in TRIAL_STATES}
+
+    def n_trials(self, sid: str) -> int:
+        return int(self.r.zcard(self.keys.sweep_trials(sid)))
+
+    def best(self, sid: str) -> dict[str, Any] | None:
+        """The best finished trial by its summary metric (last logged value), or None."""
+        h = self.r.hmget(self.keys.sweep(sid), ["best_id", "best_value"])
+        if not h[0]:
+            return None
+        params = self.r.hget(self.keys.trial(h[0]), "params")
+        return {"run_id": h[0], "value": float(h[1]), "params": json.loads(params or "{}")}
+
+    def status(self, sid: str) -> dict[str, Any]:
+        """The ``status`` JSON shape of ARCHITECTURE.md section 2."""
+        sw = self.get_sweep(sid)
+        out = {
+            "id": sid, "state": sw["state"], "method": sw.get("method", ""),
+            "metric": {"name": sw.get("metric_name") or None, "goal": sw.get("goal") or "minimize"},
+            "counts": self.counts(sid), "best": self.best(sid),
+        }
+        extra = {"name": sw.get("name") or "", "created_at": _num(sw.get("created_at")),
+                 "ended_at": _num(sw.get("ended_at")), "trials": self.n_trials(sid),
+                 "warnings": sw.get("warnings", []), "end_reason": sw.get("end_reason", "")}
+        out.update(extra)
+        return out
+
+    # -- trials ---------------------------------------------------------------------------------
+    def create_trials(self, sid: str, params_list: list[dict[str, Any]], run_cap: int | None = None) -> list[str]:
+        """Create queued trials atomically; never exceeds ``run_cap`` trials in the sweep."""
+        if not params_list:
+            return []
+        k = self.keys
+        return list(self._create(
+            keys=[k.sweep(sid), k.sweep_trials(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events],
+            args=[k.ns, sid, time.time(), int(run_cap or 0), *[json.dumps(p) for p in params_list]]))
+
+    def unpublish(self, tid: str) -> None:
+        """A delivery declined a queued trial (agent at its --count): the controller re-sends it."""
+        self._unpublish(keys=[self.keys.trial(tid)])
+
+    def mark_published(self, tid: str, queue: str) -> None:
+        self.r.hset(self.keys.trial(tid), mapping={"published": 1, "queue": queue})
+
+    def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "") -> Claim:
+        k = self.keys
+        now = time.time()
+        res = self._claim(
+            keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
+            args=[owner, worker, now, now + lease_ttl, tid, sid, gpus])
+        if res[0] == "ok":
+            return Claim("ok", attempt=int(res[1]))
+        return Claim(res[0], state=res[1] if len(res) > 1 else "")
+
+    def heartbeat(self, tid: str, owner: str, lease_ttl: float) -> tuple[bool, str]:
+        """Renew the lease; returns (still_owner, stop_request)."""
+        res = self._heartbeat(keys=[self.keys.trial(tid), self.keys.leases],
+                              args=[owner, time.time() + lease_ttl, tid])
+        return bool(int(res[0])), res[1] or ""
+
+    def log_metrics(self, sid: str, tid: str, owner: str, values: list[float], rows: list[str]) -> bool:
+        """Append values of the sweep metric and raw JSON rows (fenced by owner)."""
+        if not values and not rows:
+            return True
+        k = self.keys
+        return bool(self._metrics(
+            keys=[k.trial(tid), k.trial_history(tid), k.trial_rows(tid), k.events],
+            args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows]))
+
+    def finish_trial(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
+                     reason: str = "", log_tail: str = "", goal: str = "minimize") -> bool:
+        assert state in FINAL_STATES, state
+        k = self.keys
+        return bool(self._finish(
+            keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
+                  k.sweep(sid), k.trial_stopq(tid)],
+            args=[owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
+                  tid, sid, goal]))
+
+    def release_trial(self, sid: str, tid: str, owner: str, reason: str) -> bool:
+        """Hand a running trial back to the queue without using a retry (worker shutdown)."""
+        k = self.keys
+        return bool(self._release(
+            keys=[k.trial(tid), k.sweep_counts(sid), k.leases, k.events, k.trial_history(tid),
+                  k.trial_rows(tid)],
+            args=[owner, tid, sid, reason]))
+
+    def expired_leases(self, now: float | None = None) -> list[str]:
+        return list(self.r.zrangebyscore(self.keys.leases, "-inf", now if now is not None else time.time()))
+
+    def reap(self, sid: str, tid: str, retries: int, reason: str) -> str:
+        """Requeue (retries left) or crash a running trial whose lease expired."""
+        k = self.keys
+        return self._reap(
+            keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
+                  k.trial_history(tid), k.trial_rows(tid)],
+            args=[time.time(), retries, tid, sid, reason])
+
+    def request_stop(self, sid: str, tid: str, kind: str = "stop") -> str:
+        """Ask the worker running ``tid`` to stop it (kind: stop | cancel | timeout)."""
+        k = self.keys
+        return self._request_stop(
+            keys=[k.trial(tid), k.trial_stopq(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events],
+            args=[kind, time.time(), tid, sid])
+
+    def wait_stop(self, tid: str, timeout: float) -> str | None:
+        """Block up to ``timeout`` seconds for a stop request on the trial."""
+        res = self.r.blpop([self.keys.trial_stopq(tid)], timeout=max(timeout, 0.01))
+        return res[1] if res else None
+
+    def inflight_ids(self, sid: str) -> set[str]:
+        return set(self.r.smembers(self.keys.sweep_inflight(sid)))
+
+    def trial_ids(self, sid: str, start: int = 0, stop: int = -1) -> list[str]:
+        return list(self.r.zrange(self.keys.sweep_trials(sid), start, stop))
+
+    def get_trials(self, tids: list[str], history: bool = True) -> list[dict[str, Any]]:
+        """Trials as dicts (the engine's shape plus record fields), in the order given."""
+        out: list[dict[str, Any]] = []
+        chunk = 1000
+        for i in range(0, len(tids), chunk):
+            part = tids[i:i + chunk]
+            p = self.r.pipeline(transaction=False)
+            for tid in part:
+                p.hgetall(self.keys.trial(tid))
+                if history:
+                    p.lrange(self.keys.trial_history(tid), 0, -1)
+            res = p.execute()
+            step = 2 if history else 1
+            for j in range(len(part)):
+                h = res[j * step]
+                if not h:
+                    continue
+                hist = [float(x) for x in res[j * step + 1]] if history else None
+                out.append(self._trial_from_hash(h, hist))
+        return out
+
+    def get_trial(self, tid: str, history: bool = True) -> dict[str, Any]:
+        got = self.get_trials([tid], history=history)
+        if not got:
+            raise NotFound(f"unknown trial {tid!r}")
+        return got[0]
+
+    def trial_rows(self, tid: str, limit: int = ROWS_CAP) -> list[dict[str, Any]]:
+        rows = []
+        for raw in self.r.lrange(self.keys.trial_rows(tid), -limit, -1):
+            try:
+                rows.append(json.loads(raw))
+            except ValueError:
+                continue
+        return rows
+
+    @staticmethod
+    def _trial_from_hash(h: dict[str, str], hist: list[float] | None) -> dict[str, Any]:
+        ec = h.get("exit_code", "")
+        t: dict[str, Any] = {
+            "id": h["id"], "sweep": h.get("sweep", ""), "n": int(h.get("n", 0)), "state": h.get("state", ""),
+            "params": json.loads(h.get("params") or "{}"), "metric": _num(h.get("metric")),
+            "steps": int(h.get("steps") or 0), "queued_at": _num(h.get("queued_at")),
+            "started_at": _num(h.get("started_at")), "ended_at": _num(h.get("ended_at")),
+            "worker": h.get("worker") or None, "exit_code": int(ec) if ec not in ("", None) else None,
+            "attempt": int(h.get("attempt") or 0), "reason": h.get("reason", ""),
+            "log_tail": h.get("log_tail", ""), "stop": h.get("stop", ""),
+            "published": h.get("published") == "1", "queue": h.get("queue", ""), "gpus": h.get("gpus", ""),
+        }
+        if hist is not None:
+            t["history"] = hist
+        return t
+
+    @staticmethod
+    def run_json(t: dict[str, Any]) -> dict[str, Any]:
+        """The ``run`` JSON shape of ARCHITECTURE.md section 2 (plus additive fields)."""
+        return {
+            "id": t["id"], "state": t["state"], "params": t["params"], "metric": t["metric"],
+            "steps": t["steps"], "started_at": t["started_at"], "ended_at": t["ended_at"],
+            "worker": t["worker"], "exit_code": t["exit_code"], "attempt": t["attempt"],
+            "reason": t["reason"], "gpus": t["gpus"],
+        }
+
+    # -- workers --------------------------------------------------------------------------------
+    def register_worker(self, name: str, slots: int, queues: list[str], sweep: str = "",
+                        gpus: str = "", ttl: float = 30.0) -> None:
+        k = self.keys
+        p = self.r.pipeline()
+        p.hset(k.worker(name), mapping={"name": name, "slots": slots, "queues": json.dumps(queues),
+                                        "sweep": sweep, "gpus": gpus, "host": os.uname().nodename,
+                                        "pid": os.getpid(), "started_at": time.time()})
+        p.expire(k.worker(name), int(ttl * 4))
+        p.zadd(k.workers, {name: time.time()})
+        p.execute()
+
+    def worker_heartbeat(self, name: str, ttl: float = 30.0) -> None:
+        p = self.r.pipeline()
+        p.zadd(self.keys.workers, {name: time.time()})
+        p.expire(self.keys.worker(name), int(ttl * 4))
+        p.execute()
+
+    def unregister_worker(self, name: str) -> None:
+        p = self.r.pipeline()
+        p.zrem(self.keys.workers, name)
+        p.delete(self.keys.worker(name))
+        p.execute()
+
+    def alive_workers(self, ttl: float = 30.0) -> list[dict[str, Any]]:
+        k = self.keys
+        now = time.time()
+        self.r.zremrangebyscore(k.workers, "-inf", now - ttl * 4)
+        names = self.r.zrangebyscore(k.workers, now - ttl, "+inf")
+        if not names:
+            return []
+        p = self.r.pipeline(transaction=False)
+        for n in names:
+            p.hgetall(k.worker(n))
+        out = []
+        for h in p.execute():
+            if h:
+                h["slots"] = int(h.get("slots") or 1)
+                h["queues"] = json.loads(h.get("queues") or "[]")
+                out.append(h)
+        return out
+
+    # -- controller leadership ------------------------------------------------------------------
+    def acquire_leader(self, token: str, ttl_ms: int) -> bool:
+        if self.r.set(self.keys.leader, token, nx=True, px=ttl_ms):
+            return True
+        return bool(self._renew_leader(keys=[self.keys.leader], args=[token, ttl_ms]))
+
+    def release_leader(self, token: str) -> None:
+        self._release_leader(keys=[self.keys.leader], args=[token])
+
+    # -- events ---------------------------------------------------------------------------------
+    def last_event_id(self) -> str:
+        info = self.r.xrevrange(self.keys.events, count=1)
+        return info[0][0] if info else "0-0"
+
+    def wait_events(self, last_id: str, timeout: float) -> tuple[str, list[dict[str, str]]]:
+        """Block up to ``timeout`` for events after ``last_id``; returns (new_last_id, events)."""
+        res = self.r.xread({self.keys.events: last_id}, block=max(1, int(timeout * 1000)), count=1000)
+        if not res:
+            return last_id, []
+        entries = res[0][1]
+        return entries[-1][0], [fields for _, fields in entries]
+
+    # -- maintenance ----------------------------------------------------------------------------
+    def delete_namespace(self) -> int:
+        """Delete every key of this namespace (tests, ``sweepq`` resets)."""
+        n = 0
+        for key in self.r.scan_iter(match=f"{self.ns}:*", count=1000):
+            n += self.r.delete(key)
+        return n

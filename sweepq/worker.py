@@ -1,0 +1,214 @@
+"""The Celery app and the trial task: ``celery -A sweepq.worker worker``.
+
+Every setting below is chosen for trials that run for hours or days (measured in
+../shared/CELERY-NOTES.md); the reason for each is next to it. The task message carries only the
+sweep id and the trial id: the command is rendered on the worker from the sweep's config in
+Redis, and claiming the trial is an atomic script, so a message delivered twice (redelivery
+after the visibility timeout, a duplicate publish) runs the trial once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from typing import Any
+
+from celery import Celery, signals
+
+from sweepq.keys import Keys, namespace_from_env
+from sweepq.store import Store, redis_url_from_env
+
+log = logging.getLogger("sweepq.worker")
+
+DEFAULT_QUEUE = "sweepq"
+LEASE_TTL = float(os.environ.get("SWEEPQ_LEASE_TTL", "30"))
+WORKER_TTL = 15.0
+TASK_NAME = "sweepq.run_trial"
+
+
+def broker_url() -> str:
+    return os.environ.get("SWEEPQ_BROKER_URL") or redis_url_from_env()
+
+
+def celery_config(namespace: str | None = None) -> dict[str, Any]:
+    """One documented Celery configuration (see docs/celery.md for the reasoning)."""
+    keys = Keys(namespace or namespace_from_env())
+    transport: dict[str, Any] = {
+        # Trials own their lease in Redis (30 s, renewed by heartbeat): recovery of a dead worker is
+        # the controller's reaper, in seconds. Celery's own redelivery is only a last-resort net,
+        # so its visibility timeout is longer than any trial could run.
+        "visibility_timeout": float(os.environ.get("SWEEPQ_VISIBILITY_TIMEOUT", 7 * 24 * 3600)),
+        # notice half-open connections (NAT, a restarted Redis) before a BRPOP hangs forever
+        "health_check_interval": 25,
+        "socket_keepalive": True,
+        # every broker key under the namespace: teams and tests share a Redis safely
+        "global_keyprefix": keys.celery_prefix,
+    }
+    return {
+        # JSON only: a pickled message is refused (anyone who can write the broker could run code)
+        "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
+        "accept_content": ["json"], "result_accept_content": ["json"],
+        # a trial is acked when it ends: a cold-shut-down worker's message goes back to the queue
+        "task_acks_late": True,
+        # one trial per slot, no hoarding: a worker takes a message only when a slot is free
+        "worker_prefetch_multiplier": 1,
+        "worker_disable_prefetch": True,
+        # a killed pool child must not requeue in a loop: the reaper decides (bounded by retries)
+        "task_reject_on_worker_lost": False,
+        "task_acks_on_failure_or_timeout": True,
+        # no result backend: state lives in sweepq's own records
+        "task_ignore_result": True,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,  # retry forever: a Redis restart is not fatal
+        # a broker blip must not kill day-long trials
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Flower: events on, readable task names, SENT state visible
+        "worker_send_task_events": True, "task_send_sent_event": True, "task_track_started": True,
+        # no Celery time limits: they orphan subprocesses; trial_timeout is enforced by the runner
+        "task_time_limit": None, "task_soft_time_limit": None,
+        "task_default_queue": DEFAULT_QUEUE,
+        "worker_hijack_root_logger": False,
+        "broker_pool_limit": 4,
+    }
+
+
+def make_app(namespace: str | None = None) -> Celery:
+    application = Celery("sweepq", broker=broker_url(), set_as_current=True)
+    application.conf.update(celery_config(namespace))
+    return application
+
+
+app = make_app()
+
+_store: Store | None = None
+_store_lock = threading.Lock()
+_state: dict[str, Any] = {"name": None, "gpus": None, "count": None, "sweep": ""}
+
+
+def get_store() -> Store:
+    """One store per process (pool children included: created lazily after fork)."""
+    global _store
+    with _store_lock:
+        if _store is None or _store_pid.get("pid") != os.getpid():
+            _store = Store()
+            _store_pid["pid"] = os.getpid()
+        return _store
+
+
+_store_pid: dict[str, int] = {}
+
+
+def worker_name() -> str:
+    return _state.get("name") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)
+def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
+    """Claim the trial and run it to its end; a second delivery finds it claimed and returns."""
+    from sweepq.gpus import SlotPool
+    from sweepq.runner import TrialRunner
+
+    store = get_store()
+    hostname = getattr(self.request, "hostname", None) or worker_name()
+    try:
+        config = store.sweep_config(sweep_id)
+    except Exception as exc:  # unknown sweep (deleted namespace): nothing to run
+        log.warning("trial %s: %s", trial_id, exc)
+        return "missing"
+    agent = os.environ.get("SWEEPQ_AGENT_NAME", "")
+    count = int(os.environ.get("SWEEPQ_AGENT_COUNT") or 0)
+    if agent and count:
+        # `sweepq agent --count N`: N trials across all pool children, counted atomically
+        if store.r.incr(store.keys.agent_count(agent)) > count:
+            store.r.decr(store.keys.agent_count(agent))
+            store.unpublish(trial_id)
+            return "declined"
+    pool = SlotPool.for_this_worker()
+    lease = pool.acquire(int(config.get("gpus_per_trial") or 1))
+    try:
+        owner = f"{hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        claim = store.claim(sweep_id, trial_id, owner, hostname, LEASE_TTL,
+                            gpus=lease.visible_devices or "")
+        if not claim.ok:
+            log.info("trial %s not run: %s %s", trial_id, claim.status, claim.state)
+            if agent and count:
+                store.r.decr(store.keys.agent_count(agent))
+            return claim.status
+        trial = store.get_trial(trial_id, history=False)
+        runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
+                             gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None)
+        runner.pass_fds = lease.fds
+        outcome = runner.run()
+        if agent:
+            store.r.incr(store.keys.agent_count(agent) + ":done")
+        return outcome.state
+    finally:
+        lease.release()
+
+
+def publish_trial(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
+    """Send one trial to a queue (readable in Flower: name sweepq.run_trial, args sweep, trial)."""
+    run_trial.apply_async(args=[sweep_id, trial_id], queue=queue,
+                          task_id=f"{trial_id}.{attempt}.{secrets.token_hex(3)}")
+
+
+# -- worker registry: the controller sizes the queue from the slots of live workers ------------
+_hb_stop = threading.Event()
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    hostname = getattr(sender, "hostname", None) or worker_name()
+    _state["name"] = hostname
+    consumer = sender
+    queues = [DEFAULT_QUEUE]
+    slots = 1
+    try:
+        queues = sorted(q.name for q in consumer.task_consumer.queues)
+        slots = int(consumer.pool.limit or consumer.controller.concurrency or 1)
+    except Exception:  # the shape of Celery internals varies; defaults are safe
+        try:
+            slots = int(app.conf.worker_concurrency or 1)
+        except Exception:
+            slots = 1
+    from sweepq.gpus import detect_gpus
+
+    gpus = detect_gpus()
+    sweep = os.environ.get("SWEEPQ_AGENT_SWEEP", "")
+
+    def beat() -> None:
+        registered = False
+        while not _hb_stop.is_set():
+            try:
+                st = get_store()
+                if not registered:
+                    st.register_worker(hostname, slots, queues, sweep=sweep, gpus=",".join(gpus or []),
+                                       ttl=WORKER_TTL)
+                    registered = True
+                else:
+                    st.worker_heartbeat(hostname, ttl=WORKER_TTL)
+                    if not st.r.exists(st.keys.worker(hostname)):
+                        registered = False
+                        continue
+            except Exception as exc:
+                log.warning("worker heartbeat failed: %s", exc)
+                registered = False
+            _hb_stop.wait(WORKER_TTL / 3)
+
+    threading.Thread(target=beat, name="sweepq-worker-heartbeat", daemon=True).start()
+
+
+@signals.worker_shutting_down.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    _hb_stop.set()
+    name = _state.get("name")
+    if name:
+        try:
+            get_store().unregister_worker(name)
+        except Exception:
+            pass
