@@ -99,8 +99,14 @@ def thresholds(band_list: Sequence[int], histories: Sequence[Sequence[float]], e
     state, which is why finished and already-stopped trials keep raising the bar.
     """
     r = 1.0 / eta
+    longest = max((len(h) for h in histories), default=0)
     out: list[float] = []
     for b in band_list:
+        if b > longest:
+            # No trial has reached this band: W&B's +inf, without scanning every history for
+            # each of the 100 min_iter bands on every call (the controller calls this often).
+            out.append(math.inf)
+            continue
         values = sorted(h[b - 1] for h in histories if len(h) >= b)
         out.append(values[int(r * len(values))] if values else math.inf)
     return out
