@@ -1,0 +1,54 @@
+"""``sweepq web``: the dashboard and HTTP API on werkzeug's threaded server.
+
+Why werkzeug and not gunicorn/waitress: it ships with Flask (no extra dependency), handles the
+dashboard's few concurrent pollers fine, and shuts down cleanly on SIGTERM (compose, systemd).
+Put a reverse proxy in front for TLS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+import click
+
+from sweepq.cli import EXIT_BAD_INPUT, CliError, main
+
+
+@main.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port.")
+@click.option("--flower-url", default=None,
+              help="Flower's URL for the dashboard's link (default: $SWEEPQ_FLOWER_URL or http://127.0.0.1:5555).")
+def web_cmd(host: str, port: int, flower_url: str | None) -> None:
+    """The Flask dashboard and HTTP API (set SWEEPQ_API_TOKEN to require a bearer token)."""
+    from werkzeug.serving import make_server
+
+    from sweepq.cli.sweep_cmds import open_session
+    from sweepq.web import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    settings = {"flower_url": flower_url} if flower_url else {}
+    s = open_session()
+    try:
+        app = create_app(s.store, settings)
+        try:
+            server = make_server(host, port, app, threaded=True)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
+        token = " (API token required)" if os.environ.get("SWEEPQ_API_TOKEN") else ""
+        click.echo(f"sweepq web on http://{host}:{server.server_port}/ namespace {s.store.ns}{token}", err=True)
+
+        def _stop(*_: object) -> None:
+            # shutdown() blocks until serve_forever returns: call it off the signal handler
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _stop)
+        server.serve_forever(poll_interval=0.2)
+        server.server_close()
+    finally:
+        s.close()

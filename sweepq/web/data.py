@@ -1,0 +1,420 @@
+"""Read models for the web layer, built on :class:`sweepq.store.Store` (``store.r`` and
+``store.keys``) without changing the store.
+
+Why a cache: the sweep page polls every ~2 s and sorts/filters/pages the runs of sweeps with
+10,000+ trials. Re-reading every trial hash on each poll costs ~100 ms of Redis round trips and
+JSON decoding per request; instead each web process keeps the trial records of the sweeps it
+shows and refreshes them *incrementally* from the events stream that every trial state change and
+metric write already appends to (atomically, inside the store's Lua scripts). A refresh reads the
+events since the last one it saw and re-fetches only the trials they name, so the data is never
+staler than one refresh and a finished sweep costs one ``XREAD`` per request. When the stream was
+trimmed past the last seen event (more than ~20,000 changes between two requests) the sweep is
+reloaded in full.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from sweepq.store import NotFound, Store
+
+# Fields a client may sort runs by (``?sort=metric`` or ``?sort=-metric``).
+SORT_KEYS = ("id", "state", "metric", "steps", "started_at", "ended_at", "duration", "worker", "exit_code")
+IN_FLIGHT = ("queued", "running")
+
+
+def _event_id(eid: str) -> tuple[int, int]:
+    ms, _, seq = eid.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return 0, 0
+
+
+def flatten(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested parameter dicts as dotted keys (``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``), the
+    way the runs table and the plots show them."""
+    out: dict[str, Any] = {}
+    if not isinstance(params, dict):
+        return {prefix or "value": params}
+    for k, v in params.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _num(v: Any) -> float | None:
+    if v in (None, ""):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def trial_record(h: dict[str, str]) -> dict[str, Any]:
+    """One trial hash as the store's trial dict plus what the web needs (duration, stop times)."""
+    t = Store._trial_from_hash(h, None)
+    t["stop_requested_at"] = _num(h.get("stop_requested_at"))
+    s, e = t["started_at"], t["ended_at"]
+    t["duration"] = (e - s) if (s is not None and e is not None) else None
+    return t
+
+
+class SweepTrials:
+    """The cached trial records of one sweep (see the module docstring)."""
+
+    def __init__(self, store: Store, sid: str) -> None:
+        self.store = store
+        self.sid = sid
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []
+        self.last_event = ""
+        self.refreshed_at = 0.0
+        self.version = 0  # bumped whenever a record changes (derived caches key on it)
+        self.lock = threading.Lock()
+
+    # -- loading ----------------------------------------------------------------------------------
+    def _fetch(self, tids: list[str]) -> None:
+        r, k = self.store.r, self.store.keys
+        for i in range(0, len(tids), 2000):
+            part = tids[i:i + 2000]
+            p = r.pipeline(transaction=False)
+            for tid in part:
+                p.hgetall(k.trial(tid))
+            for tid, h in zip(part, p.execute(), strict=True):
+                if h and h.get("id"):
+                    if tid not in self.by_id:
+                        self.order.append(tid)
+                    self.by_id[tid] = trial_record(h)
+        if tids:
+            self.version += 1
+
+    def _full_load(self) -> None:
+        self.last_event = self.store.last_event_id()  # before the reads: nothing is missed
+        self.by_id, self.order = {}, []
+        self._fetch(self.store.trial_ids(self.sid))
+        self.version += 1
+
+    def refresh(self, min_interval: float = 0.2) -> None:
+        """Bring the records up to date (at most one Redis refresh per ``min_interval``)."""
+        with self.lock:
+            now = time.monotonic()
+            if self.last_event and now - self.refreshed_at < min_interval:
+                return
+            if not self.last_event:
+                self._full_load()
+            else:
+                self._incremental()
+            self.refreshed_at = time.monotonic()
+
+    def _incremental(self) -> None:
+        r, k = self.store.r, self.store.keys
+        p = r.pipeline(transaction=False)
+        p.xrange(k.events, "-", "+", count=1)
+        p.xread({k.events: self.last_event}, count=50_000)
+        p.zcard(k.sweep_trials(self.sid))
+        oldest, new, n = p.execute()
+        if oldest and _event_id(oldest[0][0]) > _event_id(self.last_event) and self.last_event != "0-0":
+            # the stream was trimmed past what we saw: some changes may be lost
+            self._full_load()
+            return
+        entries = new[0][1] if new else []
+        dirty: set[str] = set()
+        whole_sweep = False
+        for _eid, f in entries:
+            if f.get("sweep") != self.sid:
+                continue
+            tid = f.get("trial") or ""
+            if tid:
+                dirty.add(tid)
+            elif f.get("kind") == "sweep":
+                whole_sweep = True  # stop/cancel changed queued/running trials in one script
+        if entries:
+            self.last_event = entries[-1][0]
+        if whole_sweep:
+            dirty.update(t for t, rec in self.by_id.items() if rec["state"] in IN_FLIGHT)
+        if n > len(self.order):
+            dirty.update(self.store.trial_ids(self.sid, len(self.order), -1))
+        self._fetch(sorted(dirty))
+        if len(self.order) != len(self.by_id):  # paranoia: keep order and records aligned
+            self.order = [t for t in self.store.trial_ids(self.sid) if t in self.by_id]
+
+    def trials(self) -> list[dict[str, Any]]:
+        """The records in creation order (a snapshot: safe to sort without the lock)."""
+        with self.lock:
+            return [self.by_id[t] for t in self.order if t in self.by_id]
+
+
+class TrialCache:
+    """Per-process LRU of :class:`SweepTrials` (the few sweeps people are looking at)."""
+
+    def __init__(self, store: Store, max_sweeps: int = 32) -> None:
+        self.store = store
+        self.max_sweeps = max_sweeps
+        self._sweeps: OrderedDict[str, SweepTrials] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sid: str, min_interval: float = 0.2) -> SweepTrials:
+        """Fresh records of one sweep; raises :class:`NotFound` for an unknown sweep."""
+        with self._lock:
+            st = self._sweeps.get(sid)
+            if st is None:
+                if not self.store.sweep_exists(sid):
+                    raise NotFound(f"unknown sweep {sid!r}")
+                st = self._sweeps[sid] = SweepTrials(self.store, sid)
+            self._sweeps.move_to_end(sid)
+            while len(self._sweeps) > self.max_sweeps:
+                self._sweeps.popitem(last=False)
+        st.refresh(min_interval)
+        return st
+
+
+# -- queries ------------------------------------------------------------------------------------
+def _sort_key(field: str):  # noqa: ANN202 - a key function
+    """A key that puts missing values last whatever the direction (applied in two passes)."""
+    if field == "id":
+        return lambda t: t["n"]
+    return lambda t: t.get(field)
+
+
+def sort_runs(trials: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    """Sort by ``field`` or ``-field``; runs without a value always come last."""
+    desc = sort.startswith("-")
+    field = sort.lstrip("-+") or "id"
+    if field not in SORT_KEYS:
+        raise ValueError(f"sort: unknown field {field!r} (one of {', '.join(SORT_KEYS)})")
+    key = _sort_key(field)
+    have = [t for t in trials if key(t) is not None]
+    missing = [t for t in trials if key(t) is None]
+    try:
+        have.sort(key=key, reverse=desc)
+    except TypeError:  # mixed types (should not happen): compare as text
+        have.sort(key=lambda t: str(key(t)), reverse=desc)
+    missing.sort(key=lambda t: t["n"])
+    return have + missing
+
+
+def parse_states(raw: str | None) -> set[str] | None:
+    from sweepq.store import TRIAL_STATES
+
+    if not raw:
+        return None
+    states = {s.strip() for s in raw.split(",") if s.strip()}
+    bad = sorted(states - set(TRIAL_STATES))
+    if bad:
+        raise ValueError(f"state: unknown trial state {bad[0]!r} (one of {', '.join(TRIAL_STATES)})")
+    return states
+
+
+def default_sort(goal: str) -> str:
+    return "-metric" if goal == "maximize" else "metric"
+
+
+def curves(store: Store, tids: list[str], key: str, max_points: int = 2000) -> list[dict[str, Any]]:
+    """Metric-versus-step series of some runs, from the rows each run logged.
+
+    The step is the row's ``_step`` (what ``run.log`` writes) or ``step`` when numeric, else the
+    row's index among rows that hold ``key``. Long series are thinned evenly to ``max_points``.
+    """
+    p = store.r.pipeline(transaction=False)
+    for tid in tids:
+        p.lrange(store.keys.trial_rows(tid), 0, -1)
+    out = []
+    for tid, raws in zip(tids, p.execute(), strict=True):
+        steps: list[float] = []
+        values: list[float] = []
+        for raw in raws:
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or key not in row:
+                continue
+            v = _num(row[key]) if not isinstance(row[key], bool) else None
+            if v is None:
+                continue
+            s = row.get("_step", row.get("step"))
+            s = _num(s) if not isinstance(s, bool) else None
+            steps.append(s if s is not None else float(len(values)))
+            values.append(v)
+        if len(values) > max_points:
+            idx = [round(i * (len(values) - 1) / (max_points - 1)) for i in range(max_points)]
+            steps = [steps[i] for i in idx]
+            values = [values[i] for i in idx]
+        out.append({"id": tid, "steps": steps, "values": values})
+    return out
+
+
+def row_keys(store: Store, tid: str, limit: int = 200) -> list[str]:
+    """The numeric keys a run logged (for the curve picker), from its last ``limit`` rows."""
+    keys: dict[str, None] = {}
+    for raw in store.r.lrange(store.keys.trial_rows(tid), -limit, -1):
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            for k, v in row.items():
+                if not k.startswith("_") and _num(v) is not None and not isinstance(v, bool):
+                    keys[k] = None
+    return list(keys)
+
+
+def parallel(trials: list[dict[str, Any]], goal: str, limit: int = 2000) -> dict[str, Any]:
+    """Parallel-coordinates data: one axis per parameter, the metric last.
+
+    Runs with a metric value only, the best ``limit`` of them (a plot of 10,000 lines shows
+    nothing more than one of 2,000). Numeric axes carry values; others are categorical with
+    ``ticktext`` and integer codes, so the browser needs no logic of its own.
+    """
+    scored = [t for t in trials if t["metric"] is not None]
+    scored.sort(key=lambda t: t["metric"], reverse=(goal == "maximize"))
+    scored = scored[:limit]
+    flat = [flatten(t["params"]) for t in scored]
+    names: dict[str, None] = {}
+    for f in flat:
+        for k in f:
+            names[k] = None
+    dims = []
+    for name in names:
+        vals = [f.get(name) for f in flat]
+        if len({json.dumps(v, sort_keys=True, default=str) for v in vals}) < 2 and len(vals) > 1:
+            continue  # a constant axis says nothing (W&B leaves them out too)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None):
+            dims.append({"name": name, "type": "numeric", "values": vals})
+        else:
+            labels = sorted({json.dumps(v) if not isinstance(v, str) else v for v in vals},
+                            key=str)
+            code = {lab: i for i, lab in enumerate(labels)}
+            enc = [code[json.dumps(v) if not isinstance(v, str) else v] for v in vals]
+            dims.append({"name": name, "type": "categorical", "values": enc, "ticktext": labels})
+    return {"ids": [t["id"] for t in scored], "metric": [t["metric"] for t in scored],
+            "dimensions": dims, "total_scored": sum(1 for t in trials if t["metric"] is not None)}
+
+
+class ImportanceCache:
+    """Random-forest parameter importance per sweep, recomputed only when the set of scored runs
+    grew (a fit on 2,000 runs takes a few hundred ms: too slow to run on every 2 s poll)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[int, float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sid: str, trials: list[dict[str, Any]], min_age: float = 5.0) -> dict[str, Any]:
+        scored = [t for t in trials if t["metric"] is not None and t["state"] == "finished"]
+        with self._lock:
+            hit = self._cache.get(sid)
+        if hit and (hit[0] == len(scored) or time.monotonic() - hit[1] < min_age):
+            return hit[2]
+        res = importance(scored)
+        with self._lock:
+            self._cache[sid] = (len(scored), time.monotonic(), res)
+        return res
+
+
+def importance(scored: list[dict[str, Any]], max_samples: int = 2000, min_runs: int = 5) -> dict[str, Any]:
+    """Each parameter's random-forest importance for the metric, and its linear correlation
+    with the metric (as W&B's parameter-importance panel shows both).
+
+    Categorical parameters are one-hot encoded and their columns' importances summed, so a
+    parameter's importance does not depend on the order of its values.
+    """
+    n = len(scored)
+    if n < min_runs:
+        return {"n": n, "params": [], "note": f"needs at least {min_runs} finished runs with the metric"}
+    if n > max_samples:  # evenly spaced, deterministic subsample
+        scored = [scored[round(i * (n - 1) / (max_samples - 1))] for i in range(max_samples)]
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+
+    flat = [flatten(t["params"]) for t in scored]
+    names: dict[str, None] = {}
+    for f in flat:
+        for k in f:
+            names[k] = None
+    cols: list[list[float]] = []
+    owner: list[str] = []
+    corr: dict[str, float | None] = {}
+    y = np.array([t["metric"] for t in scored], dtype=float)
+    for name in names:
+        vals = [f.get(name) for f in flat]
+        if len({json.dumps(v, sort_keys=True, default=str) for v in vals}) < 2:
+            continue  # constants cannot matter
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None)
+        if numeric:
+            x = np.array([np.nan if v is None else float(v) for v in vals], dtype=float)
+            fill = np.nanmean(x) if np.isfinite(x).any() else 0.0
+            x = np.where(np.isfinite(x), x, fill)
+            cols.append(list(x))
+            owner.append(name)
+            corr[name] = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
+        else:
+            labels = sorted({str(v) for v in vals})
+            for lab in labels:
+                cols.append([1.0 if str(v) == lab else 0.0 for v in vals])
+                owner.append(name)
+            corr[name] = None
+    if not cols:
+        return {"n": n, "params": [], "note": "no parameters vary"}
+    X = np.array(cols, dtype=float).T
+    forest = RandomForestRegressor(n_estimators=64, random_state=0, n_jobs=1, min_samples_leaf=2)
+    forest.fit(X, y)
+    imp: dict[str, float] = {}
+    for name, v in zip(owner, forest.feature_importances_, strict=True):
+        imp[name] = imp.get(name, 0.0) + float(v)
+    rows = [{"param": k, "importance": imp.get(k, 0.0),
+             "correlation": None if corr.get(k) is None or not math.isfinite(corr[k]) else corr[k]}
+            for k in dict.fromkeys(owner)]
+    rows.sort(key=lambda r: -r["importance"])
+    return {"n": n, "params": rows, "note": ""}
+
+
+def queue_names(store: Store) -> list[str]:
+    """The Celery queues sweepq uses now: the default one, each sweep's ``queue``, the agent
+    queues of active sweeps, and whatever live workers consume."""
+    names = {"sweepq"}
+    r, k = store.r, store.keys
+    active = store.active_sweeps()
+    if active:
+        p = r.pipeline(transaction=False)
+        for sid in active:
+            p.hget(k.sweep(sid), "config")
+        for sid, raw in zip(active, p.execute(), strict=True):
+            try:
+                q = (json.loads(raw or "{}") or {}).get("queue")
+            except ValueError:
+                q = None
+            if q:
+                names.add(str(q))
+            names.add(k.agent_queue(sid))
+    try:
+        for w in store.alive_workers():
+            names.update(str(q) for q in w.get("queues") or [])
+    except Exception:  # a half-written worker record must not break /metrics
+        pass
+    return sorted(names)
+
+
+def queue_depths(store: Store) -> dict[str, int]:
+    """Messages waiting in each Celery queue: LLEN of ``<ns>:celery:<queue>`` (kombu's Redis
+    transport keeps one list per queue, plus one per priority step, summed here)."""
+    names = queue_names(store)
+    sep = "\x06\x16"
+    p = store.r.pipeline(transaction=False)
+    for q in names:
+        base = store.keys.celery_prefix + q
+        p.llen(base)
+        for pri in (3, 6, 9):
+            p.llen(f"{base}{sep}{pri}")
+    res = p.execute()
+    return {q: int(sum(res[i * 4:(i + 1) * 4])) for i, q in enumerate(names)}

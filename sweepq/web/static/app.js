@@ -1,0 +1,559 @@
+/* sweepq dashboard: a small single-page app over /api (no framework, no build step).
+ *
+ * Safety rule: user-controlled strings (sweep names, params, worker names, log output, config
+ * errors) only ever reach the page through textContent / setAttribute; no HTML string is ever parsed.
+ * Everything is loaded from this server (Plotly comes from /vendor/plotly.min.js).
+ */
+"use strict";
+
+(function () {
+  const body = document.body;
+  const FLOWER = safeUrl(body.dataset.flowerUrl || "");
+  const POLL_MS = Math.max(500, parseInt(body.dataset.pollMs || "2000", 10) || 2000);
+  const TOKEN_KEY = "sweepq.token";
+  const STATES = ["queued", "running", "finished", "failed", "crashed", "stopped", "canceled"];
+  const DONE = ["finished", "failed", "crashed", "stopped", "canceled"];
+  const PAGE = 50;
+  const app = document.getElementById("app");
+
+  let view = null; // the current page controller: {poll(), stop()}
+  let timer = null;
+  let generation = 0;
+
+  // -- DOM helpers --------------------------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    if (attrs) {
+      for (const [k, v] of Object.entries(attrs)) {
+        if (v === null || v === undefined || v === false) continue;
+        if (k === "class") node.className = v;
+        else if (k === "text") node.textContent = String(v);
+        else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+        else if (k === "dataset") Object.assign(node.dataset, v);
+        else node.setAttribute(k, v === true ? "" : String(v));
+      }
+    }
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      node.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+  function safeUrl(u) {
+    try {
+      const url = new URL(u, window.location.href);
+      return (url.protocol === "http:" || url.protocol === "https:") ? url.href.replace(/\/$/, "") : "";
+    } catch (e) { return ""; }
+  }
+  function fmt(v) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v === "number") {
+      if (Number.isInteger(v)) return String(v);
+      const a = Math.abs(v);
+      return (a !== 0 && (a < 1e-3 || a >= 1e5)) ? v.toExponential(3) : String(+v.toPrecision(5));
+    }
+    if (typeof v === "object") return JSON.stringify(v);
+    return String(v);
+  }
+  function fmtTime(t) {
+    if (!t) return "–";
+    const d = new Date(t * 1000);
+    return d.toLocaleString();
+  }
+  function fmtDur(s) {
+    if (s === null || s === undefined) return "–";
+    if (s < 60) return s.toFixed(1) + " s";
+    if (s < 3600) return Math.floor(s / 60) + " m " + Math.round(s % 60) + " s";
+    return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " m";
+  }
+  function badge(state) { return el("span", {class: "badge " + state, text: state}); }
+  function flatten(obj, prefix, out) {
+    out = out || {};
+    if (obj === null || typeof obj !== "object" || Array.isArray(obj)) { out[prefix || "value"] = obj; return out; }
+    for (const [k, v] of Object.entries(obj)) {
+      const key = prefix ? prefix + "." + k : k;
+      if (v !== null && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
+      else out[key] = v;
+    }
+    return out;
+  }
+  function toast(msg) {
+    const t = el("div", {class: "toast", role: "status", text: msg});
+    document.body.appendChild(t);
+    setTimeout(() => t.remove(), 3500);
+  }
+  function setLive(ok) {
+    const live = document.getElementById("live");
+    live.classList.toggle("stale", !ok);
+    live.textContent = ok ? "● live" : "● offline";
+  }
+
+  // -- API ------------------------------------------------------------------------------------------
+  class HttpError extends Error {
+    constructor(status, data) { super((data && data.error) || ("HTTP " + status)); this.status = status; this.data = data; }
+  }
+  let tokenWaiters = null;
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = Object.assign({}, opts.headers || {});
+    const token = localStorage.getItem(TOKEN_KEY);
+    if (token) headers["Authorization"] = "Bearer " + token;
+    const resp = await fetch(path, {method: opts.method || "GET", headers, body: opts.body, cache: "no-store"});
+    if (resp.status === 401) {
+      await askToken(token ? "That token was refused." : "");
+      return api(path, opts);
+    }
+    let data = null;
+    const ctype = resp.headers.get("Content-Type") || "";
+    if (ctype.includes("json")) data = await resp.json();
+    if (!resp.ok) throw new HttpError(resp.status, data);
+    return {data, headers: resp.headers, status: resp.status};
+  }
+  function askToken(message) {
+    if (tokenWaiters) return new Promise((res) => tokenWaiters.push(res));
+    tokenWaiters = [];
+    const overlay = document.getElementById("token-overlay");
+    const err = document.getElementById("token-error");
+    err.hidden = !message;
+    err.textContent = message || "";
+    overlay.hidden = false;
+    const input = document.getElementById("token-input");
+    input.value = "";
+    input.focus();
+    return new Promise((resolve) => {
+      const form = document.getElementById("token-form");
+      const onSubmit = (ev) => {
+        ev.preventDefault();
+        localStorage.setItem(TOKEN_KEY, input.value.trim());
+        overlay.hidden = true;
+        form.removeEventListener("submit", onSubmit);
+        const waiting = tokenWaiters;
+        tokenWaiters = null;
+        resolve();
+        waiting.forEach((w) => w());
+      };
+      form.addEventListener("submit", onSubmit);
+    });
+  }
+  if (body.dataset.auth) {
+    const b = document.getElementById("btn-token");
+    b.hidden = false;
+    b.addEventListener("click", () => { localStorage.removeItem(TOKEN_KEY); askToken(""); });
+  }
+
+  // -- routing and polling ------------------------------------------------------------------------
+  function route() {
+    if (view && view.stop) view.stop();
+    if (timer) clearTimeout(timer);
+    generation += 1;
+    clear(app);
+    const hash = window.location.hash || "#/";
+    let m;
+    if ((m = hash.match(/^#\/sweep\/([^/?#]+)/))) view = sweepPage(decodeURIComponent(m[1]));
+    else if (hash.startsWith("#/new")) view = newPage();
+    else view = listPage();
+    loop(generation);
+  }
+  async function loop(gen) {
+    if (gen !== generation || !view || !view.poll) return;
+    try {
+      await view.poll();
+      setLive(true);
+    } catch (e) {
+      if (gen !== generation) return;
+      if (e instanceof HttpError && e.status === 404 && view.notFound) view.notFound(e);
+      else setLive(false);
+    }
+    if (gen !== generation) return;
+    timer = setTimeout(() => loop(gen), POLL_MS);
+  }
+  window.addEventListener("hashchange", route);
+
+  // -- sweeps list ----------------------------------------------------------------------------------
+  function listPage() {
+    const tbody = el("tbody");
+    const empty = el("div", {class: "empty", hidden: true},
+      "No sweeps yet. ", el("a", {href: "#/new", text: "Create one"}), " or run ",
+      el("code", {text: "sweepq sweep config.yaml"}), ".");
+    app.append(
+      el("div", {class: "row"}, el("h1", {text: "Sweeps"}), el("span", {class: "spacer"})),
+      el("div", {class: "card"},
+        el("div", {class: "table-wrap"},
+          el("table", {id: "sweeps-table"},
+            el("thead", null, el("tr", null, ["Sweep", "Name", "State", "Method", "Metric", "Progress", "Best", "Created"]
+              .map((h) => el("th", {text: h})))),
+            tbody)),
+        empty));
+    return {
+      async poll() {
+        const {data} = await api("/api/sweeps");
+        clear(tbody);
+        empty.hidden = data.length > 0;
+        for (const s of data.slice().reverse()) {
+          const done = DONE.reduce((a, k) => a + (s.counts[k] || 0), 0);
+          const total = Math.max(s.trials || 0, done);
+          const pct = total ? Math.round(100 * done / total) : 0;
+          tbody.appendChild(el("tr", {class: "clickable", dataset: {id: s.id},
+            onclick: () => { window.location.hash = "#/sweep/" + encodeURIComponent(s.id); }},
+            el("td", null, el("a", {href: "#/sweep/" + encodeURIComponent(s.id), text: s.id})),
+            el("td", {text: s.name || ""}),
+            el("td", null, badge(s.state)),
+            el("td", {text: s.method}),
+            el("td", {text: s.metric && s.metric.name ? s.metric.name + " (" + s.metric.goal + ")" : "–"}),
+            el("td", null, el("span", {class: "progress", title: done + " of " + total + " trials done"},
+              el("span", {style: "width:" + pct + "%"})), " ", done + "/" + total),
+            el("td", {class: "num", text: s.best ? fmt(s.best.value) : "–"}),
+            el("td", {text: fmtTime(s.created_at)})));
+        }
+      },
+    };
+  }
+
+  // -- new sweep --------------------------------------------------------------------------------------
+  const EXAMPLE = [
+    "method: bayes",
+    "metric:",
+    "  name: loss",
+    "  goal: minimize",
+    "parameters:",
+    "  lr:",
+    "    distribution: log_uniform_values",
+    "    min: 0.0001",
+    "    max: 0.1",
+    "  layers:",
+    "    values: [2, 3, 4]",
+    "program: train.py",
+    "run_cap: 20",
+    "",
+  ].join("\n");
+
+  function newPage() {
+    const input = el("textarea", {id: "yaml-input", spellcheck: "false", "aria-label": "Sweep config (YAML)"});
+    input.value = sessionStorage.getItem("sweepq.draft") || EXAMPLE;
+    const errors = el("ul", {id: "yaml-errors", class: "errors error"});
+    const warnings = el("ul", {id: "yaml-warnings", class: "errors warning"});
+    const status = el("span", {id: "yaml-status", class: "muted"});
+    const createBtn = el("button", {id: "btn-create", class: "primary", type: "button", text: "Create sweep"});
+    const validateBtn = el("button", {id: "btn-validate", type: "button", text: "Validate"});
+    function show(errs, warns) {
+      clear(errors); clear(warnings);
+      (errs || []).forEach((e) => errors.appendChild(el("li", {text: e})));
+      (warns || []).forEach((w) => warnings.appendChild(el("li", {text: "warning: " + w})));
+    }
+    async function validate() {
+      const {data} = await api("/api/validate", {method: "POST", body: input.value,
+        headers: {"Content-Type": "application/yaml"}});
+      show(data.errors, data.warnings);
+      status.textContent = data.ok ? "valid" : data.errors.length + " problem(s)";
+      return data.ok;
+    }
+    let debounce = null;
+    input.addEventListener("input", () => {
+      sessionStorage.setItem("sweepq.draft", input.value);
+      clearTimeout(debounce);
+      debounce = setTimeout(() => validate().catch(() => {}), 500);
+    });
+    validateBtn.addEventListener("click", () => validate().catch((e) => show([e.message], [])));
+    createBtn.addEventListener("click", async () => {
+      createBtn.disabled = true;
+      try {
+        const {data} = await api("/api/sweeps", {method: "POST", body: input.value,
+          headers: {"Content-Type": "application/yaml"}});
+        sessionStorage.removeItem("sweepq.draft");
+        toast("Created sweep " + data.id);
+        window.location.hash = "#/sweep/" + encodeURIComponent(data.id);
+      } catch (e) {
+        if (e instanceof HttpError && e.status === 400 && e.data) {
+          show(e.data.errors, e.data.warnings);
+          status.textContent = (e.data.errors || []).length + " problem(s): not created";
+        } else show([e.message], []);
+      } finally { createBtn.disabled = false; }
+    });
+    app.append(
+      el("h1", {text: "New sweep"}),
+      el("p", {class: "muted"}, "Paste a W&B-compatible sweep config (YAML or JSON). The controller starts it; run trials with ",
+        el("code", {text: "sweepq agent <id>"}), " or any ", el("code", {text: "celery -A sweepq.worker worker"}), "."),
+      el("div", {class: "card"}, input,
+        el("div", {class: "row", style: "margin-top:8px"}, createBtn, validateBtn, status),
+        errors, warnings));
+    return {poll: null};
+  }
+
+  // -- one sweep --------------------------------------------------------------------------------------
+  function sweepPage(sid) {
+    const st = {
+      status: null, sort: "-id", states: new Set(), offset: 0, total: 0, selected: null,
+      chosen: new Set(), autoChosen: true, lastScored: -1, slowAt: 0, curveKey: "",
+    };
+    const enc = encodeURIComponent(sid);
+    const title = el("h1", {id: "sweep-title", text: "Sweep " + sid});
+    const sub = el("div", {class: "muted", id: "sweep-sub"});
+    const stateBadge = el("span", {id: "sweep-state"});
+    const counts = el("div", {class: "row", id: "state-filter"});
+    const buttons = {};
+    for (const [a, label, cls] of [["pause", "Pause", ""], ["resume", "Resume", ""], ["stop", "Stop", ""],
+      ["cancel", "Cancel", "danger"]]) {
+      buttons[a] = el("button", {id: "btn-" + a, type: "button", class: cls, text: label,
+        onclick: () => action(a)});
+    }
+    const bestBox = el("div", {id: "best-run"});
+    const curves = el("div", {id: "curves", class: "plot"});
+    const curvesNote = el("div", {class: "muted", id: "curves-note"});
+    const keySelect = el("select", {id: "curve-key", "aria-label": "Metric to plot"});
+    keySelect.addEventListener("change", () => { st.curveKey = keySelect.value; pollCurves(); });
+    const par = el("div", {id: "parallel", class: "plot"});
+    const parNote = el("div", {class: "muted", id: "parallel-note"});
+    const imp = el("div", {id: "importance"});
+    const thead = el("thead");
+    const tbody = el("tbody");
+    const pagerInfo = el("span", {class: "muted", id: "runs-count"});
+    const prev = el("button", {type: "button", text: "‹ Prev", onclick: () => { st.offset = Math.max(0, st.offset - PAGE); pollRuns(); }});
+    const next = el("button", {type: "button", text: "Next ›", onclick: () => { st.offset += PAGE; pollRuns(); }});
+    const detail = el("div", {id: "run-detail", class: "card", hidden: true});
+
+    app.append(
+      el("div", {class: "row"}, title, stateBadge, el("span", {class: "spacer", style: "flex:1"}),
+        buttons.pause, buttons.resume, buttons.stop, buttons.cancel),
+      sub,
+      el("div", {class: "grid2", style: "margin-top:12px"},
+        el("div", {class: "card"}, el("h2", {text: "Best run"}), bestBox),
+        el("div", {class: "card"}, el("h2", {text: "Parameter importance"}), imp)),
+      el("div", {class: "grid2"},
+        el("div", {class: "card"}, el("div", {class: "row"}, el("h2", {text: "Metric vs step"}), keySelect), curves, curvesNote),
+        el("div", {class: "card"}, el("h2", {text: "Parallel coordinates"}), par, parNote)),
+      el("div", {class: "card"},
+        el("div", {class: "row"}, el("h2", {text: "Runs"}), counts),
+        el("div", {class: "table-wrap"}, el("table", {id: "runs-table"}, thead, tbody)),
+        el("div", {class: "pager"}, prev, next, pagerInfo)),
+      detail);
+
+    async function action(a) {
+      try {
+        const {data} = await api("/api/sweeps/" + enc + "/" + a, {method: "POST"});
+        toast("Sweep " + sid + ": " + data.state);
+        await pollStatus();
+      } catch (e) { toast(e.message); }
+    }
+
+    async function pollStatus() {
+      const {data} = await api("/api/sweeps/" + enc);
+      st.status = data;
+      title.textContent = "Sweep " + sid + (data.name ? " · " + data.name : "");
+      clear(stateBadge).appendChild(badge(data.state));
+      stateBadge.dataset.state = data.state;
+      const done = DONE.reduce((a, k) => a + (data.counts[k] || 0), 0);
+      sub.textContent = data.method + " search · metric " + (data.metric.name || "–") + " (" + data.metric.goal + ") · "
+        + done + "/" + data.trials + " trials done" + (data.end_reason ? " · " + data.end_reason : "");
+      buttons.pause.disabled = data.state !== "running";
+      buttons.resume.disabled = !["paused", "stopped"].includes(data.state);
+      buttons.stop.disabled = ["stopped", "canceled", "finished"].includes(data.state);
+      buttons.cancel.disabled = ["canceled", "finished"].includes(data.state);
+      clear(counts);
+      counts.appendChild(el("button", {type: "button", class: "chip" + (st.states.size ? "" : " on"), dataset: {state: ""},
+        onclick: () => { st.states.clear(); st.offset = 0; pollStatus(); pollRuns(); }}, "all", el("span", {class: "n", text: data.trials})));
+      for (const s of STATES) {
+        const n = data.counts[s] || 0;
+        counts.appendChild(el("button", {type: "button", class: "chip" + (st.states.has(s) ? " on" : ""), dataset: {state: s},
+          onclick: () => {
+            if (st.states.has(s)) st.states.delete(s); else st.states.add(s);
+            st.offset = 0; pollStatus(); pollRuns();
+          }}, s, el("span", {class: "n", text: n})));
+      }
+      clear(bestBox);
+      if (data.best) {
+        const b = data.best;
+        bestBox.appendChild(el("dl", {class: "kv"},
+          el("dt", {text: "run"}), el("dd", null, el("a", {href: "#", onclick: (ev) => { ev.preventDefault(); showRun(b.run_id); }, text: b.run_id})),
+          el("dt", {text: data.metric.name || "metric"}), el("dd", {id: "best-value", text: fmt(b.value)}),
+          Object.entries(flatten(b.params)).map(([k, v]) => [el("dt", {text: k}), el("dd", {text: fmt(v)})])));
+      } else bestBox.appendChild(el("div", {class: "muted", text: "No finished run has reported " + (data.metric.name || "the metric") + " yet."}));
+      return data;
+    }
+
+    const COLS = [
+      ["", null], ["id", "id"], ["state", "state"], ["params", null], ["metric", "metric"], ["steps", "steps"],
+      ["duration", "duration"], ["worker", "worker"], ["exit", "exit_code"], ["started", "started_at"],
+    ];
+    function renderHead() {
+      clear(thead);
+      const tr = el("tr");
+      for (const [label, key] of COLS) {
+        const th = el("th", {class: key ? "sortable" : "", dataset: {sort: key || ""}},
+          label === "metric" && st.status && st.status.metric.name ? st.status.metric.name : label);
+        if (key) {
+          const cur = st.sort.replace(/^-/, "");
+          if (cur === key) th.appendChild(el("span", {class: "arrow", text: st.sort.startsWith("-") ? "▼" : "▲"}));
+          th.addEventListener("click", () => {
+            st.sort = (st.sort === key) ? "-" + key : key;
+            st.offset = 0;
+            renderHead();
+            pollRuns();
+          });
+        }
+        tr.appendChild(th);
+      }
+      thead.appendChild(tr);
+    }
+
+    async function pollRuns() {
+      const q = new URLSearchParams({offset: st.offset, limit: PAGE, sort: st.sort});
+      if (st.states.size) q.set("state", Array.from(st.states).join(","));
+      const {data, headers} = await api("/api/sweeps/" + enc + "/runs?" + q.toString());
+      st.total = parseInt(headers.get("X-Total-Count") || "0", 10);
+      if (st.offset >= st.total && st.offset > 0) { st.offset = Math.max(0, st.total - PAGE); return pollRuns(); }
+      renderHead();
+      clear(tbody);
+      if (!data.length) {
+        tbody.appendChild(el("tr", null, el("td", {colspan: COLS.length, class: "empty", text: "No runs yet."})));
+      }
+      for (const r of data) {
+        const dur = (r.started_at && r.ended_at) ? r.ended_at - r.started_at
+          : (r.started_at && r.state === "running" ? Date.now() / 1000 - r.started_at : null);
+        const box = el("input", {type: "checkbox", title: "Plot this run's curve", "aria-label": "plot " + r.id});
+        box.checked = st.chosen.has(r.id);
+        box.addEventListener("click", (ev) => {
+          ev.stopPropagation();
+          if (st.autoChosen) { st.autoChosen = false; st.chosen.clear(); }
+          if (box.checked) st.chosen.add(r.id); else st.chosen.delete(r.id);
+          pollCurves();
+        });
+        const workerCell = el("td");
+        if (r.worker) {
+          if (FLOWER) workerCell.appendChild(el("a", {href: FLOWER + "/worker/" + encodeURIComponent(r.worker),
+            target: "_blank", rel: "noopener noreferrer", text: r.worker, onclick: (ev) => ev.stopPropagation()}));
+          else workerCell.textContent = r.worker;
+        } else workerCell.textContent = "–";
+        const flat = flatten(r.params);
+        tbody.appendChild(el("tr", {class: "clickable" + (st.selected === r.id ? " selected" : ""), dataset: {id: r.id, state: r.state},
+          onclick: () => showRun(r.id)},
+          el("td", null, box),
+          el("td", {text: r.id}),
+          el("td", null, badge(r.state)),
+          el("td", {class: "params", text: Object.entries(flat).map(([k, v]) => k + "=" + fmt(v)).join("  ")}),
+          el("td", {class: "num metric", text: fmt(r.metric)}),
+          el("td", {class: "num", text: r.steps}),
+          el("td", {class: "num", text: fmtDur(dur)}),
+          workerCell,
+          el("td", {class: "num", text: r.exit_code === null ? "–" : r.exit_code}),
+          el("td", {text: fmtTime(r.started_at)})));
+      }
+      pagerInfo.textContent = st.total ? (st.offset + 1) + "–" + Math.min(st.offset + PAGE, st.total) + " of " + st.total : "0 runs";
+      prev.disabled = st.offset === 0;
+      next.disabled = st.offset + PAGE >= st.total;
+    }
+
+    async function showRun(rid) {
+      st.selected = rid;
+      const {data} = await api("/api/sweeps/" + enc + "/runs/" + encodeURIComponent(rid) + "?rows=0");
+      detail.hidden = false;
+      clear(detail);
+      detail.append(
+        el("div", {class: "row"}, el("h2", {text: "Run " + data.id}), badge(data.state),
+          el("span", {style: "flex:1"}), el("button", {type: "button", text: "Close", onclick: () => { detail.hidden = true; st.selected = null; }})),
+        el("dl", {class: "kv"},
+          el("dt", {text: "metric"}), el("dd", {text: fmt(data.metric)}),
+          el("dt", {text: "steps"}), el("dd", {text: data.steps}),
+          el("dt", {text: "worker"}), el("dd", {text: data.worker || "–"}),
+          el("dt", {text: "exit code"}), el("dd", {text: data.exit_code === null ? "–" : data.exit_code}),
+          el("dt", {text: "attempt"}), el("dd", {text: data.attempt}),
+          el("dt", {text: "started"}), el("dd", {text: fmtTime(data.started_at)}),
+          el("dt", {text: "ended"}), el("dd", {text: fmtTime(data.ended_at)}),
+          el("dt", {text: "reason"}), el("dd", {text: data.reason || "–"}),
+          el("dt", {text: "params"}), el("dd", null, el("code", {text: JSON.stringify(data.params)}))),
+        el("h2", {text: "Log tail", style: "margin-top:12px"}),
+        el("pre", {class: "log", id: "log-tail", text: data.log_tail || "(no output kept: the log tail is stored when a run ends)"}));
+      detail.scrollIntoView({behavior: "smooth", block: "nearest"});
+      for (const tr of tbody.querySelectorAll("tr")) tr.classList.toggle("selected", tr.dataset.id === rid);
+    }
+
+    function plotly() { return window.Plotly; }
+    const PLOT_CFG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"]};
+
+    async function pollCurves() {
+      if (!plotly()) return;
+      const q = new URLSearchParams();
+      if (!st.autoChosen && st.chosen.size) q.set("runs", Array.from(st.chosen).join(","));
+      if (st.curveKey) q.set("key", st.curveKey);
+      const {data} = await api("/api/sweeps/" + enc + "/curves?" + q.toString());
+      if (st.autoChosen) st.chosen = new Set(data.runs.map((r) => r.id));
+      if (!keySelect.options.length && data.key) keySelect.appendChild(el("option", {value: data.key, text: data.key}));
+      const traces = data.runs.map((r) => ({x: r.steps, y: r.values, name: r.id, type: "scatter", mode: "lines+markers",
+        marker: {size: 4}}));
+      curvesNote.textContent = traces.length ? (st.autoChosen ? "the 5 best runs; tick runs in the table to choose" : "")
+        : "No logged values yet.";
+      plotly().react(curves, traces, {margin: {l: 50, r: 10, t: 10, b: 40}, xaxis: {title: {text: "step"}},
+        yaxis: {title: {text: data.key}}, showlegend: true, legend: {orientation: "h"}}, PLOT_CFG);
+    }
+
+    async function loadKeys() {
+      // the keys of the best run, for the curve picker (once there is a run with rows)
+      if (keySelect.options.length > 1 || !st.status || !st.status.best) return;
+      const {data} = await api("/api/sweeps/" + enc + "/runs/" + encodeURIComponent(st.status.best.run_id) + "?rows=0");
+      const cur = keySelect.value;
+      clear(keySelect);
+      const keys = data.keys.length ? data.keys : [st.status.metric.name || ""];
+      if (st.status.metric.name && !keys.includes(st.status.metric.name)) keys.unshift(st.status.metric.name);
+      for (const k of keys) keySelect.appendChild(el("option", {value: k, text: k}));
+      keySelect.value = cur || st.status.metric.name || keys[0];
+    }
+
+    async function pollParallel() {
+      if (!plotly()) return;
+      const {data} = await api("/api/sweeps/" + enc + "/parallel?limit=1000");
+      if (!data.ids.length) { parNote.textContent = "No run has a metric yet."; return; }
+      const dims = data.dimensions.map((d) => {
+        const dim = {label: d.name, values: d.values};
+        if (d.type === "categorical") { dim.tickvals = d.ticktext.map((_, i) => i); dim.ticktext = d.ticktext; }
+        return dim;
+      });
+      dims.push({label: data.metric_name || "metric", values: data.metric});
+      parNote.textContent = data.ids.length + " of " + data.total_scored + " runs with a metric (the best ones)";
+      try {
+        plotly().react(par, [{type: "parcoords", dimensions: dims,
+          line: {color: data.metric, colorscale: "Viridis", reversescale: st.status && st.status.metric.goal === "maximize",
+            showscale: true}}], {margin: {l: 60, r: 60, t: 40, b: 20}}, PLOT_CFG);
+      } catch (e) {
+        parNote.textContent = "Parallel coordinates need WebGL, which this browser does not offer.";
+      }
+    }
+
+    async function pollImportance() {
+      const {data} = await api("/api/sweeps/" + enc + "/importance");
+      clear(imp);
+      if (!data.params.length) { imp.appendChild(el("div", {class: "muted", text: data.note || "Not enough data."})); return; }
+      const max = Math.max(...data.params.map((p) => p.importance), 1e-9);
+      imp.appendChild(el("table", {id: "importance-table"},
+        el("thead", null, el("tr", null, el("th", {text: "parameter"}), el("th", {text: "importance"}), el("th", {text: "correlation"}))),
+        el("tbody", null, data.params.map((p) => el("tr", null,
+          el("td", {text: p.param}),
+          el("td", null, el("span", {class: "imp-bar", style: "width:" + Math.round(120 * p.importance / max) + "px"}), " " + p.importance.toFixed(3)),
+          el("td", {class: p.correlation === null ? "muted" : (p.correlation > 0 ? "corr-pos" : "corr-neg"),
+            text: p.correlation === null ? "–" : p.correlation.toFixed(3)}))))));
+      imp.appendChild(el("div", {class: "muted", text: "random forest on " + data.n + " finished runs"}));
+    }
+
+    renderHead();
+    return {
+      async poll() {
+        const status = await pollStatus();
+        await pollRuns();
+        const scored = status.counts.finished;
+        const slowDue = Date.now() - st.slowAt > 6000 || scored !== st.lastScored;
+        await pollCurves();
+        if (slowDue) {
+          st.slowAt = Date.now();
+          st.lastScored = scored;
+          await Promise.all([pollParallel(), pollImportance(), loadKeys()]);
+        }
+      },
+      notFound() {
+        clear(app).appendChild(el("div", {class: "card empty"}, "Unknown sweep ", el("code", {text: sid}), ". ",
+          el("a", {href: "#/", text: "All sweeps"})));
+        generation += 1;
+      },
+    };
+  }
+
+  route();
+})();

@@ -1,0 +1,247 @@
+"""The dashboard in real headless Chromium (Debian's ``chromium``) via Playwright, against a real
+``sweepq web`` process serving a sweep that a real controller and celery worker are running.
+
+Checks: the runs table fills, plots render, pause and resume work from the page, a bad YAML
+shows its errors inline, the token prompt works, and the page requests nothing outside its own
+host. Screenshots go to docs/img/ (used by the README and docs/dashboard.md).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import PROGRAMS, ROOT, _free_port, wait_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("SWEEPQ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+IMG = ROOT / "docs" / "img"
+TRIAL = str(PROGRAMS / "trial.py")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One Chromium for the module. Missing Chromium is a failure with the fix, never a skip."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
+                    "(or set SWEEPQ_CHROMIUM to its path); the dashboard tests need a real browser")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class WebProc:
+    def __init__(self, proc: subprocess.Popen, port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def start_web(sq_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WebProc]]:
+    """Factory: a real ``sweepq web`` process on a free port (terminated at teardown)."""
+    procs: list[WebProc] = []
+
+    def start(env: dict[str, str] | None = None) -> WebProc:
+        port = _free_port()
+        log = tmp_path / f"web-{port}.log"
+        argv = [sys.executable, "-c", "import sys; from sweepq.cli import main; sys.exit(main())",
+                "web", "--host", "127.0.0.1", "--port", str(port)]
+        with open(log, "ab") as out:
+            p = subprocess.Popen(argv, env={**sq_env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, cwd=str(ROOT))
+        w = WebProc(p, port, log)
+        procs.append(w)
+
+        def up() -> bool:
+            assert p.poll() is None, f"sweepq web exited:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{w.url}/healthz", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, 30, 0.1, "sweepq web to answer")
+        return w
+
+    yield start
+    for w in procs:
+        w.stop()
+
+
+class Page:
+    """A Playwright page that records every request it makes."""
+
+    def __init__(self, browser: object, base: str) -> None:
+        self.ctx = browser.new_context(viewport={"width": 1440, "height": 1000})  # type: ignore[attr-defined]
+        self.page = self.ctx.new_page()
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda req: self.requests.append(req.url))
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.base = base
+
+    def outside(self) -> list[str]:
+        host = urlparse(self.base).netloc
+        return [u for u in self.requests
+                if not u.startswith(("data:", "blob:", "about:")) and urlparse(u).netloc != host]
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+def config(run_cap: int = 24, steps: int = 4, sleep: float = 0.15) -> dict:
+    from sweepq.config import load_config
+
+    return load_config({
+        "method": "random", "name": "browser <b>test</b>", "program": TRIAL,
+        "command": ["${env}", sys.executable, "${program}", "${args}"],
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "opt": {"values": ["adam", "sgd"]},
+                       "steps": {"value": steps}, "sleep": {"value": sleep}},
+        "run_cap": run_cap,
+    })
+
+
+def test_dashboard_live_sweep(browser, store, start_worker, controller, start_web) -> None:  # noqa: ANN001
+    sid = store.create_sweep(config(run_cap=400))
+    controller()
+    start_worker(concurrency=3)
+    web = start_web()
+    IMG.mkdir(parents=True, exist_ok=True)
+    pg = Page(browser, web.url)
+    page = pg.page
+    try:
+        # sweeps list
+        page.goto(f"{web.url}/")
+        page.wait_for_selector(f'#sweeps-table tbody tr[data-id="{sid}"]', timeout=15000)
+        row = page.locator(f'#sweeps-table tbody tr[data-id="{sid}"]')
+        assert "browser <b>test</b>" in row.inner_text()  # shown as text, not parsed as HTML
+        assert page.locator("#sweeps-table b").count() == 0
+
+        # the sweep page: the runs table fills and follows the sweep live (no reload)
+        page.click(f'#sweeps-table tbody tr[data-id="{sid}"] a')
+        page.wait_for_selector("#runs-table tbody tr[data-id]", timeout=15000)
+        page.wait_for_selector('#runs-table tbody tr[data-state="finished"]', timeout=30000)
+        wait_for(lambda: store.counts(sid)["finished"] >= 6, 60, what="6 finished trials")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#runs-table tbody tr[data-state=\"finished\"]').length >= 6",
+            timeout=15000)
+        # plots: metric-vs-step curves (SVG), importance table, parallel coordinates
+        page.wait_for_selector("#curves .scatterlayer .trace", timeout=15000)
+        page.wait_for_selector("#importance-table tbody tr", timeout=15000)
+        page.wait_for_selector("#parallel .main-svg", timeout=15000)
+        assert page.locator("#best-value").inner_text() != ""
+
+        # the log tail of a finished run, on click
+        page.locator('#runs-table tbody tr[data-state="finished"]').first.click()
+        page.wait_for_selector("#log-tail")
+        assert "ordinary output at step" in page.locator("#log-tail").inner_text()
+        page.locator("#run-detail button", has_text="Close").click()
+        page.screenshot(path=str(IMG / "sweep.png"), full_page=True)
+
+        # sort by metric: the best run first
+        page.click('#runs-table th[data-sort="metric"]')
+        page.wait_for_function("() => document.querySelector('#runs-table th[data-sort=\"metric\"] .arrow')")
+        # filter by state
+        page.click('#state-filter button[data-state="finished"]')
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#runs-table tbody tr[data-id]')].every("
+            "tr => tr.dataset.state === 'finished')", timeout=10000)
+
+        # pause and resume from the page
+        page.click("#btn-pause")
+        page.wait_for_selector('#sweep-state[data-state="paused"]', timeout=10000)
+        assert store.sweep_state(sid) == "paused"
+        page.click("#btn-resume")
+        page.wait_for_selector('#sweep-state[data-state="running"]', timeout=10000)
+        assert store.sweep_state(sid) == "running"
+
+        page.goto(f"{web.url}/#/")
+        page.wait_for_selector(f'#sweeps-table tbody tr[data-id="{sid}"]')
+        page.screenshot(path=str(IMG / "sweeps.png"))
+        store.sweep_action(sid, "cancel")
+        assert pg.errors == [], pg.errors
+        assert pg.outside() == [], pg.outside()
+        assert any(u.endswith("/vendor/plotly.min.js") for u in pg.requests)
+    finally:
+        pg.close()
+
+
+def test_create_sweep_with_inline_errors(browser, store, start_web) -> None:  # noqa: ANN001
+    web = start_web()
+    pg = Page(browser, web.url)
+    page = pg.page
+    try:
+        page.goto(f"{web.url}/#/new")
+        page.wait_for_selector("#yaml-input")
+        bad = "method: random\nmetric: {name: loss}\nparameters:\n  lr: {min: 0.1, max: 0.01}\n  <img src=x>: {value: 1}\n"
+        page.fill("#yaml-input", bad)
+        page.click("#btn-create")
+        page.wait_for_selector("#yaml-errors li", timeout=10000)
+        errors = page.locator("#yaml-errors li").all_inner_texts()
+        assert any(e.startswith("parameters.lr.min") for e in errors), errors
+        assert page.locator("#yaml-errors img").count() == 0
+        assert store.list_sweeps() == []
+        page.screenshot(path=str(IMG / "new-sweep.png"))
+
+        good = "method: grid\nmetric: {name: loss}\nparameters:\n  lr: {values: [0.1, 0.01]}\nprogram: train.py\n"
+        page.fill("#yaml-input", good)
+        page.wait_for_function("() => document.querySelector('#yaml-status').textContent === 'valid'",
+                               timeout=10000)
+        page.click("#btn-create")
+        page.wait_for_url("**/#/sweep/*", timeout=10000)
+        [sid] = store.list_sweeps()
+        assert page.url.endswith(f"#/sweep/{sid}")
+        page.wait_for_selector("#sweep-state[data-state]")
+        assert pg.errors == [] and pg.outside() == []
+    finally:
+        pg.close()
+
+
+def test_token_prompt(browser, store, start_web) -> None:  # noqa: ANN001
+    sid = store.create_sweep(config(run_cap=2))
+    web = start_web({"SWEEPQ_API_TOKEN": "tok-123"})
+    pg = Page(browser, web.url)
+    page = pg.page
+    try:
+        page.goto(f"{web.url}/")
+        page.wait_for_selector("#token-overlay:not([hidden])", timeout=10000)
+        page.fill("#token-input", "wrong")
+        page.click("#token-form button[type=submit]")
+        page.wait_for_selector("#token-error:not([hidden])", timeout=10000)
+        page.fill("#token-input", "tok-123")
+        page.click("#token-form button[type=submit]")
+        page.wait_for_selector(f'#sweeps-table tbody tr[data-id="{sid}"]', timeout=10000)
+        assert page.evaluate("() => localStorage.getItem('sweepq.token')") == "tok-123"
+        page.reload()  # asked once: kept in localStorage
+        page.wait_for_selector(f'#sweeps-table tbody tr[data-id="{sid}"]', timeout=10000)
+        assert page.locator("#token-overlay").is_hidden()
+        assert pg.outside() == []
+    finally:
+        pg.close()
+        _ = time  # noqa: F841 - keep the import for debugging sleeps
