@@ -210,6 +210,8 @@ def _parse_yaml(text: str | bytes, where: str) -> tuple[Any, list[str]]:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             return None, [f"{where}: not UTF-8 text (bad byte at offset {exc.start})"]
+    if _flow_depth(text) > MAX_DEPTH:
+        return None, [f"{where}: nested deeper than {MAX_DEPTH} levels; not a sweep config"]
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
@@ -226,6 +228,30 @@ def _parse_yaml(text: str | bytes, where: str) -> tuple[Any, list[str]]:
     return data, []
 
 
+_BRACKETS_RE = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting, counting brackets inside strings too (an over-estimate that
+    no real config comes near). PyYAML recurses per level, so thousands of levels would cost
+    seconds before failing; this refuses them up front."""
+    depth = deepest = 0
+    for m in _BRACKETS_RE.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _printable(text: str) -> str:
+    """One printable line: control characters (a newline in a key name) shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _one_line(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -233,6 +259,9 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Plain data: bounded, JSON-shaped copies
+
+
+_ABSENT = object()
 
 
 class _TooBig(Exception):
@@ -329,7 +358,7 @@ def _number_hint(v: Any) -> str:
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in "aeio" or word.startswith("un") else "a"
+    return "an" if word[:1] in "aeio" else "a"  # "a uniform", "an int_uniform"
 
 
 def _did_you_mean(word: Any, choices: Any) -> str:
@@ -347,10 +376,10 @@ class _Checker:
         self.warnings: list[str] = []
 
     def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
+        self.errors.append(_printable(f"{path}: {message}"))
 
     def warn(self, path: str, message: str) -> None:
-        self.warnings.append(f"{path}: {message}")
+        self.warnings.append(_printable(f"{path}: {message}"))
 
     # Typed readers: return the (possibly converted) value, or None after recording an error.
 
@@ -694,7 +723,7 @@ def _normalise_early_terminate(ck: _Checker, et: Any) -> dict[str, Any] | None:
 
 
 def _check_command(ck: _Checker, command: Any, program: Any) -> list[Any] | None:
-    if command is None:
+    if command is _ABSENT:
         command = []
     if not isinstance(command, list):
         ck.error("command", f"must be a list of argv items (got {_describe(command)}); e.g. [python, train.py, ${{args}}]")
@@ -834,7 +863,7 @@ def _normalise(raw: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
         if key in cfg:
             ck.warn(key, "is a W&B Launch setting; sweepq ignores it")
     program = cfg.get("program") if isinstance(cfg.get("program"), str) else None
-    command = _check_command(ck, cfg.get("command"), program)
+    command = _check_command(ck, cfg.get("command", _ABSENT), program)
 
     # method-specific checks (W&B reports these only when the sweep runs)
     if params is not None and method == "grid":
