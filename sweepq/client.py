@@ -13,6 +13,7 @@ and ``log`` keeps the values in ``run.summary`` and ``run.history``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -194,10 +195,8 @@ def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int |
 
     def beat() -> None:
         while not stop_beat.is_set():
-            try:
+            with contextlib.suppress(Exception):
                 st.register_worker(name, 1, [queue], sweep=sweep_id, ttl=15.0)
-            except Exception:
-                pass
             stop_beat.wait(5.0)
 
     threading.Thread(target=beat, daemon=True).start()
@@ -218,10 +217,8 @@ def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int |
                 done += 1
     finally:
         stop_beat.set()
-        try:
+        with contextlib.suppress(Exception):
             st.unregister_worker(name)
-        except Exception:
-            pass
         if ctl is not None:
             ctl.stop_event.set()
             th.join(timeout=5)

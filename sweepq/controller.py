@@ -9,8 +9,10 @@ starts one); a leader lease in Redis lets exactly one act at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import secrets
 import socket
 import threading
@@ -50,9 +52,9 @@ class Controller:
                  name: str | None = None) -> None:
         self.store = store
         if publish is None:
-            from sweepq.worker import publish_trial
+            from sweepq.worker import make_publisher
 
-            publish = publish_trial
+            publish = make_publisher(store.ns, os.environ.get("SWEEPQ_BROKER_URL") or store_url(store))
         self.publish = publish
         self.tick = tick
         self.name = name or f"{socket.gethostname()}:{secrets.token_hex(3)}"
@@ -87,10 +89,8 @@ class Controller:
                 self.views.clear()  # resync fully from Redis once it answers
                 self.stop_event.wait(1.0)
         if self.is_leader:
-            try:
+            with contextlib.suppress(Exception):
                 self.store.release_leader(self.token)
-            except Exception:
-                pass
         log.info("controller %s stopped", self.name)
 
     def _lead(self) -> None:
@@ -132,6 +132,9 @@ class Controller:
             self._workers = self.store.alive_workers()
             self._workers_at = now
         return self._workers
+
+    def _served_queues(self) -> set[str]:
+        return {q for w in self.workers() for q in w.get("queues", [])}
 
     def reap(self) -> None:
         """Requeue (or crash) running trials whose worker stopped renewing the lease."""
@@ -212,10 +215,19 @@ class Controller:
 
         if state == "running":
             # trials created but never sent (a publish failed, a pause, a reaped trial): send them
+            served = self._served_queues()
             for t in inflight:
-                if t["state"] == "queued" and not t["published"]:
-                    self._publish(sid, t["id"], self._route(sid, config, view, agents), t["attempt"])
-                    t["published"] = True
+                if t["state"] != "queued":
+                    continue
+                stranded = t["published"] and t.get("queue") not in served and served
+                if not t["published"] or stranded:
+                    # never sent, or sent to a queue no live worker consumes (its agent left):
+                    # send again; a duplicate delivery is harmless (the claim is atomic)
+                    q = self._route(sid, config, view, agents)
+                    if stranded and q == t.get("queue"):
+                        continue
+                    self._publish(sid, t["id"], q, t["attempt"])
+                    t["published"], t["queue"] = True, q
             if config.get("early_terminate") and view.metrics_dirty:
                 view.metrics_dirty = False
                 for tid in engine.to_stop(config, trials):
@@ -300,6 +312,18 @@ class Controller:
             self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
         elif not missing and msg in warnings:
             self.store.set_sweep_fields(sid, warnings=[w for w in warnings if w != msg])
+
+
+def store_url(store: Store) -> str:
+    """The URL the store's client connects to (the broker, unless SWEEPQ_BROKER_URL says else)."""
+    kw = store.r.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"redis+socket://{kw['path']}"
+    auth = ""
+    if kw.get("password"):
+        auth = f"{kw.get('username') or ''}:{kw['password']}@"
+    scheme = "rediss" if store.r.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
+    return f"{scheme}://{auth}{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:

@@ -15,6 +15,7 @@ Why this shape (CELERY-NOTES sections 3 and 8):
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -124,26 +125,20 @@ class _Forwarder:
             return
         sigs = {signal.SIGTERM, signal.SIGQUIT, signal.SIGINT}
         for s in sigs:
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 self._old[s] = signal.signal(s, self._handle)
-            except (ValueError, OSError):
-                pass
 
     def uninstall(self) -> None:
         for s, h in self._old.items():
-            try:
+            with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(s, h)
-            except (ValueError, OSError, TypeError):
-                pass
         self._old.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.signalled = True
         if self.pgid is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(self.pgid, signal.SIGTERM)
-            except OSError:
-                pass
 
 
 def _die_with_parent_fn() -> Any:
@@ -181,10 +176,8 @@ def group_alive(pgid: int) -> bool:
 
 
 def kill_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pgid, sig)
-    except OSError:
-        pass
 
 
 class TrialRunner:
@@ -289,10 +282,8 @@ class TrialRunner:
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> TrialOutcome:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             self.stop_file.unlink()
-        except OSError:
-            pass
         try:
             argv = self.build_argv()
         except Exception as exc:  # a config the renderer cannot use: the trial fails, the sweep lives
@@ -409,19 +400,15 @@ class TrialRunner:
         return TrialOutcome("failed", rc, f"exit code {rc}")
 
     def _begin_stop(self, pgid: int) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.stop_file.touch()
-        except OSError:
-            pass
         kill_group(pgid, signal.SIGTERM)
 
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
         ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code,
                         reason=reason, log_tail=tail[-TAIL_CHARS:], goal=self.goal)
-        try:
+        with contextlib.suppress(OSError):
             self.stop_file.unlink()
-        except OSError:
-            pass
         if not ok:
             return TrialOutcome("lost", exit_code, "trial no longer owned when finishing")
         return TrialOutcome(state, exit_code, reason, tail)

@@ -9,6 +9,7 @@ after the visibility timeout, a duplicate publish) runs the trial once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -84,6 +85,7 @@ def make_app(namespace: str | None = None) -> Celery:
 
 
 app = make_app()
+_APP_KEY = (namespace_from_env(), broker_url())  # what the module-level app was built for
 
 _store: Store | None = None
 _store_lock = threading.Lock()
@@ -153,8 +155,35 @@ def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
 
 def publish_trial(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
     """Send one trial to a queue (readable in Flower: name sweepq.run_trial, args sweep, trial)."""
-    run_trial.apply_async(args=[sweep_id, trial_id], queue=queue,
+    _send(app, sweep_id, trial_id, queue, attempt)
+
+
+def _send(application: Celery, sweep_id: str, trial_id: str, queue: str, attempt: int) -> None:
+    application.send_task(TASK_NAME, args=[sweep_id, trial_id], queue=queue,
                           task_id=f"{trial_id}.{attempt}.{secrets.token_hex(3)}")
+
+
+_publishers: dict[tuple[str, str], Celery] = {}
+
+
+def make_publisher(namespace: str | None = None, broker: str | None = None):  # noqa: ANN201
+    """A publish function for another namespace or broker than this process's default app
+    (the controller serves the namespace of its store; tests run many namespaces at once)."""
+    ns = namespace or namespace_from_env()
+    url = broker or broker_url()
+    if (ns, url) == _APP_KEY:
+        return publish_trial
+    key = (ns, url)
+    if key not in _publishers:
+        other = Celery(f"sweepq-{ns}", broker=url, set_as_current=False)
+        other.conf.update(celery_config(ns))
+        _publishers[key] = other
+    application = _publishers[key]
+
+    def publish(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
+        _send(application, sweep_id, trial_id, queue, attempt)
+
+    return publish
 
 
 # -- worker registry: the controller sizes the queue from the slots of live workers ------------
@@ -208,7 +237,5 @@ def _on_worker_shutdown(**_: Any) -> None:
     _hb_stop.set()
     name = _state.get("name")
     if name:
-        try:
+        with contextlib.suppress(Exception):
             get_store().unregister_worker(name)
-        except Exception:
-            pass

@@ -147,6 +147,7 @@ class AgentProcess:
         self.sid = sweep_id
         self.name = f"agent-{sweep_id}-{secrets.token_hex(3)}@{socket.gethostname()}"
         self.count = count
+        self.slots = slots
         env = dict(os.environ)
         env.update({"SWEEPQ_AGENT_SWEEP": sweep_id, "SWEEPQ_AGENT_NAME": self.name,
                     "SWEEPQ_REDIS_URL": os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL),
@@ -162,8 +163,15 @@ class AgentProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        # registered before the worker is up, so the controller routes the first trials here
+        self.store.register_worker(self.name, self.slots, [self.store.keys.agent_queue(self.sid)],
+                                   sweep=self.sid, ttl=15.0)
+        log_dir = Path(os.environ.get("SWEEPQ_LOG_DIR") or Path(".sweepq") / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"worker-{self.sid}.log"
+        with open(self.log_path, "ab") as out:  # the worker's chatter stays out of the progress bar
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def done_count(self) -> int:
         return int(self.store.r.get(self.store.keys.agent_count(self.name) + ":done") or 0)
@@ -347,7 +355,7 @@ def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threa
             if not agent.alive():
                 dead_since = dead_since or time.monotonic()
                 if time.monotonic() - dead_since > 2:
-                    raise CliError(f"the worker process exited (code {agent.proc.returncode}); see its output above")
+                    raise CliError(f"the worker process exited (code {agent.proc.returncode}); see {agent.log_path}")
 
 
 def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
