@@ -44,6 +44,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_COMMAND",
     "args_json_path",
+    "args_json_text",
     "macro_names",
     "render",
     "uses_args_json_file",
@@ -93,8 +94,9 @@ def _args_no_equals(params: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _args_json_text(params: Mapping[str, Any]) -> str:
-    # Python's default separators and ASCII escaping, as W&B's json.dumps call.
+def args_json_text(params: Mapping[str, Any]) -> str:
+    """The JSON of ``${args_json}`` and of the ``${args_json_file}`` file: keys sorted at every
+    level, Python's default separators and ASCII escaping (W&B's ``json.dumps`` call)."""
     return json.dumps(dict(_kv(params)))
 
 
@@ -103,7 +105,7 @@ _ARG_MACROS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "args_no_hyphens": _args_no_hyphens,
     "args_no_boolean_flags": _args_no_boolean_flags,
     "args_no_equals": _args_no_equals,
-    "args_json": lambda p: [_args_json_text(p)],
+    "args_json": lambda p: [args_json_text(p)],
     "args_append_hydra": lambda p: [f"+{k}={v}" for k, v in _kv(p)],
     "args_override_hydra": lambda p: [f"++{k}={v}" for k, v in _kv(p)],
 }
@@ -152,7 +154,7 @@ def write_args_json_file(
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(_args_json_text(params))
+        fh.write(args_json_text(params))
     os.replace(tmp, path)
     return path
 

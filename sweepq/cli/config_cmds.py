@@ -115,7 +115,7 @@ def preview(config: str, params_json: str | None, count: int, as_json: bool, see
     """
     try:
         from sweepq import engine
-        from sweepq.command import render, uses_args_json_file
+        from sweepq.command import args_json_path, args_json_text, render, uses_args_json_file
 
         cfg = _load(config)
         if params_json is not None:
@@ -129,10 +129,7 @@ def preview(config: str, params_json: str | None, count: int, as_json: bool, see
             argv = render(cfg, params, sweep_id=sweep_id, run_id=rid)
             click.echo(json.dumps(argv) if as_json else shlex.join(argv))
             if uses_args_json_file(cfg):
-                from sweepq.command import args_json_path
-
-                path = args_json_path(sweep_id, rid)
-                click.echo(f"# {path}: {json.dumps(params, sort_keys=True)}", err=True)
+                click.echo(f"# {args_json_path(sweep_id, rid)}: {args_json_text(params)}", err=True)
     except (click.ClickException, click.exceptions.Exit):
         raise
     except Exception as exc:  # never a traceback for a user's input
