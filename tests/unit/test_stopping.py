@@ -10,6 +10,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sweepq import stopping
 from sweepq.stopping import asha, hyperband, median
@@ -352,3 +354,66 @@ def test_median_only_running_judged_and_nan_skipped() -> None:
 def test_median_bad_keys() -> None:
     with pytest.raises(ValueError, match="warmup_steps"):
         median.to_stop(rule("median", warmup_steps=-1), [])
+
+
+# --- hyperband against W&B's own engine -----------------------------------------------------
+#
+# The installed reference is `sweeps` 0.2.0, whose rule differs from 0.3.0's in exactly one way
+# (WANDB-COMPAT section 3): it reads band b at index b (not b-1) and needs more than b values,
+# and it always judges min(history) (0.3.0's strict: false). Prepending one value that can never
+# be the best turns 0.2.0 into 0.3.0 non-strict, so the two must agree on every input.
+
+_values = st.one_of(
+    st.sampled_from([0.0, 1.0, 2.0, 3.0, 0.5, 2.5, 3.0, 1.0, math.nan, None]),  # ties and gaps
+    st.floats(-5, 5, allow_nan=False),
+    st.sampled_from([math.inf, -math.inf, True, "NaN"]),
+)
+_trials = st.lists(
+    st.tuples(
+        st.sampled_from(["running", "running", "running", "finished", "stopped", "failed", "queued"]),
+        st.lists(_values, min_size=1, max_size=14),
+    ),
+    min_size=2,
+    max_size=8,
+)
+_early = st.one_of(
+    st.builds(lambda m, e: {"min_iter": m, "eta": e}, st.integers(1, 4), st.sampled_from([2, 3, 1.5, 4])),
+    st.builds(
+        lambda m, s, e: {"max_iter": m, "s": s, "eta": e},
+        st.integers(2, 40),
+        st.integers(1, 4),
+        st.sampled_from([2, 3, 1.5]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(early=_early, goal=st.sampled_from(["minimize", "maximize"]), runs=_trials)
+def test_hyperband_matches_wandb_engine(early: dict[str, Any], goal: str, runs: list[Any]) -> None:
+    sweeps = pytest.importorskip("sweeps")
+    from sweeps import RunState, SweepRun
+
+    wb_state = {"running": RunState.running, "finished": RunState.finished}
+    never_best = 1e12 if goal == "minimize" else -1e12
+    config = hb(goal, strict=False, **early)
+    try:
+        hyperband.bands(config)
+    except ValueError:
+        return  # W&B raises too ("Bands must be an array of length at least 1")
+    ours = [trial(f"r{i}", list(h), state) for i, (state, h) in enumerate(runs)]
+    theirs = [
+        SweepRun(
+            name=f"r{i}",
+            state=wb_state.get(state, RunState.killed),
+            sampledHistory=[{"loss": v} for v in [never_best, *h]],
+        )
+        for i, (state, h) in enumerate(runs)
+    ]
+    wb_config = {
+        "method": "random",
+        "metric": {"name": "loss", "goal": goal},
+        "early_terminate": {"type": "hyperband", **early},
+        "parameters": {"x": {"values": [1, 2]}},
+    }
+    expected = [r.name for r in sweeps.stop_runs(wb_config, theirs)]
+    assert stopping.to_stop(config, ours) == expected
