@@ -31,7 +31,8 @@ import redis
 
 from sweepq.keys import Keys, namespace_from_env
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# the address probed when SWEEPQ_REDIS_URL is unset (overridable so tests can point it at nothing)
+DEFAULT_REDIS_URL = os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 TRIAL_STATES = ("queued", "running", "finished", "failed", "crashed", "stopped", "canceled")
 FINAL_STATES = frozenset({"finished", "failed", "crashed", "stopped", "canceled"})

@@ -1,0 +1,3 @@
+from sweepq.cli import main
+
+main()

