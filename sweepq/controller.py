@@ -39,7 +39,22 @@ class _SweepView:
     loaded: bool = False
     metrics_dirty: bool = True
     exhausted: bool = False
-    published_at: dict[str, float] = field(default_factory=dict)
+    inflight: set[str] = field(default_factory=set)  # ids of queued/running trials
+    ended_changed: bool = True  # a trial reached a final state since the last look
+
+    def put(self, t: dict[str, Any]) -> None:
+        """Insert or update one trial, keeping the in-flight index exact."""
+        old = self.trials.get(t["id"])
+        self.trials[t["id"]] = t
+        if t["state"] in FINAL_STATES:
+            self.inflight.discard(t["id"])
+            if old is None or old["state"] not in FINAL_STATES:
+                self.ended_changed = True
+        else:
+            self.inflight.add(t["id"])
+
+    def inflight_trials(self) -> list[dict[str, Any]]:
+        return [self.trials[i] for i in sorted(self.inflight)]
 
 
 Publisher = Callable[[str, str, str, int], None]
@@ -159,16 +174,16 @@ class Controller:
 
     def _refresh(self, sid: str, view: _SweepView) -> None:
         if not view.loaded:
-            ids = self.store.trial_ids(sid)
-            view.trials = {t["id"]: t for t in self.store.get_trials(ids)}
+            for t in self.store.get_trials(self.store.trial_ids(sid)):
+                view.put(t)
             view.loaded = True
             view.metrics_dirty = True
             return
-        cached_inflight = {tid for tid, t in view.trials.items() if t["state"] not in FINAL_STATES}
-        ids = cached_inflight | self.store.inflight_ids(sid) | self._dirty.get(sid, set())
+        # O(in flight + changed), not O(all trials): finished trials do not change any more
+        ids = view.inflight | self.store.inflight_ids(sid) | self._dirty.get(sid, set())
         if ids:
             for t in self.store.get_trials(sorted(ids)):
-                view.trials[t["id"]] = t
+                view.put(t)
 
     def _target_inflight(self, sid: str, config: dict[str, Any]) -> tuple[int, dict[str, int]]:
         """(how many trials to keep queued+running, slots of agents bound to this sweep by queue)."""
@@ -192,8 +207,7 @@ class Controller:
     def _route(self, sid: str, config: dict[str, Any], view: _SweepView, agents: dict[str, int]) -> str:
         """Agents bound to the sweep get its trials while they have room; shared workers the rest."""
         for q, slots in sorted(agents.items()):
-            on_q = sum(1 for t in view.trials.values()
-                       if t["state"] in ("queued", "running") and t.get("queue") == q)
+            on_q = sum(1 for i in view.inflight if view.trials[i].get("queue") == q)
             if on_q < slots + 1:
                 return q
         return config.get("queue") or "sweepq"
@@ -204,13 +218,12 @@ class Controller:
         self.store.mark_published(tid, queue)
 
     def step_sweep(self, sid: str) -> None:
-        sweep = self.store.get_sweep(sid)
+        sweep = self.store.sweep_head(sid)
         state = sweep["state"]
         view = self._view(sid)
         config = view.config
         self._refresh(sid, view)
-        trials = list(view.trials.values())
-        inflight = [t for t in trials if t["state"] in ("queued", "running")]
+        inflight = view.inflight_trials()
         _, agents = self._target_inflight(sid, config)
 
         if state == "running":
@@ -230,19 +243,21 @@ class Controller:
                     t["published"], t["queue"] = True, q
             if config.get("early_terminate") and view.metrics_dirty:
                 view.metrics_dirty = False
-                for tid in engine.to_stop(config, trials):
+                for tid in engine.to_stop(config, list(view.trials.values())):
                     if view.trials.get(tid, {}).get("stop"):
                         continue
                     if self.store.request_stop(sid, tid, "stop") == "requested":
                         self.stats["stops"] += 1
                         view.trials[tid]["stop"] = "stop"
                         log.info("early-terminating trial %s", tid)
-            self._warn_missing_metric(sid, config, trials, sweep)
-            done_reason = self._done_reason(config, sweep, view, trials)
+            if view.ended_changed:
+                view.ended_changed = False
+                self._warn_missing_metric(sid, config, view.trials.values(), sweep)
+            done_reason = self._done_reason(config, sweep, view)
             if done_reason is None:
-                self._fill(sid, config, view, trials, inflight, agents)
-                inflight = [t for t in view.trials.values() if t["state"] in ("queued", "running")]
-                done_reason = self._done_reason(config, sweep, view, list(view.trials.values()))
+                self._fill(sid, config, view, inflight, agents)
+                inflight = view.inflight_trials()
+                done_reason = self._done_reason(config, sweep, view)
             if done_reason and not inflight:
                 log.info("sweep %s finished: %s", sid, done_reason)
                 self.store.finish_sweep(sid, "finished", done_reason)
@@ -255,12 +270,11 @@ class Controller:
             self.store.finish_sweep(sid, "finished", sweep.get("end_reason", ""))
             self.views.pop(sid, None)
 
-    def _done_reason(self, config: dict[str, Any], sweep: dict[str, Any], view: _SweepView,
-                     trials: list[dict[str, Any]]) -> str | None:
+    def _done_reason(self, config: dict[str, Any], sweep: dict[str, Any], view: _SweepView) -> str | None:
         if view.exhausted:
             return "search space exhausted"
         cap = config.get("run_cap")
-        if cap and len(trials) >= int(cap):
+        if cap and len(view.trials) >= int(cap):
             return f"run_cap {cap} reached"
         target = (config.get("metric") or {}).get("target")
         best = sweep.get("best_value")
@@ -271,17 +285,17 @@ class Controller:
                 return f"metric target {target} reached"
         return None
 
-    def _fill(self, sid: str, config: dict[str, Any], view: _SweepView, trials: list[dict[str, Any]],
+    def _fill(self, sid: str, config: dict[str, Any], view: _SweepView,
               inflight: list[dict[str, Any]], agents: dict[str, int]) -> None:
         target, _ = self._target_inflight(sid, config)
         n_new = target - len(inflight)
         cap = config.get("run_cap")
         if cap:
-            n_new = min(n_new, int(cap) - len(trials))
+            n_new = min(n_new, int(cap) - len(view.trials))
         if n_new <= 0:
             return
         t0 = time.perf_counter()
-        suggestions = engine.suggest(config, trials, n=n_new)
+        suggestions = engine.suggest(config, list(view.trials.values()), n=n_new)
         self.stats["suggest_s"].append(time.perf_counter() - t0)
         if len(self.stats["suggest_s"]) > 1000:
             del self.stats["suggest_s"][:500]
@@ -291,15 +305,14 @@ class Controller:
             return
         ids = self.store.create_trials(sid, suggestions, run_cap=cap)
         for tid, params in zip(ids, suggestions, strict=False):
-            view.trials[tid] = {"id": tid, "state": "queued", "params": params, "metric": None,
-                                "history": [], "published": False, "attempt": 0, "stop": "",
-                                "queue": ""}
+            view.put({"id": tid, "state": "queued", "params": params, "metric": None, "history": [],
+                      "published": False, "attempt": 0, "stop": "", "queue": ""})
             q = self._route(sid, config, view, agents)
             self._publish(sid, tid, q, 0)
             view.trials[tid]["queue"] = q
             view.trials[tid]["published"] = True
 
-    def _warn_missing_metric(self, sid: str, config: dict[str, Any], trials: list[dict[str, Any]],
+    def _warn_missing_metric(self, sid: str, config: dict[str, Any], trials: Any,
                              sweep: dict[str, Any]) -> None:
         name = (config.get("metric") or {}).get("name")
         if not name:

@@ -425,6 +425,16 @@ class Store:
         h["warnings"] = json.loads(h.get("warnings") or "[]")
         return h
 
+    def sweep_head(self, sid: str) -> dict[str, Any]:
+        """The sweep's changing fields without its config (the controller's per-tick read)."""
+        names = ["state", "best_value", "best_id", "warnings", "end_reason"]
+        vals = self.r.hmget(self.keys.sweep(sid), names)
+        if vals[0] is None:
+            raise NotFound(f"unknown sweep {sid!r}")
+        head = dict(zip(names, vals, strict=True))
+        head["warnings"] = json.loads(head["warnings"] or "[]")
+        return head
+
     def sweep_config(self, sid: str) -> dict[str, Any]:
         raw = self.r.hget(self.keys.sweep(sid), "config")
         if raw is None:

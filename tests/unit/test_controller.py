@@ -1,0 +1,187 @@
+"""Controller logic on fakeredis (fast): the same Store code, Lua included, no worker processes.
+
+Every behaviour here also has a real-Redis, real-worker test under tests/integration.
+"""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from sweepq.config import load_config
+from sweepq.controller import Controller
+from sweepq.store import Store
+
+
+@pytest.fixture
+def st() -> Store:
+    return Store(client=fakeredis.FakeRedis(decode_responses=True), namespace="ut")
+
+
+def cfg(**over):  # noqa: ANN003, ANN201
+    c = {"method": "random", "program": "p.py", "metric": {"name": "loss"},
+         "parameters": {"x": {"min": 0.0, "max": 1.0}}, "run_cap": 6}
+    c.update(over)
+    return load_config({k: v for k, v in c.items() if v is not None})
+
+
+class FakeWorkers:
+    """Claims whatever is queued and finishes it with a metric (a worker, minus processes)."""
+
+    def __init__(self, st: Store, sid: str) -> None:
+        self.st, self.sid, self.published = st, sid, []
+
+    def publish(self, sid: str, tid: str, queue: str, attempt: int) -> None:
+        self.published.append((tid, queue))
+
+    def work(self, value=lambda t: t["params"].get("x", 1.0), state: str = "finished") -> int:  # noqa: ANN001
+        n = 0
+        for tid in sorted(self.st.inflight_ids(self.sid)):
+            if self.st.claim(self.sid, tid, "o", "w", 10).ok:
+                t = self.st.get_trial(tid)
+                v = value(t)
+                if v is not None:
+                    self.st.log_metrics(self.sid, tid, "o", [v], ['{"loss": %r}' % v])
+                self.st.finish_trial(self.sid, tid, "o", state, 0 if state == "finished" else 1)
+                n += 1
+        return n
+
+
+def drive(ctl: Controller, fw: FakeWorkers, rounds: int = 50, **kw) -> None:  # noqa: ANN003
+    for _ in range(rounds):
+        ctl.step()
+        fw.work(**kw)
+        if fw.sid not in fw.st.active_sweeps():
+            return
+
+
+def test_run_cap_is_exact_and_sweep_finishes(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=7))
+    fw = FakeWorkers(st, sid)
+    drive(Controller(st, publish=fw.publish), fw)
+    assert st.n_trials(sid) == 7 and st.counts(sid)["finished"] == 7
+    s = st.status(sid)
+    assert s["state"] == "finished" and s["end_reason"] == "run_cap 7 reached"
+    assert len({tid for tid, _ in fw.published}) == 7
+
+
+def test_two_controllers_never_double_suggest(st: Store) -> None:
+    sid = st.create_sweep(cfg(method="grid", run_cap=None, parameters={"x": {"values": [1, 2, 3, 4, 5]}}))
+    fw = FakeWorkers(st, sid)
+    a, b = Controller(st, publish=fw.publish), Controller(st, publish=fw.publish)
+    for _ in range(30):
+        for c in (a, b):
+            c._lead()
+            if c.is_leader:
+                c.step()
+        fw.work()
+    assert a.is_leader != b.is_leader  # exactly one leads
+    xs = sorted(t["params"]["x"] for t in st.get_trials(st.trial_ids(sid)))
+    assert xs == [1, 2, 3, 4, 5]
+    assert st.status(sid)["state"] == "finished"
+
+
+def test_max_concurrent_bounds_queue(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=20, max_concurrent=3))
+    st.register_worker("big", 16, ["sweepq"])
+    ctl = Controller(st, publish=lambda *a: None)
+    ctl.step()
+    assert len(st.inflight_ids(sid)) == 3
+
+
+def test_default_target_is_worker_slots_plus_one(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=20))
+    ctl = Controller(st, publish=lambda *a: None)
+    ctl.step()
+    assert len(st.inflight_ids(sid)) == 1  # nobody listening yet: one trial ready
+    st.register_worker("w1", 4, ["sweepq"])
+    st.register_worker("other", 8, ["gpu"])  # serves another queue: does not count
+    ctl._workers_at = 0
+    ctl.step()
+    assert len(st.inflight_ids(sid)) == 5
+
+
+def test_reaper_requeues_then_crashes(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=1, retries=1))
+    fw = FakeWorkers(st, sid)
+    ctl = Controller(st, publish=fw.publish)
+    ctl.step()
+    (tid,) = st.inflight_ids(sid)
+    assert st.claim(sid, tid, "dead-1", "w", 0.01).ok
+    st.r.zadd(st.keys.leases, {tid: 0})
+    ctl.step()
+    t = st.get_trial(tid)
+    assert t["state"] == "queued" and "worker lost" in t["reason"]
+    assert [p for p in fw.published if p[0] == tid] and len([p for p in fw.published if p[0] == tid]) == 2
+    assert st.claim(sid, tid, "dead-2", "w", 0.01).ok
+    st.r.zadd(st.keys.leases, {tid: 0})
+    ctl.step()
+    t = st.get_trial(tid)
+    assert t["state"] == "crashed" and t["attempt"] == 2
+    assert st.counts(sid)["crashed"] == 1 and st.counts(sid)["running"] == 0
+    # the dead owners cannot write anything any more (fencing)
+    assert not st.finish_trial(sid, tid, "dead-2", "finished", 0)
+    assert not st.log_metrics(sid, tid, "dead-2", [1.0], ["{}"])
+
+
+def test_target_stops_new_trials(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=50, metric={"name": "loss", "target": 0.5}))
+    fw = FakeWorkers(st, sid)
+    drive(Controller(st, publish=fw.publish), fw, value=lambda t: 0.1)
+    s = st.status(sid)
+    assert s["state"] == "finished" and "target" in s["end_reason"] and s["trials"] <= 2
+
+
+def test_pause_stop_cancel(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=50))
+    st.register_worker("w1", 2, ["sweepq"])
+    fw = FakeWorkers(st, sid)
+    ctl = Controller(st, publish=fw.publish)
+    ctl.step()
+    st.sweep_action(sid, "pause")
+    queued = st.inflight_ids(sid)
+    # a delivery arriving while paused does not start the trial, and it is re-sent on resume
+    tid = sorted(queued)[0]
+    assert st.claim(sid, tid, "o", "w", 10).status == "paused"
+    n = st.n_trials(sid)
+    ctl.step()
+    assert st.n_trials(sid) == n
+    st.sweep_action(sid, "resume")
+    before = len(fw.published)
+    ctl.step()
+    assert any(p[0] == tid for p in fw.published[before:])
+    running = sorted(st.inflight_ids(sid))[0]
+    assert st.claim(sid, running, "o", "w", 10).ok
+    st.sweep_action(sid, "cancel")
+    assert st.get_trial(running)["stop"] == "cancel"
+    assert st.r.lpop(st.keys.trial_stopq(running)) == "cancel"
+    c = st.counts(sid)
+    assert c["queued"] == 0 and c["running"] == 1
+    st.finish_trial(sid, running, "o", "canceled", -15)
+    ctl.step()
+    assert sid not in st.active_sweeps() and st.status(sid)["state"] == "canceled"
+    with pytest.raises(Exception, match="cannot resume"):
+        st.sweep_action(sid, "resume")
+
+
+def test_missing_metric_is_a_warning(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=3))
+    fw = FakeWorkers(st, sid)
+    drive(Controller(st, publish=fw.publish), fw, value=lambda t: None)
+    w = st.status(sid)["warnings"]
+    assert any("never logged" in x for x in w)
+    assert st.best(sid) is None
+
+
+def test_restart_carries_on(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=6))
+    fw = FakeWorkers(st, sid)
+    c1 = Controller(st, publish=fw.publish)
+    c1.step()
+    fw.work()
+    c1.step()
+    # c1 dies (no release); a new one takes over after the lease, rebuilding from Redis
+    st.r.delete(st.keys.leader)
+    c2 = Controller(st, publish=fw.publish)
+    drive(c2, fw)
+    assert st.n_trials(sid) == 6 and st.counts(sid)["finished"] == 6
