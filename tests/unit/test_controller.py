@@ -5,6 +5,8 @@ Every behaviour here also has a real-Redis, real-worker test under tests/integra
 
 from __future__ import annotations
 
+import json
+
 import fakeredis
 import pytest
 
@@ -41,7 +43,7 @@ class FakeWorkers:
                 t = self.st.get_trial(tid)
                 v = value(t)
                 if v is not None:
-                    self.st.log_metrics(self.sid, tid, "o", [v], ['{"loss": %r}' % v])
+                    self.st.log_metrics(self.sid, tid, "o", [v], [json.dumps({"loss": v})])
                 self.st.finish_trial(self.sid, tid, "o", state, 0 if state == "finished" else 1)
                 n += 1
         return n
