@@ -28,6 +28,8 @@ log = logging.getLogger("sweepq.controller")
 
 LEADER_TTL_MS = 10_000
 WORKERS_REFRESH_S = 2.0
+# after a Redis (re)start, leases are not judged for this long: workers renew every TTL/3
+REAP_SETTLE_S = 2.0 * float(os.environ.get("SWEEPQ_LEASE_TTL", "30"))
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Controller:
         self._last_event = "$"
         self._dirty: dict[str, set[str]] = {}
         self.stats = {"suggest_s": [], "stops": 0, "reaped": 0}
+        self._uptime = 0.0
+        self._uptime_at = -1e9
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -151,9 +155,24 @@ class Controller:
     def _served_queues(self) -> set[str]:
         return {q for w in self.workers() for q in w.get("queues", [])}
 
+    def _redis_settled(self) -> bool:
+        """False right after a Redis restart: every lease looks expired then, though the workers
+        are healthy and only waiting to reconnect. Reaping waits until they had time to renew."""
+        now = time.monotonic()
+        if now - self._uptime_at > 5.0:
+            try:
+                self._uptime = float(self.store.r.info("server").get("uptime_in_seconds", 1e9))
+            except Exception:
+                self._uptime = 1e9  # servers without INFO (fakeredis): nothing to wait for
+            self._uptime_at = now
+        return self._uptime + (now - self._uptime_at) > REAP_SETTLE_S
+
     def reap(self) -> None:
         """Requeue (or crash) running trials whose worker stopped renewing the lease."""
-        for tid in self.store.expired_leases():
+        expired = self.store.expired_leases()
+        if not expired or not self._redis_settled():
+            return
+        for tid in expired:
             sid = tid.rsplit("-", 1)[0]
             try:
                 retries = int(self._view(sid).config.get("retries", 1))
