@@ -186,6 +186,20 @@ def make_publisher(namespace: str | None = None, broker: str | None = None):  # 
     return publish
 
 
+@signals.celeryd_init.connect
+def _default_concurrency_to_gpus(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
+    """Without ``-c``, a GPU box runs one pool child per GPU, not Celery's one per CPU: a child
+    waiting for a free GPU holds its trial message (one that an idle box could run), and the
+    controller would size the queue for slots that cannot run anything."""
+    if conf is None or (options or {}).get("concurrency") or conf.worker_concurrency:
+        return
+    from sweepq.gpus import detect_gpus
+
+    gpus = detect_gpus()
+    if gpus:
+        conf.worker_concurrency = len(gpus)
+
+
 # -- worker registry: the controller sizes the queue from the slots of live workers ------------
 _hb_stop = threading.Event()
 

@@ -225,3 +225,26 @@ def test_slot_pool_never_hands_out_a_held_gpu(tmp_path: Path) -> None:
     c.release()
     b.release()
     assert SlotPool([], lock_dir=str(tmp_path)).acquire(3).visible_devices is None
+
+
+def test_worker_without_concurrency_runs_one_child_per_gpu(store, sq_env, tmp_path):  # noqa: ANN001
+    """`celery -A sweepq.worker worker` on a 3-GPU box (no -c) registers 3 slots, not one per CPU."""
+    name = f"noc-{os.getpid()}@gpubox"
+    argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq", "-n", name,
+            "--without-gossip", "--without-mingle", "-l", "INFO"]
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env={**sq_env, "SWEEPQ_GPUS": "0,1,2"}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        reg = wait_for(lambda: [w for w in store.alive_workers() if w["name"] == name], 60,
+                       what="worker registration", info=lambda: log.read_text()[-2000:])[0]
+        assert reg["slots"] == 3 and reg["gpus"] == "0,1,2"
+        assert "(prefork)" in log.read_text() and "concurrency: 3 (prefork)" in log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGQUIT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
