@@ -83,11 +83,12 @@ elif mode == "binary":
     sys.stderr.buffer.write(b"\xc3\x28 bad utf8 on stderr \x00\n")
     sys.stderr.buffer.flush()
     metric({"loss": 0.75})
-elif mode == "fork":
+elif mode.startswith("fork"):
     for _ in range(3):
         pid = os.fork()
         if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN) if args.get("child_ignore") == "True" else None
+            if mode == "fork_stubborn":
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             time.sleep(600)
             os._exit(0)
         rec["children"].append(pid)
@@ -156,7 +157,7 @@ def check_no_overlap(recs: list[dict[str, Any]], dead_at: dict[int, float] | Non
         by_run.setdefault(r["run"], []).append((r["start"], end, r["pid"]))
     for run, spans in by_run.items():
         spans.sort()
-        for (s1, e1, p1), (s2, e2, p2) in zip(spans, spans[1:]):
+        for (s1, e1, p1), (s2, e2, p2) in zip(spans, spans[1:], strict=False):
             assert s2 >= e1, f"run {run} executed twice at once: pid {p1} [{s1}, {e1}] and pid {p2} [{s2}, {e2}]"
 
 
