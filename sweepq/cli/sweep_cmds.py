@@ -71,9 +71,18 @@ def _redact(url: str) -> str:
 
 
 @contextlib.contextmanager
-def session(**kwargs: Any):  # noqa: ANN201
+def session(sweep_id: str | None = None, **kwargs: Any):  # noqa: ANN201
+    """The store for a command; with ``sweep_id``, the store that has that sweep: a sweep made by
+    an embedded ``sweepq run`` here is found in ./.sweepq even when another Redis answers."""
+    from sweepq import embedded as emb
+
     s = open_session(**kwargs)
     try:
+        local = (Path(emb.DEFAULT_DIR) / "redis").is_dir()
+        if (sweep_id and s.embedded is None and local and not os.environ.get("SWEEPQ_REDIS_URL")
+                and not s.store.sweep_exists(sweep_id)):
+            s.close()
+            s = open_session(embedded=True)
         yield s
     finally:
         s.close()
@@ -210,7 +219,7 @@ def run_agent_process(sweep_id: str, count: int | None = None, gpus: str | None 
     from sweepq.controller import run_controller_thread
     from sweepq.gpus import detect_gpus, parse_gpu_list
 
-    with session() as s:
+    with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
         gpu_list = parse_gpu_list(gpus) if gpus is not None else detect_gpus()
         config = s.store.sweep_config(sweep_id)
@@ -393,7 +402,7 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(sweep_id: str, as_json: bool) -> None:
     """State, counts per trial state, best so far."""
-    with session() as s:
+    with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
         st = s.store.status(sweep_id)
     if as_json:
@@ -414,6 +423,10 @@ def list_cmd(as_json: bool) -> None:
     """All sweeps."""
     with session() as s:
         rows = [s.store.status(sid) for sid in s.store.list_sweeps()]
+        used_embedded = s.embedded is not None
+    if not used_embedded and (Path(".sweepq") / "redis").is_dir() and not os.environ.get("SWEEPQ_REDIS_URL"):
+        with session(embedded=True) as local:  # sweeps of embedded `sweepq run`s in this folder
+            rows += [local.store.status(sid) for sid in local.store.list_sweeps()]
     if as_json:
         _echo_json(rows)
         return
@@ -437,7 +450,7 @@ RUN_FIELDS = ["id", "state", "params", "metric", "steps", "started_at", "ended_a
 @click.option("--csv", "as_csv", is_flag=True)
 def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
     """Every trial: id, state, params, metric, steps, times, worker, exit code."""
-    with session() as s:
+    with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
         runs = [Store.run_json(t) for t in s.store.get_trials(s.store.trial_ids(sweep_id), history=False)]
     if as_json:
@@ -460,7 +473,7 @@ def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def best_cmd(sweep_id: str, as_json: bool) -> None:
     """The best finished trial (exit 3 if none yet)."""
-    with session() as s:
+    with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
         b = s.store.best(sweep_id)
     if b is None:
@@ -475,7 +488,7 @@ def _action(name: str, doc: str) -> None:
     @main.command(name, help=doc)
     @click.argument("sweep_id")
     def cmd(sweep_id: str) -> None:
-        with session() as s:
+        with session(sweep_id) as s:
             _need_sweep(s.store, sweep_id)
             try:
                 state = s.store.sweep_action(sweep_id, name)
