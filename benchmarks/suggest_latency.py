@@ -1,0 +1,201 @@
+"""Time per suggestion at 100, 500, 1000, 2000 completed trials (6-D Hartmann), sweepq vs peers.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/suggest_latency.py [--sizes 100,500,1000,2000] [--cycles 5]
+
+Method (as ``../shared/PEER-NOTES.md`` 3.1): preload N random completed trials, then one warm-up
+cycle and ``--cycles`` timed cycles of "tell the previous result, suggest the next point" (the
+history grows by one per cycle), which is what a controller pays per result. The warm-up cycle of
+sweepq is reported separately as "cold": it is the first call of a fresh process, so it includes
+fitting the kernel hyper-parameters, which later calls reuse until the refit schedule says
+otherwise. Peers whose one suggestion takes minutes at large N are skipped there, and the output
+says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _problems import PROBLEMS  # noqa: E402
+from search_quality import OptunaAdapter, WandbAdapter, optuna_gp_available, sweepq_suggest_fn  # noqa: E402
+
+warnings.filterwarnings("ignore")
+PROBLEM = PROBLEMS["hartmann6"]
+
+
+def _random_points(n: int, seed: int) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    return [{f"x{i}": float(v) for i, v in enumerate(row, 1)} for row in rng.random((n, 6))]
+
+
+class _Sweepq:
+    def __init__(self, method: str, pending: int = 0):
+        self.fn, self.how = sweepq_suggest_fn(method)
+        self.config = {"method": method, "metric": dict(PROBLEM.metric), "parameters": PROBLEM.parameters,
+                       "program": "train.py"}
+        self.trials: list[dict[str, Any]] = []
+        self.pending = pending
+
+    def preload(self, points: list[dict[str, float]]) -> None:
+        for p in points:
+            v = PROBLEM.objective(p)
+            self.trials.append({"id": str(len(self.trials)), "params": p, "state": "finished",
+                                "metric": v, "history": [v]})
+        for p in _random_points(self.pending, 99):
+            self.trials.append({"id": f"p{len(self.trials)}", "params": p, "state": "running",
+                                "metric": None, "history": []})
+
+    def cycle(self, seed: int) -> None:
+        (p,) = self.fn(self.config, self.trials, n=1, seed=seed)
+        v = PROBLEM.objective(p)
+        self.trials.insert(len(self.trials) - self.pending,
+                           {"id": f"c{len(self.trials)}", "params": p, "state": "finished",
+                            "metric": v, "history": [v]})
+
+
+class _Peer:
+    def __init__(self, adapter: Any):
+        self.a = adapter
+
+    def preload(self, points: list[dict[str, float]]) -> None:
+        for p in points:
+            self._tell_new(p)
+
+    def _tell_new(self, p: dict[str, float]) -> None:
+        if isinstance(self.a, WandbAdapter):
+            import sweeps
+
+            run = sweeps.SweepRun(name=f"r{len(self.a.runs)}", config={k: {"value": v} for k, v in p.items()},
+                                  state=sweeps.RunState.running)
+            self.a.runs.append(run)
+            self.a.tell(len(self.a.runs) - 1, PROBLEM.objective(p))
+        else:
+            import optuna
+
+            t = optuna.trial.create_trial(params=p, distributions=self.a.dists, value=PROBLEM.objective(p))
+            self.a.study.add_trial(t)
+
+    def cycle(self, seed: int) -> None:
+        h, p = self.a.ask()
+        self.a.tell(h, PROBLEM.objective(p))
+
+
+class _Skopt:
+    """scikit-optimize with its defaults (GP, gp_hedge, lbfgs): the baseline sweepq wraps."""
+
+    def __init__(self) -> None:
+        from skopt import Optimizer
+
+        self.opt = Optimizer([(0.0, 1.0)] * 6, base_estimator="GP", random_state=0)
+
+    def preload(self, points: list[dict[str, float]]) -> None:
+        self.opt.tell([[p[f"x{i}"] for i in range(1, 7)] for p in points],
+                      [PROBLEM.objective(p) for p in points])
+
+    def cycle(self, seed: int) -> None:
+        x = self.opt.ask()
+        self.opt.tell(x, PROBLEM.objective({f"x{i}": v for i, v in enumerate(x, 1)}))
+
+
+def make(method: str) -> Any:
+    if method == "sweepq-bayes":
+        return _Sweepq("bayes")
+    if method == "sweepq-bayes+8pending":
+        return _Sweepq("bayes", pending=8)
+    if method == "sweepq-random":
+        return _Sweepq("random")
+    if method == "wandb-bayes":
+        return _Peer(WandbAdapter(PROBLEM, 0))
+    if method == "optuna-tpe":
+        return _Peer(OptunaAdapter(PROBLEM, 0, "tpe"))
+    if method == "optuna-gp":
+        return _Peer(OptunaAdapter(PROBLEM, 0, "gp"))
+    if method == "skopt-default":
+        return _Skopt()
+    raise ValueError(method)
+
+
+#: Largest N at which a peer is run: beyond it one suggestion costs minutes here (PEER-NOTES 3.1).
+MAX_N = {"skopt-default": 100, "optuna-gp": 500}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="100,500,1000,2000")
+    ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument("--methods", default="sweepq-bayes,sweepq-bayes+8pending,sweepq-random,wandb-bayes,"
+                                         "optuna-tpe,optuna-gp,skopt-default")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    methods = args.methods.split(",")
+    if "optuna-gp" in methods and (why := optuna_gp_available()):
+        print(f"optuna-gp: skipped, {why} (PEER-NOTES 3.1 measured 3.8 s per suggestion at N=1000)")
+        methods.remove("optuna-gp")
+    for m, cap in MAX_N.items():
+        if m in methods and cap < max(sizes):
+            print(f"{m}: run only up to N={cap}; one suggestion takes minutes beyond that on this machine")
+    print(f"sizes={sizes}, 1 warm-up + {args.cycles} timed cycles, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS')}", flush=True)
+    rows: dict[str, dict[int, str]] = {}
+    cold: dict[str, dict[int, str]] = {}
+    cpu_rows: dict[str, dict[int, str]] = {}
+    for m in methods:
+        for n in sizes:
+            if n > MAX_N.get(m, 10**9):
+                continue
+            opt = make(m)
+            opt.preload(_random_points(n, n))
+            if m.startswith("sweepq-bayes"):  # a truly cold start: forget fitted kernels
+                from sweepq.search import bayes
+
+                bayes._HYPER_CACHE.clear()
+            t0 = time.perf_counter()
+            opt.cycle(0)
+            first = time.perf_counter() - t0
+            ts, cpu = [], []
+            for k in range(args.cycles):
+                t0, c0 = time.perf_counter(), time.process_time()
+                opt.cycle(k + 1)
+                ts.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            ms = np.array(ts) * 1000
+            rows.setdefault(m, {})[n] = f"{np.median(ms):.1f} ({ms.min():.1f}–{ms.max():.1f})"
+            cpu_rows.setdefault(m, {})[n] = f"{np.median(cpu) * 1000:.1f}"
+            cold.setdefault(m, {})[n] = f"{first * 1000:.0f}"
+            print(f"  {m} N={n}: median {np.median(ms):.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU, "
+                  f"cold {first * 1000:.0f} ms", flush=True)
+    print("\nWall ms per cycle, median (min–max):\n")
+    print("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for m in methods:
+        print(f"| {m} | " + " | ".join(rows.get(m, {}).get(n, "skipped") for n in sizes) + " |")
+    print("\nCPU ms per cycle (process time, median; what the wall time is on an idle core):\n")
+    print("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for m in methods:
+        print(f"| {m} | " + " | ".join(cpu_rows.get(m, {}).get(n, "skipped") for n in sizes) + " |")
+    print("\nFirst call of a fresh process (ms; sweepq includes its kernel hyper-parameter fit):\n")
+    print("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for m in methods:
+        print(f"| {m} | " + " | ".join(cold.get(m, {}).get(n, "skipped") for n in sizes) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,999 @@
+"""Bayesian search (``method: bayes``): a Gaussian process on scikit-optimize, built for many workers.
+
+This module is a pure strategy of ``(config, trials)``: everything it needs is in its arguments, so a
+controller that restarts loses nothing. It is the only module of sweepq that imports scikit-optimize.
+
+How it works (``docs/bayes.md`` has the reasoning and the measurements):
+
+* **Space.** Every searched parameter becomes one scikit-optimize dimension whose ``normalize`` /
+  ``onehot`` transform gives the model's features in [0, 1]: ``Real`` for uniform and log
+  families (log-uniform prior, so the GP works in log space), ``Integer`` for ``int_uniform``,
+  ``Categorical`` over the *indices* of ``values`` (one-hot, so no false order, and any value,
+  falsy or unhashable, is an ordinary category). Normal, log-normal and beta families are searched
+  through their CDF, ``u = CDF(v)`` in ``[eps, 1 - eps]``, and decoded with ``ppf``, which keeps the
+  user's prior as the scale of the search. ``q`` families search the continuous value and round it.
+  Nested parameters are flattened to paths and re-nested on output.
+* **Observations.** Finished trials give their best value over history and summary (as W&B);
+  failed/crashed trials are imputed with ``metric.impute`` (``worst`` = the worst value any
+  terminal trial logged); trials stopped early or canceled keep their *own* best value, because
+  that is a real measurement (W&B imputes ``worst`` for them); nothing is ever imputed as ``0.0``.
+* **Surrogate.** A GP with an ARD Matern-5/2 kernel on a robustly warped metric (median/IQR scaled,
+  log-compressed above the median, so one diverged trial does not flatten the model). Kernel
+  hyper-parameters are fitted by scikit-optimize's ``GaussianProcessRegressor`` on a schedule
+  (every observation up to 10, then every 15 % growth) and memoised by a hash of the data they
+  were fitted on, so the result is identical with a cold or a warm cache. Above ``MODEL_CAP``
+  observations the GP sees the best half plus a farthest-point (space-filling) subset of the rest.
+* **Acquisition.** Log expected improvement, scored on a few thousand candidates: a Sobol pool,
+  perturbations of the best observations, then perturbations of the best candidates.
+* **Pending trials.** Queued and running trials (and earlier picks of the same batch) enter the GP
+  with a constant lie (``LIE``, the mean of the observations by default, as measured in
+  ``benchmarks/search_quality.py``), so a batch spreads out instead of clustering.
+* **Cold start.** Until ``n_initial = clip(2 * dim, 5, 20)`` trials exist, suggestions are
+  maximin picks from a scrambled Sobol pool relative to all existing trials, which stays
+  space-filling even with many suggestions in flight and without a shared seed.
+* **Uniqueness.** No suggestion equals an existing trial or another suggestion of the batch; a
+  finite space that is exhausted returns fewer suggestions (``[]`` at the end).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+from scipy.linalg import LinAlgError, cholesky, solve_triangular
+from scipy.spatial.distance import cdist
+from scipy.stats import qmc
+from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from skopt.space import Categorical, Dimension, Integer, Real
+
+__all__ = ["suggest", "suggest_with_info", "last_warnings", "MODEL_CAP", "LIE"]
+
+# --- tunables (each one measured; see docs/bayes.md) -------------------------------------------
+
+#: Most observations the GP is conditioned on. Above it: best half + space-filling rest.
+MODEL_CAP = 256
+#: Most observations the kernel hyper-parameters are fitted on (same selection rule).
+HYPER_CAP = 128
+#: Iteration cap of each kernel hyper-parameter fit.
+HYPER_MAXITER = 60
+#: Most pending trials that enter the model (the most recent ones).
+PENDING_CAP = 128
+#: Value pending points are believed to have: "kb" (kriging believer: the GP mean there, measured
+#: best), or a constant lie "mean" / "max" / "min" of the warped observations.
+LIE = "kb"
+#: Radius (in kernel length scales) of the soft hole that each pending point puts in the acquisition.
+PENALTY_RADIUS = 0.15
+#: Width of the CDF box for normal / log-normal / beta families (u in [eps, 1 - eps]).
+CDF_EPS = 1e-3
+#: Candidate counts of the acquisition search.
+N_GLOBAL = 1024
+N_LOCAL_CENTRES = 5
+N_LOCAL_EACH = 128
+N_REFINE_CENTRES = 8
+N_REFINE_EACH = 48
+
+_STATES_TERMINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
+_STATES_IN_FLIGHT = {"queued", "running"}
+
+#: Warnings of the most recent call in this process (``suggest_with_info`` returns them too).
+last_warnings: list[str] = []
+
+
+# --- the search space ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Param:
+    """One searched parameter: its skopt dimension plus value-level encode/decode."""
+
+    path: tuple[str, ...]
+    spec: dict[str, Any]
+    dim: Dimension
+    #: float values -> points of ``dim`` (before skopt's transform), NaN where not valid.
+    to_dim: Callable[[np.ndarray], np.ndarray]
+    #: points of ``dim`` (an array) -> the values trials get (a list of Python values).
+    from_dim: Callable[[np.ndarray], list[Any]]
+    #: probabilities of categories (categorical only), used to draw candidates.
+    probs: np.ndarray | None = None
+    #: category lookup: _hkey(value) -> index (categorical only).
+    index: dict[Any, int] | None = None
+    #: columns of the feature matrix.
+    cols: slice = field(default_factory=lambda: slice(0, 0))
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def is_categorical(self) -> bool:
+        return isinstance(self.dim, Categorical)
+
+    @property
+    def is_discrete(self) -> bool:
+        return isinstance(self.dim, Integer | Categorical) or _q(self.spec) is not None
+
+    def encode(self, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Values (one per trial) -> (feature columns (n, n_cols), valid mask (n,)).
+
+        Vectorised per parameter: a controller calls this on every trial of the sweep, every time.
+        """
+        n = len(values)
+        width = self.dim.transformed_size
+        out = np.zeros((n, width))
+        if self.is_categorical:
+            assert self.index is not None
+            idx = np.fromiter((self.index.get(_hkey(v), -1) for v in values), dtype=int, count=n)
+            return self.onehot(idx), idx >= 0
+        raw = np.fromiter((_num_or_nan(v) for v in values), dtype=float, count=n)
+        pts = self.to_dim(raw)
+        ok = np.isfinite(pts)
+        if ok.any():
+            out[ok, 0] = np.asarray(self.dim.transform(pts[ok]), dtype=float).reshape(-1)
+        return out, ok
+
+    def onehot(self, idx: np.ndarray) -> np.ndarray:
+        """Category indices -> skopt's one-hot columns (two categories: one 0/1 column); -1 -> 0s."""
+        width = self.dim.transformed_size
+        out = np.zeros((len(idx), width))
+        if width == 1:
+            out[:, 0] = idx == 1
+        else:
+            ok = idx >= 0
+            out[np.flatnonzero(ok), idx[ok]] = 1.0
+        return out
+
+    def decode(self, cols: np.ndarray) -> list[Any]:
+        """Feature columns (n, n_cols) -> values."""
+        if self.is_categorical:
+            if cols.shape[1] == 1:  # skopt encodes two categories as one 0/1 column
+                idx = (cols[:, 0] > 0.5).astype(int)
+            else:
+                idx = np.argmax(cols, axis=1)
+            return self.from_dim(idx)
+        pts = self.dim.inverse_transform(np.clip(cols[:, 0], 0.0, 1.0))
+        return self.from_dim(np.atleast_1d(np.asarray(pts, dtype=float)))
+
+    def snap(self, cols: np.ndarray) -> np.ndarray:
+        """Move candidate features onto values this parameter can take (ints, q grids)."""
+        if self.is_categorical or not self.is_discrete:
+            return cols
+        return self.encode(self.decode(cols))[0]
+
+
+def _q(spec: Mapping[str, Any]) -> float | int | None:
+    return spec.get("q") if str(spec.get("distribution", "")).startswith("q_") else None
+
+
+def _round_q(a: np.ndarray, q: float | int, lo: float | None = None, hi: float | None = None) -> list[Any]:
+    """Round to multiples of q (W&B's rule), kept inside [lo, hi] when a multiple lies there.
+    An int ``q`` gives ints, as in W&B; a float ``q`` gives floats without binary noise."""
+    r = np.round(np.asarray(a, dtype=float) / q) * q
+    if lo is not None and hi is not None:
+        lo_m, hi_m = math.ceil(lo / q) * q, math.floor(hi / q) * q
+        if lo_m <= hi_m:
+            r = np.clip(r, lo_m, hi_m)
+    if isinstance(q, int) and not isinstance(q, bool):
+        return [int(x) for x in np.round(r)]
+    return [float(x) for x in np.round(r, 12)]
+
+
+def _floats(a: np.ndarray) -> list[float]:
+    return [float(x) for x in a]
+
+
+def _num_or_nan(v: Any) -> float:
+    if type(v) is float or type(v) is int:  # the common case, fast
+        return float(v)
+    f = _num(v)
+    return math.nan if f is None else f
+
+
+def _hkey(v: Any) -> Any:
+    """Dict key of a category value: type-exact for scalars (1, 1.0 and True stay apart)."""
+    if v is None or type(v) in (str, int, float, bool):
+        return (type(v).__name__, v)
+    return ("json", _canon(v))
+
+
+def _num(v: Any) -> float | None:
+    """A finite real number, or None (bools and strings are not metric values)."""
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _canon(v: Any) -> str:
+    """Canonical text of a value, so equal values (incl. lists/dicts/None) compare equal."""
+    return json.dumps(v, sort_keys=True, default=repr)
+
+
+def _make_param(path: tuple[str, ...], spec: dict[str, Any]) -> _Param | None:
+    """Build the dimension of one normalised spec; None for constants."""
+    dist = spec.get("distribution")
+    if dist == "constant":
+        return None
+    if dist in ("categorical", "categorical_w_probabilities"):
+        values = list(spec["values"])
+        k = len(values)
+        if dist == "categorical_w_probabilities":
+            p = np.asarray(spec["probabilities"], dtype=float)
+            p = p / p.sum()
+        else:
+            p = np.full(k, 1.0 / k)
+        if k == 1:
+            return None
+        index: dict[Any, int] = {}
+        for i, v in enumerate(values):
+            index.setdefault(_hkey(v), i)
+        return _Param(
+            path, spec, Categorical(list(range(k)), transform="onehot"),
+            to_dim=lambda a: a,
+            from_dim=lambda idx, values=values: [copy.deepcopy(values[int(i)]) for i in idx],
+            probs=p, index=index,
+        )
+    if dist == "int_uniform":
+        lo, hi = int(spec["min"]), int(spec["max"])
+        if lo == hi:
+            return None
+        return _Param(
+            path, spec, Integer(lo, hi, transform="normalize"),
+            to_dim=lambda a, lo=lo, hi=hi: np.clip(np.round(a), lo, hi),
+            from_dim=lambda a: [int(x) for x in np.round(a)],
+        )
+    q = _q(spec)
+    if dist in ("uniform", "q_uniform"):
+        lo, hi = float(spec["min"]), float(spec["max"])
+        return _Param(
+            path, spec, Real(lo, hi, transform="normalize"),
+            to_dim=lambda a, lo=lo, hi=hi: np.clip(a, lo, hi),
+            from_dim=_floats if q is None else (lambda a, lo=lo, hi=hi, q=q: _round_q(a, q, lo, hi)),
+        )
+    log_bounds = {
+        "log_uniform": lambda s: (math.exp(s["min"]), math.exp(s["max"])),
+        "q_log_uniform": lambda s: (math.exp(s["min"]), math.exp(s["max"])),
+        "log_uniform_values": lambda s: (s["min"], s["max"]),
+        "q_log_uniform_values": lambda s: (s["min"], s["max"]),
+        "inv_log_uniform": lambda s: (math.exp(-s["max"]), math.exp(-s["min"])),
+        "inv_log_uniform_values": lambda s: (s["min"], s["max"]),
+    }
+    if dist in log_bounds:
+        lo, hi = (float(b) for b in log_bounds[dist](spec))
+        return _Param(
+            path, spec, Real(lo, hi, prior="log-uniform", transform="normalize"),
+            to_dim=lambda a, lo=lo, hi=hi: np.where(a > 0, np.clip(a, lo, hi), np.nan),
+            from_dim=_floats if q is None else (lambda a, lo=lo, hi=hi, q=q: _round_q(a, q, lo, hi)),
+        )
+    families = {
+        "normal": lambda s: stats.norm(loc=s.get("mu", 0.0), scale=s.get("sigma", 1.0)),
+        "q_normal": lambda s: stats.norm(loc=s.get("mu", 0.0), scale=s.get("sigma", 1.0)),
+        "log_normal": lambda s: stats.lognorm(s=s.get("sigma", 1.0), scale=math.exp(s.get("mu", 0.0))),
+        "q_log_normal": lambda s: stats.lognorm(s=s.get("sigma", 1.0), scale=math.exp(s.get("mu", 0.0))),
+        "beta": lambda s: stats.beta(a=s.get("a", 1.0), b=s.get("b", 1.0)),
+        "q_beta": lambda s: stats.beta(a=s.get("a", 1.0), b=s.get("b", 1.0)),
+    }
+    if dist in families:
+        rv = families[dist](spec)
+        if dist in ("normal", "q_normal") and spec.get("sigma", 1.0) == 0:
+            return None
+        eps = CDF_EPS
+
+        def to_dim(a: np.ndarray, rv: Any = rv) -> np.ndarray:
+            return np.clip(rv.cdf(a), eps, 1 - eps)
+
+        def from_dim(u: np.ndarray, rv: Any = rv, q: Any = q) -> list[Any]:
+            v = rv.ppf(u)
+            return _floats(v) if q is None else _round_q(v, q)
+
+        return _Param(path, spec, Real(eps, 1 - eps, transform="normalize"), to_dim=to_dim, from_dim=from_dim)
+    raise ValueError(f"parameters.{'.'.join(path)}: unknown distribution {dist!r} for bayes")
+
+
+class _Space:
+    """The flattened search space of a normalised config."""
+
+    def __init__(self, parameters: Mapping[str, Any]):
+        self.params: list[_Param] = []
+        self.constants: list[tuple[tuple[str, ...], Any]] = []
+        self._walk(parameters, ())
+        start = 0
+        for p in self.params:
+            width = p.dim.transformed_size
+            p.cols = slice(start, start + width)
+            start += width
+        self.n_features = start
+        #: per-feature weight for distances: a category change counts 1, like a full-range move.
+        self.dist_weight = np.ones(self.n_features)
+        for p in self.params:
+            if p.is_categorical and p.cols.stop - p.cols.start > 1:
+                self.dist_weight[p.cols] = 1 / math.sqrt(2)
+        self.numeric_cols = np.concatenate(
+            [np.arange(p.cols.start, p.cols.stop) for p in self.params if not p.is_categorical] or [[]]
+        ).astype(int)
+
+    def _walk(self, parameters: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
+        for name in sorted(parameters):
+            spec = parameters[name]
+            path = (*prefix, name)
+            if not isinstance(spec, Mapping):
+                raise ValueError(f"parameters.{'.'.join(path)}: must be a mapping")
+            if spec.get("distribution") == "param_dict" or (
+                "distribution" not in spec and "parameters" in spec
+            ):
+                self._walk(spec["parameters"], path)
+                continue
+            p = _make_param(path, dict(spec))
+            if p is None:
+                value = spec.get("value")
+                if spec.get("distribution") in ("categorical", "categorical_w_probabilities"):
+                    value = spec["values"][0]
+                elif spec.get("distribution") == "int_uniform":
+                    value = int(spec["min"])
+                elif spec.get("distribution") in ("normal", "q_normal"):
+                    value = spec.get("mu", 0.0)
+                self.constants.append((path, value))
+            else:
+                self.params.append(p)
+
+    @property
+    def dim(self) -> int:
+        return len(self.params)
+
+    @property
+    def all_discrete(self) -> bool:
+        return all(p.is_discrete for p in self.params)
+
+    def size(self) -> float:
+        """Number of distinct points when every parameter is discrete (inf otherwise)."""
+        total = 1.0
+        for p in self.params:
+            if isinstance(p.dim, Categorical):
+                total *= int(np.count_nonzero(p.probs > 0))
+            elif isinstance(p.dim, Integer):
+                total *= p.dim.high - p.dim.low + 1
+            else:
+                q = _q(p.spec)
+                lo, hi = p.dim.low, p.dim.high
+                if q is None or p.spec["distribution"] in ("q_normal", "q_log_normal", "q_beta"):
+                    return math.inf
+                total *= math.floor(hi / q) - math.ceil(lo / q) + 1
+        return total
+
+    def encode_trials(self, params_list: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Trials' nested params -> (features (n, F), valid mask (n,))."""
+        n = len(params_list)
+        X = np.zeros((n, self.n_features))
+        ok = np.ones(n, dtype=bool)
+        for p in self.params:
+            if len(p.path) == 1:  # fast path for top-level names; wrappers/non-dicts go the long way
+                name = p.path[0]
+                raw = [d.get(name, _MISSING) if type(d) is dict else _lookup(d, p.path) for d in params_list]
+                raw = [_lookup({name: v}, p.path) if type(v) is dict else v for v in raw]
+            else:
+                raw = [_lookup(params, p.path) for params in params_list]
+            cols, valid = p.encode(raw)
+            X[:, p.cols] = cols
+            ok &= valid
+        return X, ok
+
+    def decode(self, x: np.ndarray) -> tuple[dict[str, Any], bytes]:
+        """One feature row -> (nested params, key of the row the params encode to)."""
+        flat: list[tuple[tuple[str, ...], Any]] = []
+        row = np.zeros(self.n_features)
+        for p in self.params:
+            v = p.decode(x[None, p.cols])[0]
+            v = v.item() if isinstance(v, np.generic) else v
+            flat.append((p.path, v))
+            row[p.cols] = p.encode([v])[0][0]
+        out: dict[str, Any] = {}
+        for path, v in [*self.constants, *flat]:
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = copy.deepcopy(v)
+        return out, _row_key(row)
+
+    def snap(self, X: np.ndarray) -> np.ndarray:
+        for p in self.params:
+            if p.is_discrete and not p.is_categorical:
+                X[:, p.cols] = p.snap(X[:, p.cols])
+        return X
+
+    def random_categoricals(self, X: np.ndarray, rng: np.random.Generator, rows: np.ndarray | None = None,
+                            prob: float = 1.0) -> None:
+        """Draw the categorical columns of X (in place) from each parameter's probabilities."""
+        rows = np.arange(len(X)) if rows is None else rows
+        for p in self.params:
+            if not p.is_categorical:
+                continue
+            chg = rows[rng.random(len(rows)) < prob]
+            if not len(chg):
+                continue
+            idx = rng.choice(len(p.probs), size=len(chg), p=p.probs)
+            X[chg, p.cols] = p.onehot(idx)
+
+    def sobol(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """m space-filling candidates (scrambled Sobol for numbers, probabilities for categories)."""
+        X = np.zeros((m, self.n_features))
+        nc = len(self.numeric_cols)
+        if nc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Sobol's "not a power of 2" balance warning
+                X[:, self.numeric_cols] = qmc.Sobol(nc, scramble=True, seed=rng).random(m)
+        self.random_categoricals(X, rng)
+        return self.snap(X)
+
+
+_MISSING = object()
+
+
+def _row_key(row: np.ndarray) -> bytes:
+    """Identity of a point: equal parameter values encode to equal (rounded) feature rows."""
+    return np.round(row, 9).tobytes()
+
+
+def _lookup(params: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
+    if len(path) == 1 and type(params) is dict:  # fast path: top-level parameter
+        node = params.get(path[0], _MISSING)
+        if type(node) is dict and len(node) == 1 and "value" in node:
+            node = node["value"]
+        return node
+    node: Any = params
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    if isinstance(node, Mapping) and set(node) == {"value"}:  # a W&B-style {"value": v} wrapper
+        node = node["value"]
+    return node
+
+
+_SPACE_CACHE: OrderedDict[str, _Space] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def _space_for(parameters: Mapping[str, Any]) -> _Space:
+    key = hashlib.sha1(_canon(parameters).encode()).hexdigest()
+    with _LOCK:
+        sp = _SPACE_CACHE.get(key)
+        if sp is not None:
+            _SPACE_CACHE.move_to_end(key)
+            return sp
+    sp = _Space(parameters)
+    with _LOCK:
+        _SPACE_CACHE[key] = sp
+        while len(_SPACE_CACHE) > 64:
+            _SPACE_CACHE.popitem(last=False)
+    return sp
+
+
+# --- observations -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Data:
+    X_obs: np.ndarray
+    y_obs: np.ndarray  # minimised (sign flipped for maximize)
+    X_pend: np.ndarray
+    X_all: np.ndarray  # every trial with valid params (for space-filling distances)
+    seen: set[bytes]
+    n_trials: int
+    warnings: list[str]
+
+
+def _metric_values(trial: Mapping[str, Any]) -> list[float]:
+    hist = trial.get("history") or []
+    if all(type(h) is float for h in hist):  # the common case, fast
+        vals = [h for h in hist if math.isfinite(h)]
+        f = trial.get("metric")
+        if type(f) is float:
+            return vals + [f] if math.isfinite(f) else vals
+        f = _num(f)
+        return vals + [f] if f is not None else vals
+    vals: list[float] = []
+    for h in hist:
+        f = _num(h)
+        if f is not None:
+            vals.append(f)
+    f = _num(trial.get("metric"))
+    if f is not None:
+        vals.append(f)
+    return vals
+
+
+def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> _Data:
+    """Turn trials into observations and pending points, by the documented imputation rule."""
+    sign = -1.0 if metric.get("goal") == "maximize" else 1.0
+    impute = metric.get("impute", "worst")
+    while_running = str(metric.get("impute_while_running", "false")).lower()
+    name = metric.get("name", "?")
+    warn: list[str] = []
+
+    X, ok = space.encode_trials([t.get("params") or {} for t in trials])
+    seen = {x.tobytes() for x in np.round(X[ok], 9)}
+
+    per: list[list[float]] = [[sign * v for v in _metric_values(t)] for t in trials]
+    terminal_vals = [v for t, vs in zip(trials, per, strict=True) if t.get("state") in _STATES_TERMINAL
+                     for v in vs]
+    worst = max(terminal_vals) if terminal_vals else None
+
+    obs_idx: list[int] = []
+    obs_y: list[float] = []
+    pend_idx: list[int] = []
+    n_unlogged = n_unimputable = n_bad_params = 0
+    for i, (t, vs) in enumerate(zip(trials, per, strict=True)):
+        state = t.get("state")
+        if not ok[i]:
+            n_bad_params += 1
+            continue
+        y: float | None = None
+        if state == "finished":
+            if vs:
+                y = min(vs)
+            else:
+                n_unlogged += 1  # includes NaN/inf only: a diverged run counts as the worst run
+                y = worst
+        elif state in ("failed", "crashed"):
+            own = {"best": min(vs) if vs else None, "latest": vs[-1] if vs else None}.get(impute)
+            y = own if own is not None else worst
+        elif state in ("stopped", "canceled"):
+            y = min(vs) if vs else (worst if state == "stopped" else None)
+        elif state == "running":
+            if while_running in ("latest", "best", "worst") and vs:
+                y = {"latest": vs[-1], "best": min(vs), "worst": max(vs)}[while_running]
+            else:
+                pend_idx.append(i)
+                continue
+        elif state == "queued":
+            pend_idx.append(i)
+            continue
+        else:
+            continue
+        if y is None:
+            if state != "canceled":
+                n_unimputable += 1
+            continue
+        obs_idx.append(i)
+        obs_y.append(y)
+
+    n_finished = sum(1 for t in trials if t.get("state") == "finished")
+    if n_finished and n_unlogged == n_finished and not terminal_vals:
+        warn.append(
+            f"metric '{name}' was never logged by any of the {n_finished} finished trials; "
+            "bayes suggests space-filling points until it is (check the metric name)"
+        )
+    elif n_unlogged:
+        warn.append(
+            f"{n_unlogged} finished trial(s) logged no finite value of metric '{name}'; "
+            "they count as the worst value seen"
+        )
+    if n_unimputable and terminal_vals:
+        warn.append(f"{n_unimputable} trial(s) could not be imputed and are ignored by the model")
+    if n_bad_params:
+        warn.append(
+            f"{n_bad_params} trial(s) have parameters outside the current search space; "
+            "the model ignores them"
+        )
+
+    pend_idx = pend_idx[-PENDING_CAP:]
+    return _Data(
+        X_obs=X[obs_idx], y_obs=np.asarray(obs_y, dtype=float), X_pend=X[pend_idx], X_all=X[ok],
+        seen=seen, n_trials=len(trials), warnings=warn,
+    )
+
+
+# --- the Gaussian process -----------------------------------------------------------------------
+
+
+def _warp(y: np.ndarray) -> np.ndarray:
+    """Robust scale, log-compress the bad tail, standardise: GP targets of unit scale.
+
+    Why: loss surfaces span orders of magnitude (a diverged run at 1e6 next to 0.3); a plain
+    standardisation would squash every useful difference to ~0. Compression only above the
+    median keeps full resolution where the optimum is.
+    """
+    med = float(np.median(y))
+    q25, q75 = np.percentile(y, [25, 75])
+    s = float(q75 - q25) / 1.349
+    if not s > 0:
+        s = float(np.std(y))
+    if not s > 0:
+        s = 1.0
+    z = (y - med) / s
+    z = np.where(z > 0, np.log1p(np.maximum(z, 0.0)), z)
+    sd = float(np.std(z))
+    return (z - z.mean()) / (sd if sd > 0 else 1.0)
+
+
+def _select(X: np.ndarray, z: np.ndarray, cap: int) -> np.ndarray:
+    """Indices of at most ``cap`` rows: the best half, then farthest-point picks from the rest.
+
+    Why not W&B's 100 random rows with replacement: the best rows are where the optimum is and
+    must be modelled exactly; the rest only need to cover the space so the GP knows which
+    regions are bad. Deterministic, so hyper-parameter fits can be memoised.
+    """
+    n = len(z)
+    if n <= cap:
+        return np.arange(n)
+    order = np.argsort(z, kind="stable")
+    k_best = cap // 2
+    chosen = list(order[:k_best])
+    rest = order[k_best:]
+    Xr = X[rest]
+    d = cdist(Xr, X[chosen], "sqeuclidean").min(axis=1)
+    for _ in range(cap - k_best):
+        j = int(np.argmax(d))
+        chosen.append(rest[j])
+        d = np.minimum(d, ((Xr - Xr[j]) ** 2).sum(axis=1))
+        d[j] = -1.0
+    return np.sort(np.asarray(chosen))
+
+
+def _refit_point(n: int) -> int:
+    """Largest n' <= n at which kernel hyper-parameters are refitted (all n <= 10, then +15 %)."""
+    if n <= 10:
+        return n
+    s = 10
+    while True:
+        nxt = max(s + 1, math.ceil(s * 1.15))
+        if nxt > n:
+            return s
+        s = nxt
+
+
+_HYPER_CACHE: OrderedDict[str, tuple[float, np.ndarray, float]] = OrderedDict()
+
+
+def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Kernel hyper-parameters (amplitude, ARD length scales, noise) by marginal likelihood,
+    fitted on the ``_select``-ed subset of these observations.
+
+    Memoised by a hash of the data, so a warm cache changes speed, never results.
+    """
+    key = hashlib.sha1(X_all.tobytes() + y_all.tobytes() + str(X_all.shape).encode()).hexdigest()
+    with _LOCK:
+        hit = _HYPER_CACHE.get(key)
+        if hit is not None:
+            _HYPER_CACHE.move_to_end(key)
+            return hit
+    z_all = _warp(y_all)
+    idx = _select(X_all, z_all, HYPER_CAP)
+    X, z = X_all[idx], z_all[idx]
+    d = X.shape[1]
+    kernel = (
+        ConstantKernel(1.0, (0.05, 20.0))
+        * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=(0.01, 20.0), nu=2.5)
+        + WhiteKernel(1e-3, (1e-6, 0.5))
+    )
+    gp = GaussianProcessRegressor(
+        kernel=kernel, normalize_y=False, optimizer=_lbfgs,
+        # a random restart pays off in small spaces; with many features each costs too much
+        n_restarts_optimizer=1 if d <= 10 else 0,
+        random_state=int(key[:8], 16), noise=None,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gp.fit(X, z)
+        k = gp.kernel_
+        amp = float(k.k1.k1.constant_value)
+        ls = np.atleast_1d(np.asarray(k.k1.k2.length_scale, dtype=float))
+        if ls.size == 1:
+            ls = np.full(d, float(ls[0]))
+        noise = float(k.k2.noise_level)
+        out = (amp, ls, noise)
+    except (LinAlgError, ValueError, np.linalg.LinAlgError):
+        out = (1.0, np.full(d, 0.3), 1e-3)
+    with _LOCK:
+        _HYPER_CACHE[key] = out
+        while len(_HYPER_CACHE) > 512:
+            _HYPER_CACHE.popitem(last=False)
+    return out
+
+
+def _lbfgs(obj_func: Callable[..., Any], theta0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
+    """scikit-learn's L-BFGS-B, capped at HYPER_MAXITER iterations: the marginal likelihood is
+    flat near its optimum, and the cap bounds the cost of a refit in many dimensions."""
+    res = optimize.minimize(obj_func, theta0, method="L-BFGS-B", jac=True, bounds=bounds,
+                            options={"maxiter": HYPER_MAXITER})
+    return res.x, float(res.fun)
+
+
+def _matern52(A: np.ndarray, B: np.ndarray, ls: np.ndarray, amp: float) -> np.ndarray:
+    r = cdist(A / ls, B / ls)
+    s5r = math.sqrt(5.0) * r
+    return amp * (1.0 + s5r + (5.0 / 3.0) * r * r) * np.exp(-s5r)
+
+
+class _Posterior:
+    """GP posterior with fixed hyper-parameters that can absorb one more point in O(n * m).
+
+    Why our own: skopt's ``predict(return_std=True)`` runs a three-operand einsum that costs
+    ~10x a triangular solve; and batch picks (constant liar) must add points without refitting.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, amp: float, ls: np.ndarray, noise: float):
+        self.amp, self.ls, self.noise = amp, ls, max(noise, 1e-6)
+        K = _matern52(X, X, ls, amp)
+        jitter = self.noise
+        for _ in range(6):
+            try:
+                self.L = cholesky(K + jitter * np.eye(len(X)), lower=True)
+                break
+            except LinAlgError:
+                jitter *= 10
+        else:  # pragma: no cover - K + 1e0*I is always positive definite
+            raise LinAlgError("kernel matrix not positive definite")
+        self.jitter = jitter
+        self.X = X
+        self.w = solve_triangular(self.L, y, lower=True)
+
+    def project(self, C: np.ndarray) -> np.ndarray:
+        """v = L^-1 k(X, C); cache it per candidate set and pass it to ``predict``/``add``."""
+        return solve_triangular(self.L, _matern52(self.X, C, self.ls, self.amp), lower=True, check_finite=False)
+
+    def predict(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu = v.T @ self.w
+        var = np.maximum(self.amp - np.einsum("ij,ij->j", v, v), 1e-12)
+        return mu, np.sqrt(var)
+
+    def add(self, x: np.ndarray, y: float, vs: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Condition on one more point; update each (candidates C, v) pair and return the new v's."""
+        kx = _matern52(self.X, x[None, :], self.ls, self.amp)[:, 0]
+        row = solve_triangular(self.L, kx, lower=True)
+        d = math.sqrt(max(self.amp + self.jitter - float(row @ row), 1e-10))
+        n = len(self.X)
+        L = np.zeros((n + 1, n + 1))
+        L[:n, :n] = self.L
+        L[n, :n] = row
+        L[n, n] = d
+        self.L = L
+        self.w = np.append(self.w, (y - float(row @ self.w)) / d)
+        self.X = np.vstack([self.X, x])
+        out = []
+        for C, v in vs:
+            kc = _matern52(x[None, :], C, self.ls, self.amp)[0]
+            out.append(np.vstack([v, (kc - row @ v) / d]))
+        return out
+
+
+def _log_ei(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
+    """log E[max(best - f, 0)], stable far into the tail (plain EI underflows to 0 there)."""
+    z = (best - mu) / sd
+    out = np.empty_like(z)
+    hi = z > -6.0
+    zh = z[hi]
+    out[hi] = np.log(np.maximum(stats.norm.pdf(zh) + zh * stats.norm.cdf(zh), 1e-300))
+    zl = z[~hi]
+    # h(z) = phi(z) + z Phi(z) ~ phi(z) / z^2 (1 - 3 / z^2) for z -> -inf
+    out[~hi] = -0.5 * zl * zl - 0.5 * math.log(2 * math.pi) - 2 * np.log(-zl) + np.log1p(-3 / (zl * zl))
+    return out + np.log(sd)
+
+
+def _log_penalty(C: np.ndarray, points: Sequence[np.ndarray], ls: np.ndarray) -> np.ndarray:
+    """log prod_j (1 - exp(-r_j^2 / (2 rho^2))), r_j = length-scale distance of C to point j."""
+    if not len(points):
+        return np.zeros(len(C))
+    r2 = cdist(C / ls, np.asarray(points) / ls, "sqeuclidean")
+    return np.log1p(-np.exp(-r2 / (2 * PENALTY_RADIUS**2)) + 1e-12).sum(axis=1)
+
+
+# --- candidate search ---------------------------------------------------------------------------
+
+
+def _perturb(space: _Space, centres: np.ndarray, each: int, scales: Sequence[float],
+             rng: np.random.Generator, cat_prob: float) -> np.ndarray:
+    """Gaussian moves of the numeric features of each centre (a random subset of dims per move)."""
+    if not len(centres):
+        return np.zeros((0, space.n_features))
+    C = np.repeat(centres, each, axis=0)
+    nc = space.numeric_cols
+    if len(nc):
+        sd = rng.choice(np.asarray(scales), size=(len(C), 1))
+        p_dim = min(1.0, max(0.3, 3.0 / len(nc)))
+        mask = rng.random((len(C), len(nc))) < p_dim
+        mask[np.arange(len(C)), rng.integers(0, len(nc), len(C))] = True
+        C[:, nc] = np.clip(C[:, nc] + mask * rng.normal(0.0, 1.0, (len(C), len(nc))) * sd, 0.0, 1.0)
+    space.random_categoricals(C, rng, prob=cat_prob)
+    return space.snap(C)
+
+
+def _maximin_pick(space: _Space, existing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A pool point far from every existing trial (and from the box edges, to avoid corners)."""
+    pool = space.sobol(256 if space.n_features <= 8 else 512, rng)
+    if not len(existing):
+        return pool[0]
+    w = space.dist_weight
+    d = cdist(pool * w, existing * w).min(axis=1)
+    nc = space.numeric_cols
+    if len(nc):
+        edge = np.minimum(pool[:, nc], 1.0 - pool[:, nc]).min(axis=1)
+        d = np.minimum(d, 2.0 * edge + 0.5 / math.sqrt(len(nc) + 1))
+    return pool[int(np.argmax(d + 1e-9 * rng.random(len(d))))]
+
+
+# --- the strategy -------------------------------------------------------------------------------
+
+
+def n_initial(space_dim: int) -> int:
+    """Trials suggested space-filling before the model takes over."""
+    return int(min(max(5, 2 * space_dim), 20))
+
+
+def _rng(seed: int | None, n_trials: int) -> np.random.Generator:
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, n_trials, 0xBA7E5])
+
+
+def suggest_with_info(
+    config: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], n: int = 1, seed: int | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Like :func:`suggest`, and also return ``{"warnings": [...], "phase": ..., "predicted": [...]}``.
+
+    ``warnings`` are user-facing lines for the sweep's status (e.g. a metric never logged);
+    ``phase`` is ``"space-filling"`` or ``"model"``; ``predicted`` holds, per suggestion in model
+    phase, the GP's mean and std of the metric in the user's units and sign.
+    """
+    metric = config.get("metric")
+    if not isinstance(metric, Mapping) or not metric.get("name"):
+        raise ValueError("metric: bayes search needs a metric with a name")
+    space = _space_for(config.get("parameters") or {})
+    rng = _rng(seed, len(trials))
+    data = _collect(space, metric, trials)
+    info: dict[str, Any] = {"warnings": data.warnings, "phase": "space-filling", "predicted": []}
+
+    if not space.params:
+        # Only constants: one point, so exhausted once any trial exists.
+        out = [] if trials or n < 1 else [space.decode(np.zeros(0))[0]]
+        return out, info
+
+    limit = space.size()
+    out: list[dict[str, Any]] = []
+    seen = set(data.seen)
+    y = data.y_obs
+    n_obs = len(y)
+    degenerate = n_obs >= 2 and float(np.ptp(y)) == 0.0
+    if degenerate:
+        info["warnings"].append(
+            f"all {n_obs} observed values of '{metric.get('name')}' are equal; the model cannot rank "
+            "points, so bayes suggests space-filling points"
+        )
+    use_model = n_obs >= 2 and not degenerate and (
+        data.n_trials >= n_initial(space.dim) or n_obs >= n_initial(space.dim)
+    )
+
+    existing = [data.X_all]
+    if not use_model:
+        for _ in range(max(n, 0)):
+            if len(seen) >= limit:
+                break
+            for _attempt in range(20):
+                x = _maximin_pick(space, np.vstack(existing), rng)
+                params, key = space.decode(x)
+                if key not in seen:
+                    break
+            else:
+                params, key = _unseen_random(space, seen, rng)
+                if params is None:
+                    break
+            seen.add(key)
+            out.append(params)
+            existing.append(x[None, :])
+        return out, info
+
+    info["phase"] = "model"
+    z = _warp(y)
+    # Hyper-parameters: fitted at a scheduled data size on the first observations, so repeated
+    # calls between refit points reuse them (memoised), and an empty cache gives the same answer.
+    n_fit = _refit_point(n_obs)
+    amp, ls, noise = _fit_hyper(data.X_obs[:n_fit], y[:n_fit])
+
+    idx = _select(data.X_obs, z, MODEL_CAP)
+    Xm, zm = data.X_obs[idx], z[idx]
+    lie = {"max": float(np.max(zm)), "mean": float(np.mean(zm)), "min": float(np.min(zm))}.get(LIE)
+    if lie is None:  # kriging believer: each pending point believes the current GP mean there
+        post = _Posterior(Xm, zm, amp, ls, noise)
+        for xp in data.X_pend:
+            mu_p, _ = post.predict(post.project(xp[None, :]))
+            post.add(xp, float(mu_p[0]), [])
+    else:
+        X_train = np.vstack([Xm, data.X_pend]) if len(data.X_pend) else Xm
+        y_train = np.concatenate([zm, np.full(len(data.X_pend), lie)])
+        post = _Posterior(X_train, y_train, amp, ls, noise)
+    best = float(np.min(zm))
+
+    # Stage 1 candidates: global Sobol pool + moves around the best observations.
+    centres = Xm[np.argsort(zm, kind="stable")[:N_LOCAL_CENTRES]]
+    C1 = np.vstack([
+        space.sobol(N_GLOBAL, rng),
+        _perturb(space, centres, N_LOCAL_EACH, (0.005, 0.02, 0.08), rng, cat_prob=0.15),
+    ])
+    v1 = post.project(C1)
+    # Kriging believer alone lets a batch pile up next to one promising point (W&B's failure);
+    # a soft hole around each pending point, in length-scale units, keeps picks apart.
+    ls_eff = np.minimum(ls, 1.0)
+    pending = [xp for xp in data.X_pend]
+    pen1 = _log_penalty(C1, pending, ls_eff)
+
+    for _ in range(max(n, 0)):
+        if len(seen) >= limit:
+            break
+        mu1, sd1 = post.predict(v1)
+        a1 = _log_ei(mu1, sd1, best) + pen1
+        top = C1[np.argsort(-a1)[:N_REFINE_CENTRES]]
+        C2 = _perturb(space, top, N_REFINE_EACH, (0.002, 0.008, 0.03), rng, cat_prob=0.05)
+        v2 = post.project(C2)
+        mu2, sd2 = post.predict(v2)
+        a2 = _log_ei(mu2, sd2, best) + _log_penalty(C2, pending, ls_eff)
+        C = np.vstack([C1, C2])
+        a = np.concatenate([a1, a2])
+        mu = np.concatenate([mu1, mu2])
+        sd = np.concatenate([sd1, sd2])
+        chosen = None
+        for j in np.argsort(-a)[:256]:
+            params, key = space.decode(C[j])
+            if key not in seen:
+                chosen = j
+                break
+        if chosen is None:
+            params, key = _unseen_random(space, seen, rng)
+            if params is None:
+                info["warnings"].append("no unseen point found; the search space looks exhausted")
+                break
+            x = space.encode_trials([params])[0][0]
+            pred = None
+        else:
+            x = C[chosen]
+            pred = (float(mu[chosen]), float(sd[chosen]))
+        seen.add(key)
+        out.append(params)
+        # GP mean/std on the warped, standardised scale (lower is better): for logs and debugging.
+        info["predicted"].append(None if pred is None else {"mean": pred[0], "std": pred[1]})
+        if lie is None:
+            y_lie = pred[0] if pred is not None else float(np.mean(zm))
+        else:
+            y_lie = lie
+        (v1,) = post.add(x, y_lie, [(C1, v1)])
+        pending.append(x)
+        pen1 = pen1 + _log_penalty(C1, [x], ls_eff)
+    return out, info
+
+
+def _unseen_random(space: _Space, seen: set[bytes], rng: np.random.Generator) -> tuple[dict | None, bytes]:
+    """A random point not in ``seen`` (for nearly exhausted discrete spaces), or (None, "")."""
+    for _ in range(8):
+        pool = space.sobol(512, rng)
+        for x in pool:
+            params, key = space.decode(x)
+            if key not in seen:
+                return params, key
+    return None, b""
+
+
+def suggest(
+    config: Mapping[str, Any], trials: Sequence[Mapping[str, Any]], n: int = 1, seed: int | None = None
+) -> list[dict[str, Any]]:
+    """Suggest ``n`` new parameter sets for a bayes sweep (nested as in the config).
+
+    ``config`` is the normalised config (``sweepq.config.load_config``); ``trials`` are dicts
+    ``{id, params, state, metric, history}``. Queued/running trials are treated as pending and
+    steer the batch away from themselves. With ``seed`` the answer is a pure function of
+    ``(config, trials, n, seed)``; without it each call draws fresh randomness, so concurrent
+    callers never get the same points. Fewer than ``n`` (down to ``[]``) means a finite space is
+    exhausted. Warnings of the call are left in :data:`last_warnings`.
+    """
+    out, info = suggest_with_info(config, trials, n=n, seed=seed)
+    last_warnings[:] = info["warnings"]
+    return out
