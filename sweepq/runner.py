@@ -311,15 +311,12 @@ class TrialRunner:
             for t in threads:
                 t.start()
             outcome = self._watch(proc, pgid, mq)
+            # whatever of the group survived the main process goes too (the slot must be free),
+            # before waiting on the pipes: surviving children hold them open. The lease is kept
+            # alive meanwhile, so the reaper never hands the trial to someone else too early.
+            self._reap_group(pgid)
             for t in threads:
                 t.join(timeout=5)
-            # whatever of the group survived the main process goes too: the slot must be free
-            if group_alive(pgid):
-                kill_group(pgid, signal.SIGTERM)
-                end = time.monotonic() + min(self.grace, 5.0)
-                while group_alive(pgid) and time.monotonic() < end:
-                    time.sleep(0.05)
-                kill_group(pgid, signal.SIGKILL)
             tail = _tail_text(out, err)
             if out.bad_metric_lines:
                 tail = f"[sweepq] {out.bad_metric_lines} malformed @sweepq line(s) ignored\n" + tail
@@ -334,6 +331,22 @@ class TrialRunner:
             self.forwarder.uninstall()
             self.forwarder.pgid = None
             logf.close()
+
+    def _reap_group(self, pgid: int) -> None:
+        if not group_alive(pgid):
+            return
+        kill_group(pgid, signal.SIGTERM)
+        end = time.monotonic() + min(self.grace, 5.0)
+        last_beat = time.monotonic()
+        while group_alive(pgid) and time.monotonic() < end:
+            if time.monotonic() - last_beat > max(0.2, self.lease_ttl / 3.0):
+                self._try(self.store.heartbeat, self.tid, self.owner, self.lease_ttl)
+                last_beat = time.monotonic()
+            time.sleep(0.05)
+        kill_group(pgid, signal.SIGKILL)
+        end = time.monotonic() + 5.0
+        while group_alive(pgid) and time.monotonic() < end:
+            time.sleep(0.02)
 
     def _watch(self, proc: subprocess.Popen, pgid: int, mq: queue.Queue) -> TrialOutcome:
         started = time.monotonic()
@@ -381,6 +394,9 @@ class TrialRunner:
             else:
                 time.sleep(0.05)
         rc = proc.returncode
+        if not stop_kind and self.forwarder.signalled:
+            # the forwarded signal killed the program before the loop saw the flag
+            stop_kind = "shutdown"
         if stop_kind == "shutdown":
             return TrialOutcome("released", rc, "worker shut down; trial handed back")
         if stop_kind == "cancel":

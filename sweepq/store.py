@@ -95,7 +95,10 @@ def finite_number(v: Any) -> float | None:
     """The value as a float if it is a real, finite number (bools and strings are not)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # a JSON integer beyond float range
+        return None
     return f if math.isfinite(f) else None
 
 

@@ -74,14 +74,6 @@ def test_hostile_output_metrics_flood_binary_fork(store, start_worker, controlle
     # check_sweep already verified every recorded pid and child pid is gone
 
 
-STUBBORN_BUG = (
-    "bug: sweepq/runner.py TrialRunner.run joins the stdout/stderr reader threads (up to 5 s each) "
-    "BEFORE killing what is left of the process group and without heartbeats; children that ignore "
-    "SIGTERM keep the pipes open, the lease (3 s here) expires, the reaper requeues the canceled trial "
-    "and attempt 2 starts while attempt 1's children still run")
-
-
-@pytest.mark.xfail(strict=True, reason=STUBBORN_BUG)
 def test_cancel_program_whose_children_ignore_sigterm(store, start_worker, controller, rec_dir,  # noqa: ANN001
                                                       hostile_program):
     sid = store.create_sweep(_grid(hostile_program, ["fork_stubborn"], stop_grace=1))
@@ -127,10 +119,6 @@ def test_missing_program_fails_with_127(store, start_worker, controller):  # noq
         assert t["attempt"] == 1, "a missing program is not retried"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: sweepq.store.finite_number raises OverflowError on a JSON integer beyond float range "
-    "(e.g. 1 followed by 400 zeros); runner._flush_metrics does not catch it, the task dies, the "
-    "trial is left 'running' until its lease expires, is retried and then crashed"))
 def test_metric_integer_beyond_float_range_is_ignored(store, start_worker, controller, rec_dir,  # noqa: ANN001
                                                        hostile_program):
     sid = store.create_sweep(_grid(hostile_program, ["hugeint"], retries=0))

@@ -125,12 +125,6 @@ def test_sigterm_warm_shutdown_finishes_running_trial(store, start_worker, contr
     assert all(r["end"] is not None for r in records(rec_dir))
 
 
-COLD_BUG = ("bug: sweepq/runner.py TrialRunner._watch checks proc.poll() before forwarder.signalled; "
-            "a program that exits at once on the forwarded SIGTERM is seen dead first and the trial "
-            "is finished as failed ('killed by signal SIGTERM') instead of handed back")
-
-
-@pytest.mark.xfail(strict=True, reason=COLD_BUG)
 def test_sigterm_cold_shutdown_hands_trial_back(store, start_worker, controller, rec_dir):  # noqa: ANN001
     """REMAP_SIGTERM=SIGQUIT: SIGTERM is a cold shutdown. The running trial is stopped (whole
     group), handed back without using a retry, and re-run by another worker."""
