@@ -91,11 +91,14 @@ def rec_dir(tmp_path: Path) -> Path:
 
 
 def test_four_gpu_slots_run_twelve_trials_at_most_four_at_once_on_disjoint_gpus(
-        store, start_worker, controller, rec_dir):  # noqa: ANN001
+        store, bare_worker, controller, rec_dir):  # noqa: ANN001
+    """A 4-GPU box started without -c: it sizes its pool to its GPUs (not to this machine's CPUs)
+    and runs 12 trials, at most 4 at once, never two on one GPU."""
     sid = store.create_sweep(make_config(run_cap=12))
-    w = start_worker(concurrency=4, env={"SWEEPQ_GPUS": "0,1,2,3", "SWEEPQ_TEST_RECORD": str(rec_dir)})
-    reg = next(x for x in store.alive_workers() if x["name"] == w.name)
+    name, log = bare_worker({"SWEEPQ_GPUS": "0,1,2,3", "SWEEPQ_TEST_RECORD": str(rec_dir)})
+    reg = next(x for x in store.alive_workers() if x["name"] == name)
     assert reg["gpus"] == "0,1,2,3" and reg["slots"] == 4
+    assert "concurrency: 4 (prefork)" in log.read_text()
     controller()
     wait_for(lambda: ended(store, sid), 90, what="sweep end", info=lambda: store.counts(sid))
     recs = records(rec_dir)
@@ -122,6 +125,35 @@ def test_gpus_per_trial_two_gives_disjoint_pairs(store, start_worker, controller
     assert_disjoint_when_concurrent(recs)
     assert max_concurrency(recs) <= 2
     assert max_concurrency(recs) == 2, "two pairs fit on four GPUs at once"
+
+
+@pytest.fixture
+def bare_worker(store, sq_env, tmp_path):  # noqa: ANN001, ANN201
+    """Factory: `celery -A sweepq.worker worker` *without* -c, as an operator would type it on a
+    GPU box (the conftest factory always passes -c); stopped (cold) at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str]) -> tuple[str, Path]:
+        name = f"bare{len(procs)}-{os.getpid()}@gpubox"
+        argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq", "-n", name,
+                "--without-gossip", "--without-mingle", "-l", "INFO"]
+        log = tmp_path / f"{name.split('@')[0]}.log"
+        with open(log, "wb") as out:
+            procs.append(subprocess.Popen(argv, env={**sq_env, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        wait_for(lambda: any(w["name"] == name for w in store.alive_workers()), 60,
+                 what="worker registration", info=lambda: log.read_text()[-2000:])
+        return name, log
+
+    yield start
+    for p in procs:
+        os.killpg(p.pid, signal.SIGQUIT)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def _running(rec_dir: Path) -> list[dict[str, Any]]:
@@ -226,25 +258,3 @@ def test_slot_pool_never_hands_out_a_held_gpu(tmp_path: Path) -> None:
     b.release()
     assert SlotPool([], lock_dir=str(tmp_path)).acquire(3).visible_devices is None
 
-
-def test_worker_without_concurrency_runs_one_child_per_gpu(store, sq_env, tmp_path):  # noqa: ANN001
-    """`celery -A sweepq.worker worker` on a 3-GPU box (no -c) registers 3 slots, not one per CPU."""
-    name = f"noc-{os.getpid()}@gpubox"
-    argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq", "-n", name,
-            "--without-gossip", "--without-mingle", "-l", "INFO"]
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env={**sq_env, "SWEEPQ_GPUS": "0,1,2"}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        reg = wait_for(lambda: [w for w in store.alive_workers() if w["name"] == name], 60,
-                       what="worker registration", info=lambda: log.read_text()[-2000:])[0]
-        assert reg["slots"] == 3 and reg["gpus"] == "0,1,2"
-        assert "(prefork)" in log.read_text() and "concurrency: 3 (prefork)" in log.read_text()
-    finally:
-        os.killpg(proc.pid, signal.SIGQUIT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

@@ -187,10 +187,6 @@ def _running_records(d: Path) -> list[dict[str, Any]]:
     return [r for r in records(d) if not r["end"] and pid_alive(r["pid"])]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "sweepq/runner.py TrialRunner._watch: when the forwarded SIGTERM kills the trial before the "
-    "loop checks forwarder.signalled, the trial is recorded 'failed' instead of handed back; fix: "
-    "after the loop, `if not stop_kind and self.forwarder.signalled: stop_kind = 'shutdown'`"))
 def test_cold_shutdown_hands_the_running_trial_back(store, start_worker, controller, tmp_path):  # noqa: ANN001
     """What `docker stop` / `systemctl stop` does to a worker (SIGTERM to Celery's main process,
     REMAP_SIGTERM=SIGQUIT): the trial, an ordinary program that dies on SIGTERM, is queued again
