@@ -137,3 +137,62 @@ def test_run_uses_given_redis_and_reports_json(sq_env, tmp_path):  # noqa: ANN00
     st = json.loads(r.stdout.strip().splitlines()[-1])
     assert st["counts"]["finished"] == 3 and st["end_reason"] == "search space exhausted"
     assert st["best"]["params"]["x"] == 0.3
+
+
+def _descendants(pid: int) -> set[int]:
+    out = set()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out.add(int(p.name))
+    for child in list(out):
+        out |= _descendants(child)
+    return out
+
+
+def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: ANN001
+    import signal
+    import time
+
+    from tests.conftest import pid_alive, wait_for
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    env = {**sq_env, "SWEEPQ_TEST_RECORD": str(rec)}
+    cfg = write_config(tmp_path / "s.yaml", run_cap=3, parameters={
+        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 150}, "sleep": {"value": 0.05}})
+    proc = subprocess.Popen([*SWEEPQ, "run", str(cfg), "--workers", "2"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(list(rec.glob("*.json"))) >= 2, 60, what="two trials started")
+    tree = _descendants(proc.pid)
+    trial_pids = [json.loads(p.read_text())["pid"] for p in rec.glob("*.json")]
+    assert set(trial_pids) <= tree | set(trial_pids)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "run the same command again to resume" in err
+    wait_for(lambda: not any(pid_alive(p) for p in tree | set(trial_pids)), 20,
+             what="no orphan workers or trial processes")
+    from sweepq.store import Store
+
+    st = Store(url=sq_env["SWEEPQ_REDIS_URL"], namespace=sq_env["SWEEPQ_NAMESPACE"])
+    (sid,) = st.list_sweeps()
+    c = st.counts(sid)
+    assert c["running"] == 0 and c["queued"] >= 2, c  # handed back, not lost
+    # re-running the same command resumes the same sweep and finishes it
+    short = write_config(tmp_path / "s.yaml", run_cap=3, parameters={
+        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 150}, "sleep": {"value": 0.05}})
+    assert short.exists()
+    time.sleep(0.5)
+    r2 = subprocess.run([*SWEEPQ, "run", str(cfg), "--workers", "2", "--json"], env=env, cwd=tmp_path,
+                        capture_output=True, text=True, timeout=240)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert f"resuming sweep {sid}" in r2.stderr
+    final = json.loads(r2.stdout.strip().splitlines()[-1])
+    assert final["id"] == sid and final["counts"]["finished"] == 3 and final["trials"] == 3
