@@ -29,7 +29,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,75 @@ def simulate(problem_name: str, method: str, workers: int, seed: int, budget: in
             "values": values, "suggest_s": ask_time}
 
 
+#: Learning-curve amplitude per problem for --stopping: value at step t = f(x) + A exp(-t / 3).
+_CURVE = {"hartmann6": 1.5, "branin": 30.0, "mixed": 1.0}
+
+
+def simulate_stopping(problem_name: str, rule: str, workers: int, seed: int, budget: int,
+                      steps: int = 10, check: int = 3) -> dict[str, Any]:
+    """A bayes sweep under a median stopping rule, to choose what stopped trials count as.
+
+    Each trial logs ``steps`` values f(x) + A exp(-t/3). At step ``check`` a trial is stopped if
+    its value is worse than the median of the step-``check`` values of the trials known so far
+    (once there are 5); a stopped trial frees its worker after ``check`` steps. ``rule`` is
+    bayes.STOPPED_RULE. The score is the best *final* value among finished trials.
+    """
+    from sweepq.search import bayes
+
+    bayes.STOPPED_RULE = rule
+    problem = PROBLEMS[problem_name]
+    fn, _ = sweepq_suggest_fn("bayes")
+    config = _sweep_config(problem, "bayes")
+    amp = _CURVE[problem_name]
+    durations = np.random.default_rng(1000 + seed).uniform(0.5, 1.5, budget)
+    trials: list[dict[str, Any]] = []
+    at_check: list[float] = []
+    running: list[tuple[float, int]] = []
+    now = 0.0
+
+    def start() -> None:
+        (params,) = fn(config, trials, n=1, seed=seed)
+        f = problem.objective(params)
+        curve = [f + amp * np.exp(-t / 3.0) for t in range(1, steps + 1)]
+        stop = len(at_check) >= 5 and curve[check - 1] > float(np.median(at_check))
+        i = len(trials)
+        trials.append({"id": str(i), "params": params, "state": "running", "metric": None, "history": [],
+                       "_curve": curve[:check] if stop else curve, "_stop": stop})
+        heapq.heappush(running, (now + durations[i] * (check / steps if stop else 1.0), i))
+
+    while len(trials) < min(workers, budget):
+        start()
+    while running:
+        now, i = heapq.heappop(running)
+        t = trials[i]
+        hist = [float(v) for v in t["_curve"]]
+        t.update(state="stopped" if t["_stop"] else "finished", history=hist, metric=hist[-1])
+        at_check.append(hist[check - 1])
+        if len(trials) < budget:
+            start()
+    finals = [t["metric"] for t in trials if t["state"] == "finished"]
+    return {"problem": problem_name, "rule": rule, "seed": seed, "best": float(min(finals)),
+            "stopped": sum(t["state"] == "stopped" for t in trials)}
+
+
+def stopping_report(results: list[dict[str, Any]], out: Any = sys.stdout) -> None:
+    print("\n#### Stopped trials: own best vs impute worst (median stopping at step 3 of 10, 4 in flight)\n",
+          file=out)
+    print("| problem | rule | best final value: median [q1, q3] | trials stopped (median) | seeds won |", file=out)
+    print("|---|---|---|---|---|", file=out)
+    for pname in dict.fromkeys(r["problem"] for r in results):
+        by = {rule: {r["seed"]: r for r in results if r["problem"] == pname and r["rule"] == rule}
+              for rule in ("own", "worst")}
+        seeds = sorted(set(by["own"]) & set(by["worst"]))
+        for rule, other in (("own", "worst"), ("worst", "own")):
+            b = [by[rule][s]["best"] for s in seeds]
+            q1, med, q3 = np.percentile(b, [25, 50, 75])
+            won = sum(by[rule][s]["best"] < by[other][s]["best"] for s in seeds)
+            stopped = np.median([by[rule][s]["stopped"] for s in seeds])
+            print(f"| {pname} | {rule} | {_fmt(med)} [{_fmt(q1)}, {_fmt(q3)}] | {stopped:g} | {won}/{len(seeds)} |",
+                  file=out)
+
+
 def _best(values: list[float], goal: str) -> float:
     return float(max(values) if goal == "maximize" else min(values))
 
@@ -262,8 +331,8 @@ def _fmt(x: float) -> str:
 def report(results: list[dict[str, Any]], budgets: list[int], out: Any = sys.stdout) -> dict[str, Any]:
     """Print one markdown table per (problem, budget): methods x workers."""
     summary: dict[str, Any] = {}
-    problems = list(dict.fromkeys(r["problem"] for r in results))
-    methods = list(dict.fromkeys(r["method"] for r in results))
+    problems = [p for p in PROBLEMS if any(r["problem"] == p for r in results)]
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
     workers_list = sorted({r["workers"] for r in results})
     seeds = sorted({r["seed"] for r in results})
     for pname in problems:
@@ -330,10 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="50,100")
     ap.add_argument("--workers", default="1,4,8")
     ap.add_argument("--jobs", type=int, default=1, help="processes (each single-threaded)")
-    ap.add_argument("--json", default=None, help="write raw results here")
+    ap.add_argument("--json", default=None, help="write raw results here (one JSON line per run, as they end)")
+    ap.add_argument("--report-only", default=None, help="print the tables of a --json file and exit")
+    ap.add_argument("--stopping", action="store_true",
+                    help="only the experiment on what early-stopped trials count as (bayes.STOPPED_RULE)")
     args = ap.parse_args(argv)
     if args.quick:
         args.problems, args.seeds, args.budgets, args.workers = "branin,hartmann6,mixed", 3, "50", "1,8"
+    if args.report_only:
+        results = [json.loads(line) for line in Path(args.report_only).read_text().splitlines() if line]
+        report(results, [int(b) for b in args.budgets.split(",")])
+        return 0
+    if args.stopping:
+        return _stopping_main(args)
     problems = args.problems.split(",")
     methods = args.methods.split(",")
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -352,22 +430,51 @@ def main(argv: list[str] | None = None) -> int:
           f"workers={workers}", flush=True)
     tasks = [(p, m, w, s, max(budgets)) for p in problems for w in workers for s in range(args.seeds)
              for m in methods]
+    tasks.sort(key=lambda t: t[1] == "optuna-gp")  # the slowest peer last: a cut-short run keeps the rest
     t0 = time.time()
     results: list[dict[str, Any]] = []
+    sink = open(args.json, "w") if args.json else None  # noqa: SIM115 - written as runs end
+
+    def done(r: dict[str, Any]) -> None:
+        results.append(r)
+        if sink:
+            sink.write(json.dumps(r) + "\n")
+            sink.flush()
+        if len(results) % 20 == 0:
+            print(f"  {len(results)}/{len(tasks)} runs, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:
-            for r in ex.map(_run, tasks):
-                results.append(r)
+            for fut in as_completed([ex.submit(_run, t) for t in tasks]):
+                done(fut.result())
     else:
-        for k, task in enumerate(tasks):
-            results.append(_run(task))
-            if (k + 1) % 20 == 0:
-                print(f"  {k + 1}/{len(tasks)} runs, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        for task in tasks:
+            done(_run(task))
+    if sink:
+        sink.close()
     print(f"total wall {time.time() - t0:.0f} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results))
     report(results, budgets)
     return 0
+
+
+def _stopping_main(args: argparse.Namespace) -> int:
+    tasks = [(p, rule, 4, s, 60) for p in ("hartmann6", "branin", "mixed") for s in range(max(args.seeds, 10))
+             for rule in ("own", "worst")]
+    t0 = time.time()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as ex:
+            results = list(ex.map(_run_stopping, tasks))
+    else:
+        results = [_run_stopping(t) for t in tasks]
+    print(f"total wall {time.time() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text("\n".join(json.dumps(r) for r in results) + "\n")
+    stopping_report(results)
+    return 0
+
+
+def _run_stopping(task: tuple[str, str, int, int, int]) -> dict[str, Any]:
+    return simulate_stopping(*task)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,10 @@ PENDING_CAP = 128
 #: Value pending points are believed to have: "kb" (kriging believer: the GP mean there, measured
 #: best), or a constant lie "mean" / "max" / "min" of the warped observations.
 LIE = "kb"
+#: What a trial stopped early (or canceled) counts as: "own" = the best value it logged (a real,
+#: pessimistic measurement: it was stopped before it finished improving), "worst" = W&B's rule.
+#: benchmarks/search_quality.py --stopping measures the two.
+STOPPED_RULE = "own"
 #: Radius (in kernel length scales) of the soft hole that each pending point puts in the acquisition.
 PENALTY_RADIUS = 0.15
 #: Width of the CDF box for normal / log-normal / beta families (u in [eps, 1 - eps]).
@@ -548,7 +552,8 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
             own = {"best": min(vs) if vs else None, "latest": vs[-1] if vs else None}.get(impute)
             y = own if own is not None else worst
         elif state in ("stopped", "canceled"):
-            y = min(vs) if vs else (worst if state == "stopped" else None)
+            own_best = min(vs) if vs and STOPPED_RULE == "own" else None
+            y = own_best if own_best is not None else (worst if state == "stopped" else None)
         elif state == "running":
             if while_running in ("latest", "best", "worst") and vs:
                 y = {"latest": vs[-1], "best": min(vs), "worst": max(vs)}[while_running]
