@@ -115,12 +115,12 @@ def test_four_gpu_slots_run_twelve_trials_at_most_four_at_once_on_disjoint_gpus(
 
 
 def test_gpus_per_trial_two_gives_disjoint_pairs(store, start_worker, controller, rec_dir):  # noqa: ANN001
-    sid = store.create_sweep(make_config(run_cap=6, gpus_per_trial=2))
+    sid = store.create_sweep(make_config(run_cap=4, gpus_per_trial=2))
     start_worker(concurrency=4, env={"SWEEPQ_GPUS": "0,1,2,3", "SWEEPQ_TEST_RECORD": str(rec_dir)})
     controller()
     wait_for(lambda: ended(store, sid), 90, what="sweep end", info=lambda: store.counts(sid))
     recs = records(rec_dir)
-    assert len(recs) == 6
+    assert len(recs) == 4
     assert all(len(gpu_set(r)) == 2 and gpu_set(r) <= {"0", "1", "2", "3"} for r in recs)
     assert_disjoint_when_concurrent(recs)
     assert max_concurrency(recs) <= 2
@@ -200,7 +200,7 @@ def test_a_killed_trial_frees_its_slot(store, start_worker, controller, rec_dir,
 
 
 def test_agent_with_gpus_flag_pins_trials(store, sq_env, rec_dir, tmp_path):  # noqa: ANN001
-    sid = store.create_sweep(make_config(run_cap=6))
+    sid = store.create_sweep(make_config(run_cap=4))
     sweepq = str(Path(sys.executable).with_name("sweepq"))
     env = {**sq_env, "SWEEPQ_TEST_RECORD": str(rec_dir)}
     log = tmp_path / "agent.log"
@@ -215,11 +215,11 @@ def test_agent_with_gpus_flag_pins_trials(store, sq_env, rec_dir, tmp_path):  # 
             proc.wait()
     assert rc == 0, log.read_text()[-3000:]
     recs = records(rec_dir)
-    assert len(recs) == 6, log.read_text()[-3000:]
+    assert len(recs) == 4, log.read_text()[-3000:]
     assert all(len(gpu_set(r)) == 1 and gpu_set(r) <= {"0", "1"} for r in recs)
     assert_disjoint_when_concurrent(recs)
     assert max_concurrency(recs) <= 2
-    assert store.status(sid)["counts"]["finished"] == 6
+    assert store.status(sid)["counts"]["finished"] == 4
 
 
 # -- detection, without Redis --------------------------------------------------------------------

@@ -77,12 +77,12 @@ def test_workers_with_different_node_names_share_one_sweep(store, start_worker, 
     names = [f"{who}-{secrets.token_hex(2)}@host-{who}" for who in ("alpha", "beta", "gamma")]
     workers = start_all(store, start_worker, [
         {"concurrency": 1, "name": name, "env": {"SWEEPQ_TEST_RECORD": str(rec)}} for name in names])
-    sid = store.create_sweep(make_config(run_cap=9, parameters={
+    sid = store.create_sweep(make_config(run_cap=6, parameters={
         "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.1}}))
     controller()
     wait_for(lambda: ended(store, sid), 90, what="sweep end", info=lambda: store.counts(sid))
     trials = trials_of(store, sid)
-    assert len(trials) == 9 and all(t["state"] == "finished" for t in trials)
+    assert len(trials) == 6 and all(t["state"] == "finished" for t in trials)
     by_worker = Counter(t["worker"] for t in trials)
     assert set(by_worker) <= set(names), by_worker
     assert len(by_worker) >= 2, f"one worker ran everything: {by_worker}"
@@ -95,14 +95,14 @@ def test_queue_routing_sends_trials_only_to_subscribed_workers(store, start_work
         {"queues": "gpu-a100", "concurrency": 2, "name": f"a100-{secrets.token_hex(2)}@gpubox"},
         {"queues": "cpu", "concurrency": 2, "name": f"cpu-{secrets.token_hex(2)}@cpubox"},
         {"queues": "sweepq", "concurrency": 1, "name": f"default-{secrets.token_hex(2)}@other"}])
-    gpu_sweep = store.create_sweep(make_config(queue="gpu-a100", run_cap=5))
-    cpu_sweep = store.create_sweep(make_config(queue="cpu", run_cap=5))
+    gpu_sweep = store.create_sweep(make_config(queue="gpu-a100", run_cap=4))
+    cpu_sweep = store.create_sweep(make_config(queue="cpu", run_cap=4))
     controller()
     wait_for(lambda: ended(store, gpu_sweep) and ended(store, cpu_sweep), 90, what="both sweeps",
              info=lambda: (store.counts(gpu_sweep), store.counts(cpu_sweep)))
     for sid, queue, worker in ((gpu_sweep, "gpu-a100", a100), (cpu_sweep, "cpu", cpu)):
         trials = trials_of(store, sid)
-        assert len(trials) == 5 and all(t["state"] == "finished" for t in trials)
+        assert len(trials) == 4 and all(t["state"] == "finished" for t in trials)
         assert {t["queue"] for t in trials} == {queue}
         assert {t["worker"] for t in trials} == {worker.name}, f"{queue} trials ran elsewhere"
     assert not any(idle.name == t["worker"] for s in (gpu_sweep, cpu_sweep) for t in trials_of(store, s))
@@ -164,13 +164,13 @@ def test_same_sweep_runs_with_a_rabbitmq_broker(store, start_worker, controller,
     w1, w2 = amqp_queue.workers[:] = start_all(store, start_worker, [
         {"queues": queue, "concurrency": 2, "name": f"rmq1-{secrets.token_hex(2)}@boxa", "env": env},
         {"queues": queue, "concurrency": 1, "name": f"rmq2-{secrets.token_hex(2)}@boxb", "env": env}])
-    sid = store.create_sweep(make_config(queue=queue, run_cap=6))
+    sid = store.create_sweep(make_config(queue=queue, run_cap=4))
     controller()
     wait_for(lambda: ended(store, sid), 90, what="sweep end over RabbitMQ", info=lambda: store.counts(sid))
     trials = trials_of(store, sid)
-    assert len(trials) == 6 and all(t["state"] == "finished" for t in trials)
+    assert len(trials) == 4 and all(t["state"] == "finished" for t in trials)
     assert {t["worker"] for t in trials} <= {w1.name, w2.name}
-    assert len(records(rec)) == 6
+    assert len(records(rec)) == 4
     assert all(t["metric"] is not None for t in trials)  # metrics still flow through Redis
     # the trial messages went through RabbitMQ: the queue exists there, and none went to Redis
     with Connection(RABBITMQ_URL, connect_timeout=5) as conn:
