@@ -71,7 +71,7 @@ class Controller:
         if publish is None:
             from sweepq.worker import make_publisher
 
-            publish = make_publisher(store.ns, os.environ.get("SWEEPQ_BROKER_URL") or store_url(store))
+            publish = make_publisher(store.ns, os.environ.get("SWEEPQ_BROKER_URL") or store.url)
         self.publish = publish
         self.tick = tick
         self.name = name or f"{socket.gethostname()}:{secrets.token_hex(3)}"
@@ -282,6 +282,9 @@ class Controller:
                 self.store.finish_sweep(sid, "finished", done_reason)
                 self.views.pop(sid, None)
         elif state in ("stopped", "canceled"):
+            for t in inflight:  # backstop: nothing queued survives a stopped or canceled sweep
+                if t["state"] == "queued":
+                    self.store.request_stop(sid, t["id"], "cancel")
             if not inflight:
                 self.store.finish_sweep(sid, state, f"sweep {state}")
                 self.views.pop(sid, None)
@@ -344,18 +347,6 @@ class Controller:
             self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
         elif not missing and msg in warnings:
             self.store.set_sweep_fields(sid, warnings=[w for w in warnings if w != msg])
-
-
-def store_url(store: Store) -> str:
-    """The URL the store's client connects to (the broker, unless SWEEPQ_BROKER_URL says else)."""
-    kw = store.r.connection_pool.connection_kwargs
-    if "path" in kw:
-        return f"redis+socket://{kw['path']}"
-    auth = ""
-    if kw.get("password"):
-        auth = f"{kw.get('username') or ''}:{kw['password']}@"
-    scheme = "rediss" if store.r.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
-    return f"{scheme}://{auth}{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:

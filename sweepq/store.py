@@ -233,7 +233,7 @@ return 1
 """
 
 LUA_REAP = """
--- KEYS: trial, counts, inflight, leases, events, hist, rows
+-- KEYS: trial, counts, inflight, leases, events, hist, rows, sweep
 -- ARGV: now, retries, tid, sid, reason
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'running' then
@@ -245,6 +245,21 @@ if exp and tonumber(exp) > tonumber(ARGV[1]) then return 'alive' end
 redis.call('ZREM', KEYS[4], ARGV[3])
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '1')
 redis.call('HINCRBY', KEYS[2], 'running', -1)
+-- a trial that was being stopped, or whose sweep is ending, is not run again
+local stop = redis.call('HGET', KEYS[1], 'stop') or ''
+local sw = redis.call('HGET', KEYS[8], 'state')
+local final = ''
+if stop == 'cancel' or sw == 'canceled' then final = 'canceled'
+elseif stop ~= '' then final = 'stopped'
+elseif sw ~= 'running' and sw ~= 'paused' then final = 'canceled' end
+if final ~= '' then
+  redis.call('HSET', KEYS[1], 'state', final, 'owner', '', 'ended_at', ARGV[1],
+    'reason', ARGV[5] .. ' while ' .. (stop ~= '' and ('a ' .. stop .. ' was pending') or ('sweep ' .. tostring(sw))))
+  redis.call('HINCRBY', KEYS[2], final, 1)
+  redis.call('SREM', KEYS[3], ARGV[3])
+  """ + _xadd(5, "ARGV[4]", "ARGV[3]", "'state'") + """
+  return final
+end
 if attempt <= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'owner', '', 'published', 0, 'metric', '',
     'steps', 0, 'reason', 'retry after: ' .. ARGV[5], 'started_at', '')
@@ -261,10 +276,27 @@ return 'crashed'
 """
 
 LUA_RELEASE = """
--- KEYS: trial, counts, leases, events, hist, rows
--- ARGV: owner, tid, sid, reason
+-- KEYS: trial, counts, leases, events, hist, rows, sweep, inflight
+-- ARGV: owner, tid, sid, reason, now
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
+end
+local sw = redis.call('HGET', KEYS[7], 'state')
+local stop = redis.call('HGET', KEYS[1], 'stop') or ''
+local final = ''
+if stop == 'cancel' or sw == 'canceled' then final = 'canceled'
+elseif stop ~= '' then final = 'stopped'
+elseif sw ~= 'running' and sw ~= 'paused' then final = 'canceled' end
+if final ~= '' then
+  -- a stop was pending or the sweep is ending: nobody will run it again, it ends here
+  redis.call('HSET', KEYS[1], 'state', final, 'owner', '', 'ended_at', ARGV[5],
+    'reason', ARGV[4] .. ' (sweep ' .. tostring(sw) .. ')')
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[2], 'running', -1)
+  redis.call('HINCRBY', KEYS[2], final, 1)
+  redis.call('SREM', KEYS[8], ARGV[2])
+  """ + _xadd(4, "ARGV[3]", "ARGV[2]", "'state'") + """
+  return 2
 end
 redis.call('HINCRBY', KEYS[1], 'attempt', -1)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'owner', '', 'published', 0, 'metric', '', 'steps', 0,
@@ -357,6 +389,14 @@ return 0
 """
 
 
+def client_url(client: redis.Redis) -> str:
+    """A URL for a client we were handed without one (tests, fakeredis); best effort."""
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"redis+socket://{kw['path']}"
+    return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
 @dataclass
 class Claim:
     """Outcome of a claim: ``ok`` means this caller now owns the trial (attempt n)."""
@@ -376,6 +416,8 @@ class Store:
     def __init__(self, client: redis.Redis | None = None, namespace: str | None = None,
                  url: str | None = None) -> None:
         self.r = client if client is not None else connect(url)
+        # the URL as given (TLS options, escaped passwords intact): the broker defaults to it
+        self.url = url or (redis_url_from_env() if client is None else client_url(self.r))
         self.keys = Keys(namespace or namespace_from_env())
         reg = self.r.register_script
         self._create = reg(LUA_CREATE)
@@ -568,8 +610,8 @@ class Store:
         k = self.keys
         return bool(self._release(
             keys=[k.trial(tid), k.sweep_counts(sid), k.leases, k.events, k.trial_history(tid),
-                  k.trial_rows(tid)],
-            args=[owner, tid, sid, reason]))
+                  k.trial_rows(tid), k.sweep(sid), k.sweep_inflight(sid)],
+            args=[owner, tid, sid, reason, time.time()]))
 
     def expired_leases(self, now: float | None = None) -> list[str]:
         return list(self.r.zrangebyscore(self.keys.leases, "-inf", now if now is not None else time.time()))
@@ -579,7 +621,7 @@ class Store:
         k = self.keys
         return self._reap(
             keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
-                  k.trial_history(tid), k.trial_rows(tid)],
+                  k.trial_history(tid), k.trial_rows(tid), k.sweep(sid)],
             args=[time.time(), retries, tid, sid, reason])
 
     def request_stop(self, sid: str, tid: str, kind: str = "stop") -> str:

@@ -187,3 +187,44 @@ def test_restart_carries_on(st: Store) -> None:
     c2 = Controller(st, publish=fw.publish)
     drive(c2, fw)
     assert st.n_trials(sid) == 6 and st.counts(sid)["finished"] == 6
+
+
+@pytest.mark.parametrize("action, final", [("cancel", "canceled"), ("stop", "canceled")])
+def test_worker_lost_while_sweep_ends_is_not_requeued(st: Store, action: str, final: str) -> None:
+    sid = st.create_sweep(cfg(run_cap=1, retries=3))
+    ctl = Controller(st, publish=lambda *a: None)
+    ctl.step()
+    (tid,) = st.inflight_ids(sid)
+    assert st.claim(sid, tid, "dead", "w", 0.01).ok
+    st.sweep_action(sid, action)
+    st.r.zadd(st.keys.leases, {tid: 0})
+    ctl.step()
+    ctl.step()
+    assert st.get_trial(tid)["state"] == final
+    assert sid not in st.active_sweeps()
+    assert st.counts(sid)["running"] == 0 and st.counts(sid)["queued"] == 0
+
+
+def test_early_stop_pending_when_worker_dies_ends_stopped(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=1, retries=3))
+    ctl = Controller(st, publish=lambda *a: None)
+    ctl.step()
+    (tid,) = st.inflight_ids(sid)
+    assert st.claim(sid, tid, "dead", "w", 0.01).ok
+    assert st.request_stop(sid, tid, "stop") == "requested"
+    st.r.zadd(st.keys.leases, {tid: 0})
+    ctl.step()
+    assert st.get_trial(tid)["state"] == "stopped"
+
+
+def test_release_when_sweep_canceled_ends_the_trial(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=2))
+    ctl = Controller(st, publish=lambda *a: None)
+    ctl.step()
+    tid = sorted(st.inflight_ids(sid))[0]
+    assert st.claim(sid, tid, "o", "w", 10).ok
+    st.sweep_action(sid, "stop")
+    assert st.release_trial(sid, tid, "o", "worker shut down")
+    assert st.get_trial(tid)["state"] == "canceled"
+    ctl.step()
+    assert sid not in st.active_sweeps()

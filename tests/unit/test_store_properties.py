@@ -131,8 +131,23 @@ class TrialStoreMachine(RuleBasedStateMachine):
         assert ok == expect
         if ok:
             h = self._h(tid)
-            assert h["state"] == "queued" and h["owner"] == ""
-            assert int(h["attempt"]) == int(before["attempt"]) - 1
+            final = self._final_if_ending(before)
+            if final:  # a stop was pending or the sweep is ending: the trial ends, not requeued
+                assert h["state"] == final and h["owner"] == ""
+            else:
+                assert h["state"] == "queued" and h["owner"] == ""
+                assert int(h["attempt"]) == int(before["attempt"]) - 1
+
+    def _final_if_ending(self, before: dict) -> str:
+        stop = before.get("stop") or ""
+        sw = self.store.sweep_state(self.sid)
+        if stop == "cancel" or sw == "canceled":
+            return "canceled"
+        if stop:
+            return "stopped"
+        if sw not in ("running", "paused"):
+            return "canceled"
+        return ""
 
     @rule(i=trial_idx, retries=st.integers(min_value=0, max_value=3), expired=st.booleans())
     def reap(self, i: int, retries: int, expired: bool) -> None:
@@ -146,6 +161,9 @@ class TrialStoreMachine(RuleBasedStateMachine):
             assert res == "gone"
         elif not expired:
             assert res == "alive"
+        elif self._final_if_ending(before):
+            final = self._final_if_ending(before)
+            assert res == final and self._h(tid)["state"] == final
         elif int(before["attempt"]) <= retries:
             assert res == "requeued"
             h = self._h(tid)
