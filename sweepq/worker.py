@@ -35,7 +35,7 @@ def broker_url() -> str:
 
 
 def celery_config(namespace: str | None = None) -> dict[str, Any]:
-    """One documented Celery configuration (see docs/celery.md for the reasoning)."""
+    """One documented Celery configuration (each setting's reason beside it; docs/reliability.md)."""
     keys = Keys(namespace or namespace_from_env())
     transport: dict[str, Any] = {
         # Trials own their lease in Redis (30 s, renewed by heartbeat): recovery of a dead worker is
