@@ -164,6 +164,20 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that either YAML 1.1 (W&B's reader) or sweepq's reader would take for
+    something else, so printed configs read back the same in both (``"1e-5"`` stays a string)."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+for _first, _resolvers in _Loader.yaml_implicit_resolvers.items():
+    for _resolver in _resolvers:
+        if _resolver[0] == _FLOAT_TAG:
+            _Dumper.yaml_implicit_resolvers.setdefault(_first, []).append(_resolver)
+
+
 def _read_source(source: Any) -> tuple[Any, list[str]]:
     """Turn a path, YAML text or dict into plain data; ``(data, errors)``."""
     if isinstance(source, Mapping):
@@ -970,4 +984,9 @@ def to_yaml(config: Mapping[str, Any]) -> str:
     Floats are written so that they read back as floats under YAML 1.1 too (``1.0e-05``).
     """
     data = {k: copy.deepcopy(v) for k, v in config.items() if k != "_normalised"}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    options = {"Dumper": _Dumper, "sort_keys": False, "default_flow_style": False, "width": 100}
+    text = yaml.dump(data, allow_unicode=True, **options)
+    if any(ch in text for ch in "\x85\u2028\u2029"):
+        # PyYAML writes these raw but reads them back as line breaks: escape everything instead.
+        text = yaml.dump(data, allow_unicode=False, **options)
+    return text
