@@ -77,7 +77,12 @@ def _complete(config: dict[str, Any], given: dict[str, Any], seed: int | None) -
 
     missing = object()
     out = copy.deepcopy(given)
-    suggestion = (engine.suggest(config, [], n=1, seed=seed) or [{}])[0]
+    if config["method"] == "grid":
+        suggestion = (engine.suggest(config, [], n=1, seed=seed) or [{}])[0]
+    else:  # bayes starts from random points too, and this skips importing its numerics
+        from sweepq.search import random
+
+        suggestion = random.suggest(config, [], n=1, seed=seed)[0]
     for path, spec in flatten(config["parameters"]).items():
         if get_path(out, path, missing) is not missing:
             continue
