@@ -135,20 +135,21 @@ def uses_args_json_file(config: Mapping[str, Any]) -> bool:
 
 
 def write_args_json_file(
-    config: Mapping[str, Any],
     params: Mapping[str, Any],
     *,
     sweep_id: str,
     run_id: str,
     args_json_dir: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Write the trial's parameters as JSON where ``${args_json_file}`` points, before launch.
 
-    Returns the path written, or ``None`` when the command does not use the macro (W&B writes the
-    file only then). Relative paths are relative to the current directory, so call this from the
-    trial's working directory or pass ``args_json_dir``.
+    Returns the path written. With ``config`` given, nothing is written (and ``None`` returned)
+    unless its command holds the exact item ``${args_json_file}``, which is W&B's rule. Relative
+    paths are relative to the current directory, so pass ``args_json_dir`` (the trial's working
+    directory). The file is replaced atomically, so a program never reads half of it.
     """
-    if not uses_args_json_file(config):
+    if config is not None and not uses_args_json_file(config):
         return None
     path = args_json_path(sweep_id, run_id, args_json_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)

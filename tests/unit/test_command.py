@@ -112,17 +112,17 @@ def test_args_json_file_path_and_writer(tmp_path: Path, monkeypatch):
     assert args_json_path("S", "R", tmp_path) == str(tmp_path / "wandb/sweep-S/config-R.json")
     assert render(cfg, params, sweep_id="S", run_id="R", args_json_dir=tmp_path)[-1] == str(tmp_path / "wandb/sweep-S/config-R.json")
     assert uses_args_json_file(cfg)
-    written = write_args_json_file(cfg, params, sweep_id="S", run_id="R", args_json_dir=tmp_path)
+    written = write_args_json_file(params, sweep_id="S", run_id="R", args_json_dir=tmp_path, config=cfg)
     assert written == str(tmp_path / "wandb/sweep-S/config-R.json")
     assert Path(written).read_text() == '{"a": 0.5, "b": {"x": 1, "y": 2}}'
     # relative to the current directory by default
     monkeypatch.chdir(tmp_path)
-    rel = write_args_json_file(cfg, params, sweep_id="S2", run_id="R2")
+    rel = write_args_json_file(params, sweep_id="S2", run_id="R2")
     assert rel == "wandb/sweep-S2/config-R2.json" and (tmp_path / rel).exists()
 
 
 def test_args_json_file_only_written_for_the_exact_item(tmp_path: Path):
     cfg = {"command": ["python", "t.py", "--cfg=${args_json_file}"]}
     assert not uses_args_json_file(cfg)
-    assert write_args_json_file(cfg, {"a": 1}, sweep_id="S", run_id="R", args_json_dir=tmp_path) is None
+    assert write_args_json_file({"a": 1}, sweep_id="S", run_id="R", args_json_dir=tmp_path, config=cfg) is None
     assert not (tmp_path / "wandb").exists()
