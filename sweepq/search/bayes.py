@@ -26,9 +26,11 @@ How it works (``docs/bayes.md`` has the reasoning and the measurements):
 * **Acquisition.** Log expected improvement, scored on a few thousand candidates: a Sobol pool,
   perturbations of the best observations, then perturbations of the best candidates.
 * **Pending trials.** Queued and running trials (and earlier picks of the same batch) enter the GP
-  with a constant lie (``LIE``, the mean of the observations by default, as measured in
-  ``benchmarks/search_quality.py``), so a batch spreads out instead of clustering.
-* **Cold start.** Until ``n_initial = clip(2 * dim, 5, 20)`` trials exist, suggestions are
+  as a kriging believer (the GP's own mean there: variance shrinks, nothing is invented), and
+  each puts a soft hole of ``PENALTY_RADIUS`` length scales in the acquisition, so a batch spreads
+  out instead of piling up next to one point. Constant lies (skopt's ``cl_*``) measured worse.
+* **Cold start.** Until ``n_initial = clip(2 * dim, 5, 20)`` trials exist (and while fewer than
+  two observations do), suggestions are
   maximin picks from a scrambled Sobol pool relative to all existing trials, which stays
   space-filling even with many suggestions in flight and without a shared seed.
 * **Uniqueness.** No suggestion equals an existing trial or another suggestion of the batch; a
@@ -59,7 +61,7 @@ from skopt.space import Categorical, Dimension, Integer, Real
 
 __all__ = ["suggest", "suggest_with_info", "last_warnings", "MODEL_CAP", "LIE"]
 
-# --- tunables (each one measured; see docs/bayes.md) -------------------------------------------
+# --- tunables (docs/bayes.md says which were measured and how) -------------------------------------------
 
 #: Most observations the GP is conditioned on. Above it: best half + space-filling rest.
 MODEL_CAP = 256
@@ -88,7 +90,6 @@ N_REFINE_CENTRES = 8
 N_REFINE_EACH = 48
 
 _STATES_TERMINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
-_STATES_IN_FLIGHT = {"queued", "running"}
 
 #: Warnings of the most recent call in this process (``suggest_with_info`` returns them too).
 last_warnings: list[str] = []
