@@ -387,7 +387,7 @@ _early = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(early=_early, goal=st.sampled_from(["minimize", "maximize"]), runs=_trials)
 def test_hyperband_matches_wandb_engine(early: dict[str, Any], goal: str, runs: list[Any]) -> None:
     sweeps = pytest.importorskip("sweeps")
