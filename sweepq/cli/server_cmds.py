@@ -17,6 +17,13 @@ import click
 from sweepq.cli import EXIT_BAD_INPUT, CliError, main
 
 
+def _preload() -> None:
+    try:
+        import sklearn.ensemble  # noqa: F401
+    except Exception:  # only a warm-up: the endpoint reports a real failure
+        pass
+
+
 @main.command("web")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port.")
@@ -48,6 +55,9 @@ def web_cmd(host: str, port: int, flower_url: str | None) -> None:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _stop)
+        # import scikit-learn now, off the request path: the first parameter-importance request
+        # would otherwise pay its import (seconds on a busy machine)
+        threading.Thread(target=_preload, name="sweepq-preload", daemon=True).start()
         server.serve_forever(poll_interval=0.2)
         server.server_close()
     finally:

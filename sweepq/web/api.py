@@ -68,6 +68,14 @@ def _int_arg(name: str, default: int | None, lo: int = 0, hi: int | None = None)
     return v
 
 
+def _metric(sid: str) -> tuple[str, str]:
+    """(metric name, goal) of a sweep in one round trip (the plots need no full status)."""
+    name, goal, exists = web().store.r.hmget(web().store.keys.sweep(sid), ["metric_name", "goal", "id"])
+    if not exists:
+        raise NotFound(f"unknown sweep {sid!r}")
+    return name or "", goal or "minimize"
+
+
 def _need(sid: str) -> None:
     if not web().store.sweep_exists(sid):
         raise NotFound(f"unknown sweep {sid!r}")
@@ -185,14 +193,22 @@ def sweep_action(sid: str, action: str) -> Response:
 def list_runs(sid: str) -> Response:
     """Runs in the ``run`` shape. Query: ``state=a,b``, ``sort=[-]field``, ``offset``, ``limit``."""
     w = web()
-    trials = w.cache.get(sid).trials()
-    total_all = len(trials)
+    st = w.cache.get(sid)
     states = data.parse_states(request.args.get("state"))
-    if states is not None:
-        trials = [t for t in trials if t["state"] in states]
-    sort = request.args.get("sort")
+    sort = request.args.get("sort") or ""
     if sort:
-        trials = data.sort_runs(trials, sort)
+        data.check_sort(sort)
+
+    def view() -> tuple[int, list[dict[str, Any]]]:
+        trials = st.trials()
+        total_all = len(trials)
+        if states is not None:
+            trials = [t for t in trials if t["state"] in states]
+        if sort:
+            trials = data.sort_runs(trials, sort)
+        return total_all, trials
+
+    total_all, trials = st.memo(("runs", frozenset(states) if states else None, sort), view)
     offset = _int_arg("offset", 0) or 0
     limit = _int_arg("limit", None, lo=0, hi=MAX_LIMIT)
     total = len(trials)
@@ -230,15 +246,15 @@ def get_curves(sid: str) -> Response:
     """``?runs=id1,id2&key=loss``: metric-versus-step series of chosen runs (default key: the
     sweep's metric; default runs: the 5 best)."""
     w = web()
-    st = w.store.status(sid)
-    key = request.args.get("key") or st["metric"]["name"] or ""
+    metric, goal = _metric(sid)
+    key = request.args.get("key") or metric
     ids = [x for x in (request.args.get("runs") or "").split(",") if x][:MAX_CURVE_RUNS]
-    trials = w.cache.get(sid).trials()
-    known = {t["id"] for t in trials}
+    cached = w.cache.get(sid)
     if not ids:
-        ids = [t["id"] for t in data.sort_runs(trials, data.default_sort(st["metric"]["goal"]))[:5]
-               if t["metric"] is not None]
-    ids = [i for i in ids if i in known]
+        ids = cached.memo(("best5", goal), lambda: data.best_ids(cached.trials(), goal, 5))
+    else:
+        known = cached.by_id
+        ids = [i for i in ids if i in known]
     return jsonify({"key": key, "runs": data.curves(w.store, ids, key) if key else []})
 
 
@@ -246,20 +262,20 @@ def get_curves(sid: str) -> Response:
 def get_parallel(sid: str) -> Response:
     """Parallel-coordinates data of the best ``limit`` (default 2000) scored runs."""
     w = web()
-    st = w.store.status(sid)
+    metric, goal = _metric(sid)
     limit = _int_arg("limit", 2000, lo=1, hi=20000) or 2000
-    out = data.parallel(w.cache.get(sid).trials(), st["metric"]["goal"], limit)
-    out["metric_name"] = st["metric"]["name"]
-    return jsonify(out)
+    cached = w.cache.get(sid)
+    out = cached.memo(("parallel", goal, limit), lambda: data.parallel(cached.trials(), goal, limit))
+    return jsonify({**out, "metric_name": metric or None})
 
 
 @bp.get("/sweeps/<sid>/importance")
 def get_importance(sid: str) -> Response:
     """Random-forest importance and correlation of each parameter with the metric."""
     w = web()
-    st = w.cache.get(sid)
-    out = dict(w.importance.get(sid, st.trials()))
-    out["metric_name"] = w.store.status(sid)["metric"]["name"]
+    metric, _goal = _metric(sid)
+    out = dict(w.importance.get(sid, w.cache.get(sid).trials()))
+    out["metric_name"] = metric or None
     return jsonify(out)
 
 

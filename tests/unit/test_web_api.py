@@ -390,7 +390,8 @@ def test_dashboard_assets_are_local(client) -> None:  # noqa: ANN001
     assert page.status_code == 200
     html = page.data.decode()
     srcs = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert "/vendor/plotly.min.js" in srcs and "/static/app.js" in srcs and "/static/app.css" in srcs
+    assert "/static/app.js" in srcs and "/static/app.css" in srcs
+    assert 'data-plotly-src="/vendor/plotly.min.js"' in html  # loaded by app.js on sweep pages
     external = [s for s in srcs if s.startswith(("http:", "https:", "//")) and "127.0.0.1:5555" not in s]
     assert external == []  # only the Flower link (a link, not a load) points elsewhere
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
@@ -422,3 +423,16 @@ def test_web_command_is_registered() -> None:
 def test_static_files_exist() -> None:
     static = Path(__file__).resolve().parents[2] / "sweepq" / "web" / "static"
     assert (static / "app.js").is_file() and (static / "app.css").is_file()
+
+
+def test_fast_record_matches_store_parsing(store: Store) -> None:
+    """The web cache builds trial dicts from one Lua HMGET; they must equal the store's own."""
+    from sweepq.web.data import FIELDS, record_from_values, trial_record
+
+    sid, tids = populated(store)
+    for tid in tids:
+        h = store.r.hgetall(store.keys.trial(tid))
+        vals = [h.get(f, False) for f in FIELDS]
+        expect = trial_record(h)
+        expect["log_tail"] = ""
+        assert record_from_values(vals) == expect

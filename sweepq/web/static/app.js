@@ -78,6 +78,20 @@
     }
     return out;
   }
+  let plotlyPromise = null;
+  function loadPlotly() {
+    // Plotly is big: fetched (from this server) only when a page draws plots, then cached
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!plotlyPromise) {
+      plotlyPromise = new Promise((resolve, reject) => {
+        const s = el("script", {src: body.dataset.plotlySrc || "/vendor/plotly.min.js"});
+        s.addEventListener("load", () => resolve(window.Plotly));
+        s.addEventListener("error", () => { plotlyPromise = null; reject(new Error("could not load Plotly")); });
+        document.head.appendChild(s);
+      });
+    }
+    return plotlyPromise;
+  }
   function toast(msg) {
     const t = el("div", {class: "toast", role: "status", text: msg});
     document.body.appendChild(t);
@@ -284,7 +298,7 @@
   function sweepPage(sid) {
     const st = {
       status: null, sort: "-id", states: new Set(), offset: 0, total: 0, selected: null,
-      chosen: new Set(), autoChosen: true, lastScored: -1, slowAt: 0, curveKey: "",
+      chosen: new Set(), autoChosen: true, lastScored: -1, slowAt: 0, slowBusy: false, curveKey: "",
     };
     const enc = encodeURIComponent(sid);
     const title = el("h1", {id: "sweep-title", text: "Sweep " + sid});
@@ -468,10 +482,12 @@
     }
 
     function plotly() { return window.Plotly; }
+    const plotlyReady = loadPlotly();
+    plotlyReady.catch(() => {});  // reported by the polls that await it
     const PLOT_CFG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"]};
 
     async function pollCurves() {
-      if (!plotly()) return;
+      await plotlyReady;
       const q = new URLSearchParams();
       if (!st.autoChosen && st.chosen.size) q.set("runs", Array.from(st.chosen).join(","));
       if (st.curveKey) q.set("key", st.curveKey);
@@ -499,7 +515,7 @@
     }
 
     async function pollParallel() {
-      if (!plotly()) return;
+      await plotlyReady;
       const {data} = await api("/api/sweeps/" + enc + "/parallel?limit=1000");
       if (!data.ids.length) { parNote.textContent = "No run has a metric yet."; return; }
       const dims = data.dimensions.map((d) => {
@@ -541,10 +557,14 @@
         const scored = status.counts.finished;
         const slowDue = Date.now() - st.slowAt > 6000 || scored !== st.lastScored;
         await pollCurves();
-        if (slowDue) {
+        if (slowDue && !st.slowBusy) {
+          // the heavier panels refresh on their own: a slow importance fit never delays the table
           st.slowAt = Date.now();
           st.lastScored = scored;
-          await Promise.all([pollParallel(), pollImportance(), loadKeys()]);
+          st.slowBusy = true;
+          Promise.all([pollParallel(), pollImportance(), loadKeys()])
+            .catch(() => setLive(false))
+            .finally(() => { st.slowBusy = false; });
         }
       },
       notFound() {
