@@ -18,12 +18,12 @@ Keys (``early_terminate: {type: median, ...}``):
 * ``min_trials`` (default 5): at least this many *other* trials must have a value at iteration
   ``t``, otherwise the trial continues (Optuna's ``n_min_trials``).
 
-Where sweepq differs from Optuna: the peers are all other trials that logged ``t`` values, in
-any state (running, finished, stopped, failed), not only completed ones. Optuna's
-``n_startup_trials`` waits for that many trials to *complete*, which in an asynchronous sweep
-means the first several trials always run in full; Golovin et al. and Ray Tune's
-``MedianStoppingRule`` also compare against trials still in progress. Golovin et al. compare
-against running *averages*; sweepq (like Optuna) compares against the values themselves.
+Where sweepq differs from Optuna and from Golovin et al.: the peers are all other trials that
+logged ``t`` values, in any state (running, finished, stopped, failed), not only completed ones.
+Both originals compare against completed trials, and Optuna's ``n_startup_trials`` waits for that
+many completions, which in an asynchronous sweep means the first several trials always run in
+full and the rule cannot act until a few full trainings have been paid for. Golovin et al. also
+compare against running *averages*; sweepq (like Optuna) compares against the values themselves.
 
 Example (warmup_steps 2, min_trials 3, minimize): peers have values 0.40, 0.50, 0.60, 0.70 at
 iteration 3. A running trial that logged [0.9, 0.7, 0.65] has best 0.65 > median 0.55: stop.
