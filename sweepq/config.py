@@ -140,8 +140,29 @@ class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 floats (``1e-5`` is a float) and no timestamps.
 
     Booleans and integers keep PyYAML's (YAML 1.1) rules so that a config means what it means to
-    W&B; only the float rule changes, which is ruling 1 of WANDB-COMPAT.md.
+    W&B; only the float rule changes, which is ruling 1 of WANDB-COMPAT.md. Keys written twice in
+    one mapping are noted in ``duplicates`` (YAML keeps the last silently, and so does W&B).
     """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, _value in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                    continue
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    self.duplicates.append(
+                        f"line {line}: key {key_node.value!r} is written twice (also on line "
+                        f"{seen[key_node.value]}); the last one is used"
+                    )
+                else:
+                    seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
 
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -178,10 +199,10 @@ for _first, _resolvers in _Loader.yaml_implicit_resolvers.items():
             _Dumper.yaml_implicit_resolvers.setdefault(_first, []).append(_resolver)
 
 
-def _read_source(source: Any) -> tuple[Any, list[str]]:
-    """Turn a path, YAML text or dict into plain data; ``(data, errors)``."""
+def _read_source(source: Any) -> tuple[Any, list[str], list[str]]:
+    """Turn a path, YAML text or dict into plain data; ``(data, errors, warnings)``."""
     if isinstance(source, Mapping):
-        return source, []
+        return source, [], []
     if isinstance(source, Path):
         return _read_file(source)
     if isinstance(source, (bytes, bytearray)):
@@ -195,51 +216,54 @@ def _read_source(source: Any) -> tuple[Any, list[str]]:
             if is_file:
                 return _read_file(Path(source))
             if source.endswith((".yaml", ".yml", ".json")) or os.sep in source:
-                return None, [f"{source}: no such file"]
+                return None, [f"{source}: no such file"], []
         return _parse_yaml(source, "config")
-    return None, [f"config: must be a path, YAML text or a mapping (got {type(source).__name__})"]
+    return None, [f"config: must be a path, YAML text or a mapping (got {type(source).__name__})"], []
 
 
-def _read_file(path: Path) -> tuple[Any, list[str]]:
+def _read_file(path: Path) -> tuple[Any, list[str], list[str]]:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            return None, [f"{path}: file is too large for a sweep config ({size} bytes; limit {MAX_BYTES})"]
+            return None, [f"{path}: file is too large for a sweep config ({size} bytes; limit {MAX_BYTES})"], []
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        return None, [f"{path}: no such file"]
+        return None, [f"{path}: no such file"], []
     except IsADirectoryError:
-        return None, [f"{path}: is a directory, not a config file"]
+        return None, [f"{path}: is a directory, not a config file"], []
     except OSError as exc:
-        return None, [f"{path}: cannot be read ({exc.strerror or exc})"]
+        return None, [f"{path}: cannot be read ({exc.strerror or exc})"], []
     return _parse_yaml(data, str(path))
 
 
-def _parse_yaml(text: str | bytes, where: str) -> tuple[Any, list[str]]:
+def _parse_yaml(text: str | bytes, where: str) -> tuple[Any, list[str], list[str]]:
     if len(text) > MAX_BYTES:
-        return None, [f"{where}: too large for a sweep config ({len(text)} bytes; limit {MAX_BYTES})"]
+        return None, [f"{where}: too large for a sweep config ({len(text)} bytes; limit {MAX_BYTES})"], []
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            return None, [f"{where}: not UTF-8 text (bad byte at offset {exc.start})"]
+            return None, [f"{where}: not UTF-8 text (bad byte at offset {exc.start})"], []
     if _flow_depth(text) > MAX_DEPTH:
-        return None, [f"{where}: nested deeper than {MAX_DEPTH} levels; not a sweep config"]
+        return None, [f"{where}: nested deeper than {MAX_DEPTH} levels; not a sweep config"], []
+    loader = _Loader(text)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        return None, [f"{where}: not valid YAML: {_one_line(problem)}{at}"]
+        return None, [f"{where}: not valid YAML: {_one_line(problem)}{at}"], []
     except yaml.YAMLError as exc:
-        return None, [f"{where}: not valid YAML: {_one_line(str(exc))}"]
+        return None, [f"{where}: not valid YAML: {_one_line(str(exc))}"], []
     except RecursionError:
-        return None, [f"{where}: nested too deeply to be a sweep config"]
+        return None, [f"{where}: nested too deeply to be a sweep config"], []
+    finally:
+        loader.dispose()
     if data is None:
-        return None, [f"{where}: is empty; a sweep config needs at least method and parameters"]
-    return data, []
+        return None, [f"{where}: is empty; a sweep config needs at least method and parameters"], []
+    return data, [], loader.duplicates
 
 
 _BRACKETS_RE = re.compile(r"[\[\]{}]")
@@ -553,7 +577,7 @@ def _normalise_spec(ck: _Checker, spec: Any, path: str) -> dict[str, Any] | None
             if dist == "int_uniform":
                 checked = ck.integer(kpath, v, integral_float=False)
                 if checked is None and isinstance(v, float) and v.is_integer():
-                    ck.errors[-1] += "; int_uniform takes integers (write 2, not 2.0)"
+                    ck.errors[-1] += f"; int_uniform takes integers (write {int(v)}, not {v!r})"
             else:
                 checked = ck.number(kpath, v)
         elif key == "q":
@@ -579,6 +603,18 @@ def _normalise_spec(ck: _Checker, spec: Any, path: str) -> dict[str, Any] | None
                 f"must be greater than 0 for {dist}, which takes the limit values themselves (got {out['min']!r})",
             )
             return None
+        if not explicit and dist == "int_uniform" and out["max"] - out["min"] <= 1:
+            ck.warn(
+                path,
+                f"min and max are integers, so only the whole numbers {out['min']} and {out['max']} "
+                f"are drawn; write {out['min']}.0 for real numbers in between",
+            )
+        if not explicit and dist == "uniform" and (_is_int(out["min"]) or _is_int(out["max"])):
+            ck.warn(
+                path,
+                "one of min/max is an integer and the other is not: read as uniform over real "
+                "numbers (the wandb CLI refuses this as ambiguous); set distribution to be explicit",
+            )
         if dist == "uniform":
             out["min"], out["max"] = float(out["min"]), float(out["max"])
     if dist in _DEPRECATED:
@@ -953,10 +989,11 @@ def validate(source: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     try:
         if isinstance(source, Mapping) and source.get("_normalised") is True:
             return dict(source), [], []
-        raw, errors = _read_source(source)
+        raw, errors, read_warnings = _read_source(source)
         if errors:
-            return None, errors, []
-        return _normalise(raw)
+            return None, errors, read_warnings
+        config, errors, warnings = _normalise(raw)
+        return config, errors, read_warnings + warnings
     except _TooBig:
         return None, [
             f"config: nested deeper than {MAX_DEPTH} levels or holds more than {MAX_NODES} values "

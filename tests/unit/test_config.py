@@ -358,6 +358,22 @@ def test_command_warnings():
     assert any(w.startswith("program:") for w in warnings)
 
 
+def test_duplicate_yaml_keys_warn():
+    text = "method: random\nparameters:\n  lr: {values: [1]}\n  lr: {values: [2]}\n"
+    config, _, warnings = validate(text)
+    assert config["parameters"]["lr"]["values"] == [2]  # the last one, as YAML and W&B
+    assert any(w.startswith("line 4:") and "'lr'" in w and "line 3" in w for w in warnings)
+
+
+def test_inference_surprises_warn():
+    _, _, warnings = validate(cfg(parameters={"a": {"min": 0, "max": 1}}))
+    assert any(w.startswith("parameters.a:") and "whole numbers" in w for w in warnings)
+    _, _, warnings = validate(cfg(parameters={"a": {"min": 1, "max": 2.5}}))
+    assert any(w.startswith("parameters.a:") and "ambiguous" in w for w in warnings)
+    _, _, warnings = validate(cfg(program="t.py", parameters={"a": {"min": 0, "max": 10}, "b": {"min": 0.0, "max": 1.0}}))
+    assert warnings == []
+
+
 # --- never raises ----------------------------------------------------------------------------
 
 
