@@ -597,6 +597,15 @@ def _normalise_spec(ck: _Checker, spec: Any, path: str) -> dict[str, Any] | None
         if not out["min"] < out["max"]:
             ck.error(f"{path}.min", f"must be less than max (got {out['min']!r} >= {out['max']!r})")
             return None
+        if not math.isfinite(float(out["max"]) - float(out["min"])):
+            ck.error(path, f"the range min..max is too wide to sample (got {out['min']!r}..{out['max']!r})")
+            return None
+        if dist in ("log_uniform", "q_log_uniform") and out["max"] > 709:
+            ck.error(f"{path}.max", f"must be at most 709: {dist} takes exponents and e^max overflows (got {out['max']!r})")
+            return None
+        if dist == "inv_log_uniform" and out["min"] < -709:
+            ck.error(f"{path}.min", f"must be at least -709: {dist} takes exponents and e^-min overflows (got {out['min']!r})")
+            return None
         if dist in _LOG_VALUES and not out["min"] > 0:
             ck.error(
                 f"{path}.min",

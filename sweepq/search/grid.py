@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -90,6 +91,7 @@ def suggest(
             covered.add(key)
     out: list[dict[str, Any]] = []
     paths = [path for path, _values in axes]
+    order = list(flatten(config["parameters"]))  # values come out in path order, constants included
     for combo in itertools.product(*(values for _path, values in axes)):
         if n is not None and len(out) >= n:
             break
@@ -99,10 +101,5 @@ def suggest(
         covered.add(key)
         flat = dict(constants)
         flat.update(zip(paths, combo, strict=True))
-        out.append(unflatten(_in_order(flat, config)))
+        out.append(unflatten({path: copy.deepcopy(flat[path]) for path in order}))
     return out
-
-
-def _in_order(flat: dict[Path, Any], config: Mapping[str, Any]) -> dict[Path, Any]:
-    # Values come out in the same (sorted) path order whatever the axis/constant split.
-    return {path: flat[path] for path in flatten(config["parameters"]) if path in flat}

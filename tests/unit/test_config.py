@@ -234,6 +234,9 @@ def test_nested_errors_name_the_full_path():
         ({"parameters": {}}, "parameters.p.parameters", "at least one"),
         ({"distribution": "constant"}, "parameters.p", "needs value"),
         ({}, "parameters.p", "cannot tell"),
+        ({"min": -1e308, "max": 1e308}, "parameters.p", "too wide"),
+        ({"distribution": "log_uniform", "min": 0, "max": 800}, "parameters.p.max", "overflows"),
+        ({"distribution": "inv_log_uniform", "min": -800, "max": 0}, "parameters.p.min", "overflows"),
     ],
 )
 def test_parameter_rejections(spec, path, word):
