@@ -47,9 +47,10 @@ __all__ = [
     "validate",
 ]
 
-MAX_BYTES = 1 << 20
-"""Largest config accepted (1 MiB). Real configs are a few KiB; the cap keeps a stray 10 MB file
-from stalling the pure-Python YAML parser."""
+MAX_BYTES = 256 * 1024
+"""Largest config accepted (256 KiB). Real configs are a few KiB; the cap keeps a stray 10 MB
+file (or an HTTP body) from stalling the pure-Python YAML parser, which reads ~0.2 MB/s. The
+C parser is not used because it recurses in C per nesting level, unguarded."""
 
 MAX_DEPTH = 100
 """Deepest nesting of mappings/lists accepted; also what stops self-referencing YAML anchors."""

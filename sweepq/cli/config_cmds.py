@@ -20,10 +20,10 @@ __all__ = ["preview", "validate_cmd"]
 
 def _load(config_arg: str) -> dict[str, Any]:
     """The normalised config, after printing warnings; exits 2 on any problem."""
-    from sweepq.config import validate
+    from sweepq.config import MAX_BYTES, validate
 
     if config_arg == "-":
-        source: Any = sys.stdin.buffer.read((1 << 20) + 1)
+        source: Any = sys.stdin.buffer.read(MAX_BYTES + 1)
     else:
         from pathlib import Path
 
