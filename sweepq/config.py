@@ -987,6 +987,31 @@ def _normalise(raw: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
 # Public API
 
 
+def _looks_normalised(config: Mapping[str, Any]) -> bool:
+    """A cheap shape check of a dict marked ``_normalised``: what the engine relies on is there."""
+    params = config.get("parameters")
+    if config.get("method") not in _METHODS or not isinstance(params, Mapping) or not params:
+        return False
+    if not isinstance(config.get("command"), list) or any(k not in config for k in SWEEPQ_DEFAULTS):
+        return False
+
+    def ok(specs: Any, depth: int) -> bool:
+        if not isinstance(specs, Mapping) or not specs or depth > MAX_DEPTH:
+            return False
+        for spec in specs.values():
+            dist = spec.get("distribution") if isinstance(spec, Mapping) else None
+            if dist not in DISTRIBUTIONS:
+                return False
+            required, optional = DISTRIBUTIONS[dist]
+            if any(k not in spec for k in (*required, *optional)):
+                return False
+            if dist == "param_dict" and not ok(spec["parameters"], depth + 1):
+                return False
+        return True
+
+    return ok(params, 0)
+
+
 def validate(source: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     """Read and check a sweep config; never raises.
 
@@ -998,7 +1023,10 @@ def validate(source: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     """
     try:
         if isinstance(source, Mapping) and source.get("_normalised") is True:
-            return dict(source), [], []
+            if _looks_normalised(source):
+                return dict(source), [], []
+            # marked but not our shape (hand-made, or a JSON body claiming it): check it fully
+            source = {k: v for k, v in source.items() if k != "_normalised"}
         raw, errors, read_warnings = _read_source(source)
         if errors:
             return None, errors, read_warnings

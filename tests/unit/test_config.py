@@ -87,8 +87,12 @@ def test_missing_file_and_directory(tmp_path: Path):
 def test_normalised_dict_is_not_renormalised():
     c = load_config(BASE)
     assert c["_normalised"] is True
-    c2 = dict(c, method="something-invalid")  # would fail a re-check; the marker skips it
-    assert load_config(c2)["method"] == "something-invalid"
+    c2 = dict(c, name=5)  # would fail a re-check; the marker skips it
+    assert load_config(c2)["name"] == 5
+    # a dict that claims the marker but lacks the normalised shape is checked in full
+    forged = {"_normalised": True, "method": "random", "parameters": {"lr": {"min": 2, "max": 1}}}
+    one_error(forged, "parameters.lr.min", "less than max")
+    assert load_config({**BASE, "_normalised": True}) == c
 
 
 def test_config_error_is_value_error():
