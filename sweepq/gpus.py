@@ -77,9 +77,14 @@ class SlotPool:
         self.lock_dir = lock_dir or os.environ.get("SWEEPQ_GPU_LOCK_DIR") or os.path.join(
             tempfile.gettempdir(), f"sweepq-gpus-{namespace_from_env()}")
 
+    _cached: SlotPool | None = None
+
     @classmethod
     def for_this_worker(cls) -> SlotPool:
-        return cls(detect_gpus())
+        """This process's pool; GPU detection (``nvidia-smi``) runs once per process."""
+        if cls._cached is None:
+            cls._cached = cls(detect_gpus())
+        return cls._cached
 
     def acquire(self, n: int = 1, poll: float = 0.2, timeout: float | None = None) -> SlotLease:
         """Block until ``n`` GPUs are free and hold them; no GPUs on this host -> an empty lease."""

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from sweepq import __version__
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
@@ -50,7 +52,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="sweepq")
+@click.version_option(version=__version__, prog_name="sweepq")
 def main() -> None:
     """sweepq: hyperparameter sweeps on your own machines (W&B-compatible configs)."""
 
