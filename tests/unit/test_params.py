@@ -311,6 +311,29 @@ def test_q_normal_chi_square():
     assert chi_square_ok(c, {k: p / total for k, p in expected.items()})
 
 
+@pytest.mark.parametrize(
+    ("raw", "reference"),
+    [
+        ({"distribution": "q_log_uniform_values", "min": 1, "max": 100, "q": 5},
+         stats.loguniform(1, 100)),
+        ({"distribution": "q_log_uniform", "min": 0, "max": math.log(50), "q": 2},
+         stats.loguniform(1, 50)),
+        ({"distribution": "q_log_normal", "mu": 1, "sigma": 0.5, "q": 1},
+         stats.lognorm(0.5, scale=math.e)),
+        ({"distribution": "q_beta", "a": 2, "b": 5, "q": 0.1}, stats.beta(2, 5)),
+    ],
+)  # fmt: skip
+def test_quantised_distributions_chi_square(raw, reference):
+    """P(value = k*q) = F((k + 1/2) q) - F((k - 1/2) q) for the unrounded distribution's CDF F."""
+    q = raw["q"]
+    c = Counter(round(v / q) for v in draws(make(spec_of(raw)), 13, N))
+    ks = range(min(c), max(c) + 1)
+    expected = {k: reference.cdf((k + 0.5) * q) - reference.cdf((k - 0.5) * q) for k in ks}
+    total = sum(expected.values())
+    assert total > 0.999
+    assert chi_square_ok(c, {k: p / total for k, p in expected.items() if p > 0})
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
