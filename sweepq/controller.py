@@ -86,6 +86,7 @@ class Controller:
         self.stats = {"suggest_s": [], "stops": 0, "reaped": 0}
         self._uptime = 0.0
         self._uptime_at = -1e9
+        self._led_at = -1e9
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -114,7 +115,12 @@ class Controller:
 
     def _lead(self) -> None:
         was = self.is_leader
+        now = time.monotonic()
+        if was and now - self._led_at < LEADER_TTL_MS / 3000.0:
+            return  # renewed recently: the lease is good for TTL, renew every TTL/3
         self.is_leader = self.store.acquire_leader(self.token, LEADER_TTL_MS)
+        if self.is_leader:
+            self._led_at = now
         if self.is_leader and not was:
             log.info("controller %s is the leader", self.name)
             self.views.clear()

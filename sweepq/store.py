@@ -663,6 +663,24 @@ class Store:
                 out.append(self._trial_from_hash(h, hist))
         return out
 
+    RUN_FIELDS = ("id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker",
+                  "exit_code", "attempt", "reason", "gpus")
+
+    def get_runs(self, tids: list[str]) -> list[dict[str, Any]]:
+        """The ``run`` JSON shape for many trials, fetching only its fields (``runs --json``)."""
+        out: list[dict[str, Any]] = []
+        names = list(self.RUN_FIELDS)
+        for i in range(0, len(tids), 2000):
+            p = self.r.pipeline(transaction=False)
+            for tid in tids[i:i + 2000]:
+                p.hmget(self.keys.trial(tid), names)
+            for vals in p.execute():
+                if vals[0] is None:
+                    continue
+                h = dict(zip(names, vals, strict=True))
+                out.append(self.run_json(self._trial_from_hash({k: v for k, v in h.items() if v is not None}, None)))
+        return out
+
     def get_trial(self, tid: str, history: bool = True) -> dict[str, Any]:
         got = self.get_trials([tid], history=history)
         if not got:

@@ -68,8 +68,10 @@ def celery_config(namespace: str | None = None) -> dict[str, Any]:
         "broker_connection_max_retries": None,  # retry forever: a Redis restart is not fatal
         # a broker blip must not kill day-long trials
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        # Flower: events on, readable task names, SENT state visible
-        "worker_send_task_events": True, "task_send_sent_event": True, "task_track_started": True,
+        # Flower: worker events on (tasks show as received/started/succeeded with their args).
+        # No task-sent events: they doubled the cost of every publish (benchmarks/dispatch.py)
+        # and sweepq's own records already say what is queued.
+        "worker_send_task_events": True, "task_send_sent_event": False, "task_track_started": True,
         # no Celery time limits: they orphan subprocesses; trial_timeout is enforced by the runner
         "task_time_limit": None, "task_soft_time_limit": None,
         "task_default_queue": DEFAULT_QUEUE,

@@ -452,7 +452,7 @@ def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
     """Every trial: id, state, params, metric, steps, times, worker, exit code."""
     with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
-        runs = [Store.run_json(t) for t in s.store.get_trials(s.store.trial_ids(sweep_id), history=False)]
+        runs = s.store.get_runs(s.store.trial_ids(sweep_id))
     if as_json:
         _echo_json(runs)
     elif as_csv:
