@@ -9,6 +9,7 @@ and anything W&B's own validator rejects must be rejected too (rejection parity)
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import warnings
@@ -221,6 +222,7 @@ def test_cli_preview_never_tracebacks(tmp_path_factory, cfg, as_json):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sweeps") is None, reason="W&B's sweeps package (dev extra) not installed")
 @settings(FAST, max_examples=120)
 @given(cfg=mutated_configs())
 def test_rejection_parity_with_w_and_b(cfg):
