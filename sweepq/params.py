@@ -36,6 +36,7 @@ import numpy as np
 
 __all__ = [
     "Distribution",
+    "ParamPath",
     "canonical",
     "flatten",
     "get_path",
@@ -44,7 +45,8 @@ __all__ = [
     "unflatten",
 ]
 
-Path = tuple[str, ...]
+ParamPath = tuple[str, ...]
+"""A parameter's place in a nested config: one component per level (dots inside a name stay)."""
 
 _U_EPS = 2.0**-53
 """Unbounded distributions clamp u into [eps, 1 - eps] so that ppf never returns +-inf."""
@@ -406,7 +408,12 @@ class Beta(Distribution):
             return 0.0 if self.a == 0 else 1.0
         from scipy.special import betaincinv
 
-        return float(betaincinv(self.a, self.b, u))
+        x = float(betaincinv(self.a, self.b, u))
+        if math.isnan(x):
+            # a and b so small that scipy gives up: the distribution is then (up to float
+            # precision) its limit, mass b/(a+b) at 0 and a/(a+b) at 1.
+            return 0.0 if u < self.b / (self.a + self.b) else 1.0
+        return x
 
     def ppf(self, u: float) -> float:
         return self._beta_ppf(u)
@@ -416,7 +423,8 @@ class Beta(Distribution):
             return _clip01(float(value))
         from scipy.special import betainc
 
-        return float(betainc(self.a, self.b, _clip01(float(value))))
+        p = float(betainc(self.a, self.b, _clip01(float(value))))
+        return _clip01(float(value)) if math.isnan(p) else p
 
 
 class QBeta(Beta):
@@ -450,14 +458,14 @@ def make(spec: Mapping[str, Any]) -> Distribution:
     return cls(**{k: v for k, v in spec.items() if k != "distribution"})
 
 
-def flatten(parameters: Mapping[str, Any], prefix: Path = ()) -> dict[Path, dict[str, Any]]:
+def flatten(parameters: Mapping[str, Any], prefix: ParamPath = ()) -> dict[ParamPath, dict[str, Any]]:
     """Leaf specs of a (normalised) ``parameters`` mapping, keyed by their path tuple.
 
     Keys are sorted at every level and a nested group sits at its parent's position, which is
     W&B's parameter order (grid varies the *last* path fastest). Paths are tuples so that dotted
     leaf names such as ``input_layer.weight`` stay single components.
     """
-    out: dict[Path, dict[str, Any]] = {}
+    out: dict[ParamPath, dict[str, Any]] = {}
     for name in sorted(parameters):
         spec = parameters[name]
         if spec.get("distribution") == "param_dict" or (
@@ -469,7 +477,7 @@ def flatten(parameters: Mapping[str, Any], prefix: Path = ()) -> dict[Path, dict
     return out
 
 
-def unflatten(flat: Mapping[Path, Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[ParamPath, Any]) -> dict[str, Any]:
     """Nested values from ``{path: value}``: the shape a trial's ``params`` has."""
     out: dict[str, Any] = {}
     for path, value in flat.items():
@@ -483,7 +491,7 @@ def unflatten(flat: Mapping[Path, Any]) -> dict[str, Any]:
 _MISSING = object()
 
 
-def get_path(values: Mapping[str, Any], path: Path, default: Any = _MISSING) -> Any:
+def get_path(values: Mapping[str, Any], path: ParamPath, default: Any = _MISSING) -> Any:
     """The value at ``path`` in nested ``values``; ``default`` (or ``KeyError``) when absent."""
     node: Any = values
     for part in path:
@@ -495,7 +503,7 @@ def get_path(values: Mapping[str, Any], path: Path, default: Any = _MISSING) -> 
     return node
 
 
-def searchable(parameters: Mapping[str, Any]) -> Iterator[tuple[Path, Distribution]]:
+def searchable(parameters: Mapping[str, Any]) -> Iterator[tuple[ParamPath, Distribution]]:
     """``(path, distribution)`` of every leaf that varies (constants left out), in W&B's order."""
     for path, spec in flatten(parameters).items():
         dist = make(spec)

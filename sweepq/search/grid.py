@@ -22,16 +22,16 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sweepq.params import Path, canonical, flatten, get_path, make, unflatten
+from sweepq.params import ParamPath, canonical, flatten, get_path, make, unflatten
 
 __all__ = ["points", "suggest"]
 
 _MISSING = object()
 
 
-def _axes(config: Mapping[str, Any]) -> tuple[dict[Path, Any], list[tuple[Path, list[Any]]]]:
-    constants: dict[Path, Any] = {}
-    axes: list[tuple[Path, list[Any]]] = []
+def _axes(config: Mapping[str, Any]) -> tuple[dict[ParamPath, Any], list[tuple[ParamPath, list[Any]]]]:
+    constants: dict[ParamPath, Any] = {}
+    axes: list[tuple[ParamPath, list[Any]]] = []
     for path, spec in flatten(config["parameters"]).items():
         dist = make(spec)
         values = dist.grid()
@@ -52,7 +52,7 @@ def _dict_keys(values: list[Any]) -> set[str] | None:
     return set().union(*keys) if keys else None
 
 
-def _trial_key(params: Any, axes: list[tuple[Path, list[Any]]], dict_keys: list[set[str] | None]) -> tuple | None:
+def _trial_key(params: Any, axes: list[tuple[ParamPath, list[Any]]], dict_keys: list[set[str] | None]) -> tuple | None:
     if not isinstance(params, Mapping):
         return None
     key = []
