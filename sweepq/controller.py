@@ -328,7 +328,8 @@ class Controller:
         if len(self.stats["suggest_s"]) > 1000:
             del self.stats["suggest_s"][:500]
         if not suggestions:
-            if config.get("method") == "grid":
+            # grid, or bayes over a finite space with every point tried: nothing new to run
+            if config.get("method") in ("grid", "bayes"):
                 view.exhausted = True
             return
         ids = self.store.create_trials(sid, suggestions, run_cap=cap)

@@ -31,7 +31,8 @@ def suggest(
 
     ``config`` is a path, YAML text or dict (``ConfigError`` if invalid). ``seed`` overrides the
     config's ``seed``. Grid returns fewer than ``n`` (``[]`` when exhausted) and never a point a
-    trial already covers; random and bayes always return ``n``.
+    trial already covers; bayes returns fewer only when a finite (all-discrete) space has no untried
+    point left; random always returns ``n``.
     """
     cfg = _config(config)
     trials = list(trials or ())
