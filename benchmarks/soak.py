@@ -104,6 +104,8 @@ class Worker:
             os.killpg(self.proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
+        with contextlib.suppress(OSError):  # pool children left in the group
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def pid_alive(pid: int) -> bool:
@@ -206,7 +208,7 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
     restart_at = [args.trials // 3, 2 * args.trials // 3] if chaos else []
     next_kill = t0 + args.kill_every
     last_report = t0
-    last_progress, last_done = t0, -1
+    last_progress, last_done, dumped = t0, -1, False
     status: dict[str, Any] = {}
     stalls: list[dict[str, Any]] = []
     try:
@@ -225,11 +227,14 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
                 break
             done = sum(counts[s] for s in FINAL)
             if done != last_done:
-                last_done, last_progress = done, now
-            elif now - last_progress > args.stall_s and len(stalls) < 3:
+                last_done, last_progress, dumped = done, now, False
+            elif now - last_progress > args.stall_s and not dumped and len(stalls) < 3:
+                dumped = True
                 stalls.append(dump_stall(store, sid, now - t0, ctl))
                 print("  STALL: " + json.dumps(stalls[-1])[:3000], flush=True)
-                last_progress = now
+            if now - last_progress > args.give_up_s:
+                print(f"  giving up: no trial ended for {args.give_up_s:.0f} s", flush=True)
+                break
             if chaos and now >= next_kill:
                 victim = random.randrange(len(workers))
                 workers[victim].kill()
@@ -250,12 +255,16 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
         wall = time.monotonic() - t0
         trials = store.get_trials(store.trial_ids(sid), history=False)
         status = store.status(sid)
+    except BaseException:
+        srv.stop(signal.SIGKILL)
+        raise
     finally:
+        old = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not skip cleanup
+        for w in workers:
+            w.kill()
         ctl.stop_event.set()
         th.join(10)
-        for w in workers:
-            w.kill(signal.SIGQUIT)
-            w.kill()
+        signal.signal(signal.SIGTERM, old)
     time.sleep(0.5)
     watcher.stop.set()
     watcher.join(5)
@@ -325,6 +334,7 @@ def analyse(n: int, trials: list[dict[str, Any]], recs: list[dict[str, Any]],
     return {
         "trials": len(trials), "expected": n, "states": states,
         "lost": (n - len(trials)) + len(not_final) + len(never_ran),
+        "not_final": not_final[:50],
         "duplicated_concurrent": len(set(overlapping)),
         "executions": len(recs), "re_executions": len(recs) - len(by_run),
         "killed_executions": sum(1 for r in recs if r["end"] is None),
@@ -348,6 +358,8 @@ def main() -> None:
     ap.add_argument("--redis-down", type=float, default=1.0, help="seconds Redis stays down per restart")
     ap.add_argument("--max-time", type=float, default=1800.0)
     ap.add_argument("--stall-s", type=float, default=20.0, help="dump diagnostics after this long without progress")
+    ap.add_argument("--give-up-s", type=float, default=90.0,
+                    help="stop and report when no trial ended for this long (stranded trials count as lost)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args()
