@@ -30,6 +30,9 @@ LEADER_TTL_MS = 10_000
 WORKERS_REFRESH_S = 2.0
 # after a Redis (re)start, leases are not judged for this long: workers renew every TTL/3
 REAP_SETTLE_S = 2.0 * float(os.environ.get("SWEEPQ_LEASE_TTL", "30"))
+# a trial sent this long ago and still unclaimed while a slot on its queue is idle lost its message
+# (its worker died between delivery and claim, unacked until the visibility timeout): send again
+RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Controller:
         self._uptime = 0.0
         self._uptime_at = -1e9
         self._led_at = -1e9
+        self._running: dict[str, int] = {}
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -142,6 +146,12 @@ class Controller:
     def step(self) -> None:
         """One pass over every active sweep (public so tests can drive it without threads)."""
         self.reap()
+        self._running = {}
+        for view in self.views.values():
+            for i in view.inflight:
+                t = view.trials[i]
+                if t["state"] == "running":
+                    self._running[t.get("queue", "")] = self._running.get(t.get("queue", ""), 0) + 1
         for sid in self.store.active_sweeps():
             try:
                 self.step_sweep(sid)
@@ -160,6 +170,11 @@ class Controller:
 
     def _served_queues(self) -> set[str]:
         return {q for w in self.workers() for q in w.get("queues", [])}
+
+    def _idle_slots(self, queue: str) -> int:
+        """Slots of live workers on ``queue`` not running any trial we know of."""
+        slots = sum(w["slots"] for w in self.workers() if queue in w.get("queues", []))
+        return slots - self._running.get(queue, 0)
 
     def _redis_settled(self) -> bool:
         """False right after a Redis restart: every lease looks expired then, though the workers
@@ -254,8 +269,17 @@ class Controller:
         if state == "running":
             # trials created but never sent (a publish failed, a pause, a reaped trial): send them
             served = self._served_queues()
+            now = time.time()
             for t in inflight:
                 if t["state"] != "queued":
+                    continue
+                q_old = t.get("queue") or ""
+                if (t["published"] and q_old in served and now - (t.get("published_at") or now) > RESEND_AFTER_S
+                        and self._idle_slots(q_old) > 0):
+                    # unclaimed for long while a worker on its queue idles: its message was lost
+                    self._publish(sid, t["id"], q_old, t["attempt"])
+                    t["published_at"] = now
+                    self._running[q_old] = self._running.get(q_old, 0) + 1  # that slot is taken now
                     continue
                 stranded = t["published"] and t.get("queue") not in served and served
                 if not t["published"] or stranded:

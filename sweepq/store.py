@@ -568,7 +568,8 @@ class Store:
         self._unpublish(keys=[self.keys.trial(tid)])
 
     def mark_published(self, tid: str, queue: str) -> None:
-        self.r.hset(self.keys.trial(tid), mapping={"published": 1, "queue": queue})
+        self.r.hset(self.keys.trial(tid), mapping={"published": 1, "queue": queue,
+                                                   "published_at": time.time()})
 
     def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "") -> Claim:
         k = self.keys
@@ -708,6 +709,7 @@ class Store:
             "attempt": int(h.get("attempt") or 0), "reason": h.get("reason", ""),
             "log_tail": h.get("log_tail", ""), "stop": h.get("stop", ""),
             "published": h.get("published") == "1", "queue": h.get("queue", ""), "gpus": h.get("gpus", ""),
+            "published_at": _num(h.get("published_at")),
         }
         if hist is not None:
             t["history"] = hist

@@ -163,14 +163,6 @@ def _cold_shutdown_case(store: Any, start_worker: Any, rec_dir: Path, params: di
     assert len(runs) == 2
 
 
-STRANDED_BUG = (
-    "bug: a worker SIGKILLed after Celery delivered the message but before the trial was claimed "
-    "leaves the trial 'queued' with published=1 and its message in kombu's unacked set until the "
-    "visibility timeout (7 days): no lease exists, so the reaper never sees it, and the controller "
-    "only re-sends never-published or stranded-queue trials. The sweep never ends")
-
-
-@pytest.mark.xfail(strict=True, reason=STRANDED_BUG)
 def test_worker_killed_between_delivery_and_claim(store, start_worker, controller, rec_dir, sq_env):  # noqa: ANN001
     """The pool child is held before its claim (it waits for the host's only GPU slot, which this
     test holds), the worker is SIGKILLed there, then a healthy worker joins."""
