@@ -16,6 +16,8 @@ import click
 
 from sweepq.cli import EXIT_BAD_INPUT, CliError, main
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def _preload() -> None:
     try:
@@ -38,7 +40,10 @@ def web_cmd(host: str, port: int, flower_url: str | None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    settings = {"flower_url": flower_url} if flower_url else {}
+    settings: dict[str, object] = {"flower_url": flower_url} if flower_url else {}
+    if host in LOOPBACK and not os.environ.get("SWEEPQ_WEB_ALLOWED_HOSTS"):
+        # only this machine can reach it: accept only this machine's names (DNS rebinding)
+        settings["allowed_hosts"] = ["127.0.0.1", "localhost", "[::1]", "::1"]
     s = open_session()
     try:
         app = create_app(s.store, settings)

@@ -20,6 +20,7 @@ from flask import Flask, Response, jsonify, render_template, request, send_file
 from sweepq.store import Store
 
 DEFAULT_FLOWER_URL = "http://127.0.0.1:5555"
+MAX_BODY = 1 << 20
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
@@ -50,13 +51,15 @@ def default_settings() -> dict[str, Any]:
         "flower_url": os.environ.get("SWEEPQ_FLOWER_URL") or DEFAULT_FLOWER_URL,
         "controllers": [],
         "poll_ms": 2000,
+        "allowed_hosts": [h for h in (os.environ.get("SWEEPQ_WEB_ALLOWED_HOSTS") or "").split(",") if h],
     }
 
 
 def create_app(store: Store | None = None, settings: dict[str, Any] | None = None) -> Flask:
     """The Flask app. ``store`` defaults to one from the environment (``SWEEPQ_REDIS_URL``,
     ``SWEEPQ_NAMESPACE``); ``settings`` overrides ``api_token``, ``flower_url``, ``controllers``
-    (in-process controllers whose suggestion timings /metrics reports) and ``poll_ms``."""
+    (in-process controllers whose suggestion timings /metrics reports), ``poll_ms`` and
+    ``allowed_hosts`` (Host names accepted; empty: any)."""
     from sweepq.web import api
     from sweepq.web.data import ImportanceCache, TrialCache
     from sweepq.web.metrics import make_registry
@@ -67,11 +70,25 @@ def create_app(store: Store | None = None, settings: dict[str, Any] | None = Non
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.json.sort_keys = False  # keep the documented key order of the JSON shapes
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 300
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # configs are small; a huge body is refused (413)
     cache = TrialCache(store)
     state = WebState(store=store, settings=cfg, cache=cache, importance=ImportanceCache(),
                      registry=make_registry(store, cache, cfg.get("controllers")))
     app.extensions["sweepq"] = state
     app.register_blueprint(api.bp)
+
+    allowed = {h.strip().lower() for h in (cfg.get("allowed_hosts") or []) if h.strip()}
+
+    @app.before_request
+    def _check_host() -> Any:
+        """With ``allowed_hosts`` (``sweepq web`` on a loopback address sets it), refuse other
+        Host names: a DNS-rebinding page cannot then reach a local server as its own origin."""
+        if allowed:
+            host = (request.host or "").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if host not in allowed and name not in allowed:
+                return api.error(421, f"unknown host {request.host!r} (allowed: {', '.join(sorted(allowed))})")
+        return None
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -116,6 +133,10 @@ def create_app(store: Store | None = None, settings: dict[str, Any] | None = Non
         if request.path.startswith("/api/"):
             return api.error(405, f"method {request.method} not allowed on {request.path}")
         return exc
+
+    @app.errorhandler(413)
+    def too_large(exc: Exception) -> Any:
+        return api.error(413, f"request body over {MAX_BODY} bytes; a sweep config is far smaller")
 
     @app.after_request
     def headers(resp: Response) -> Response:

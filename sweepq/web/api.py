@@ -46,8 +46,27 @@ def token_ok(token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def cross_site_write() -> bool:
+    """A state-changing request a browser sent from another site's page (CSRF): the browser
+    names the page's origin, and it is not this server. Without a token, a page on any site
+    could otherwise create a sweep (which runs a command on the workers) on a local sweepq.
+    curl and scripts send no Origin and are not affected."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    from urllib.parse import urlparse
+
+    return origin == "null" or urlparse(origin).netloc.lower() != (request.host or "").lower()
+
+
 @bp.before_request
 def _auth() -> Response | None:
+    if cross_site_write():
+        return error(403, "cross-site request refused (the Origin is not this server)")
     if not token_ok(web().settings.get("api_token")):
         resp = error(401, "missing or wrong API token (send Authorization: Bearer <SWEEPQ_API_TOKEN>)")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="sweepq"'

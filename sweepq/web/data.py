@@ -241,7 +241,10 @@ class SweepTrials:
         p.xrange(k.events, "-", "+", count=1)
         p.xread({k.events: self.last_event}, count=50_000)
         p.zcard(k.sweep_trials(self.sid))
-        oldest, new, n = p.execute()
+        p.exists(k.sweep(self.sid))
+        oldest, new, n, exists = p.execute()
+        if not exists:  # deleted (namespace wiped) since it was cached
+            raise NotFound(f"unknown sweep {self.sid!r}")
         if oldest and _event_id(oldest[0][0]) > _event_id(self.last_event) and self.last_event != "0-0":
             # the stream was trimmed past what we saw: some changes may be lost
             self._full_load()
@@ -294,7 +297,12 @@ class TrialCache:
             self._sweeps.move_to_end(sid)
             while len(self._sweeps) > self.max_sweeps:
                 self._sweeps.popitem(last=False)
-        st.refresh(min_interval)
+        try:
+            st.refresh(min_interval)
+        except NotFound:
+            with self._lock:
+                self._sweeps.pop(sid, None)
+            raise
         return st
 
 
@@ -440,8 +448,9 @@ class ImportanceCache:
         scored = [t for t in trials if t["metric"] is not None and t["state"] == "finished"]
         with self._lock:
             hit = self._cache.get(sid)
-        if hit and (hit[0] == len(scored) or time.monotonic() - hit[1] < min_age):
-            return hit[2]
+        if hit and (hit[0] == len(scored)
+                    or (hit[2]["params"] and time.monotonic() - hit[1] < min_age)):
+            return hit[2]  # unchanged, or fresh enough (but "not enough runs" is never kept)
         res = importance(scored)
         with self._lock:
             self._cache[sid] = (len(scored), time.monotonic(), res)

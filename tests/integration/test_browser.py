@@ -176,13 +176,27 @@ def test_dashboard_live_sweep(browser, store, start_worker, controller, start_we
             "() => document.querySelectorAll('#runs-table tbody tr[data-state=\"finished\"]').length >= 5",
             timeout=15000)
         # plots: metric-vs-step curves (SVG), importance table, parallel coordinates
-        page.wait_for_selector("#curves .scatterlayer .trace", timeout=15000)
-        page.wait_for_selector("#importance-table tbody tr", timeout=15000)
-        page.wait_for_selector("#parallel .main-svg", timeout=15000)
+        page.wait_for_function(
+            "() => { const g = document.getElementById('curves');"
+            " return g && g.data && g.data.some(t => t.y.length > 0) && g.querySelector('.scatterlayer .trace'); }",
+            timeout=20000)
+        page.wait_for_selector("#importance-table tbody tr", timeout=30000)  # the first fit imports sklearn
+        page.wait_for_function(
+            "() => { const g = document.getElementById('parallel'); return g && g.data && g.data.length === 1"
+            " && g.data[0].type === 'parcoords' && g.querySelector('.main-svg'); }", timeout=20000)
         assert page.locator("#best-value").inner_text() != ""
 
-        # the log tail of a finished run, on click
-        page.locator('#runs-table tbody tr[data-state="finished"]').first.click()
+        # the log tail of a finished run, on click (rows move while the sweep runs: retry)
+        done_id = page.locator('#runs-table tbody tr[data-state="finished"]').first.get_attribute("data-id")
+
+        def opened() -> bool:
+            row = page.locator(f'#runs-table tbody tr[data-id="{done_id}"]')
+            if row.count():
+                row.first.click()
+            title = page.locator("#run-detail h2").first
+            return title.count() > 0 and title.inner_text() == f"Run {done_id}"
+
+        wait_for(opened, 20, 0.5, "the run's detail to open")
         page.wait_for_selector("#log-tail")
         assert "ordinary output at step" in page.locator("#log-tail").inner_text()
         page.locator("#run-detail button", has_text="Close").click()

@@ -436,3 +436,41 @@ def test_fast_record_matches_store_parsing(store: Store) -> None:
         expect = trial_record(h)
         expect["log_tail"] = ""
         assert record_from_values(vals) == expect
+
+
+def test_cross_site_writes_are_refused(client, store: Store) -> None:  # noqa: ANN001
+    """A page on another site cannot create or cancel sweeps on a local sweepq (CSRF)."""
+    sid = make_sweep(store)
+    evil = {"Origin": "http://evil.example"}
+    r = client.post("/api/sweeps", data=YAML, content_type="text/plain", headers=evil)
+    assert r.status_code == 403 and len(store.list_sweeps()) == 1
+    assert client.post(f"/api/sweeps/{sid}/cancel", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert store.sweep_state(sid) == "running"
+    assert client.get("/api/sweeps", headers=evil).status_code == 200  # reads are harmless
+    same = {"Origin": "http://localhost"}  # the test client's Host
+    assert client.post(f"/api/sweeps/{sid}/pause", headers=same).json["state"] == "paused"
+
+
+def test_allowed_hosts(store: Store) -> None:
+    from sweepq.web import create_app
+
+    c = create_app(store, {"allowed_hosts": ["127.0.0.1", "localhost"]}).test_client()
+    assert c.get("/api/sweeps").status_code == 200
+    assert c.get("/api/sweeps", headers={"Host": "127.0.0.1:8080"}).status_code == 200
+    r = c.get("/api/sweeps", headers={"Host": "rebind.evil.example:8080"})
+    assert r.status_code == 421
+
+
+def test_deleted_sweep_is_404_after_caching(client, store: Store) -> None:  # noqa: ANN001
+    sid = make_sweep(store)
+    store.create_trials(sid, [{"x": 0.5}])
+    assert len(client.get(f"/api/sweeps/{sid}/runs").json) == 1
+    store.delete_namespace()
+    time.sleep(0.25)
+    assert client.get(f"/api/sweeps/{sid}/runs").status_code == 404
+
+
+def test_huge_body_is_413(client, store: Store) -> None:  # noqa: ANN001
+    r = client.post("/api/sweeps", data="a: " + "x" * (2 << 20), content_type="application/yaml")
+    assert r.status_code == 413 and r.is_json
+    assert store.list_sweeps() == []

@@ -299,6 +299,7 @@
     const st = {
       status: null, sort: "-id", states: new Set(), offset: 0, total: 0, selected: null,
       chosen: new Set(), autoChosen: true, lastScored: -1, slowAt: 0, slowBusy: false, curveKey: "",
+      rowsSig: "", headMetric: undefined,
     };
     const enc = encodeURIComponent(sid);
     const title = el("h1", {id: "sweep-title", text: "Sweep " + sid});
@@ -416,7 +417,13 @@
       const {data, headers} = await api("/api/sweeps/" + enc + "/runs?" + q.toString());
       st.total = parseInt(headers.get("X-Total-Count") || "0", 10);
       if (st.offset >= st.total && st.offset > 0) { st.offset = Math.max(0, st.total - PAGE); return pollRuns(); }
-      renderHead();
+      // rebuild the rows only when something changed (or a running run's duration ticks), so
+      // a click or a hover is not lost to a redraw every 2 s
+      const sig = st.sort + "|" + st.offset + "|" + st.total + "|" + Array.from(st.chosen).join(",") + "|" + JSON.stringify(data);
+      if (sig === st.rowsSig && !data.some((r) => r.state === "running")) return;
+      st.rowsSig = sig;
+      const metricName = st.status && st.status.metric.name;
+      if (metricName !== st.headMetric) { st.headMetric = metricName; renderHead(); }
       clear(tbody);
       if (!data.length) {
         tbody.appendChild(el("tr", null, el("td", {colspan: COLS.length, class: "empty", text: "No runs yet."})));
