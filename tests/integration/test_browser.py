@@ -185,6 +185,8 @@ def test_dashboard_live_sweep(browser, store, start_worker, controller, start_we
             "() => { const g = document.getElementById('parallel'); return g && g.data && g.data.length === 1"
             " && g.data[0].type === 'parcoords' && g.querySelector('.main-svg'); }", timeout=20000)
         assert page.locator("#best-value").inner_text() != ""
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(IMG / "sweep.png"))
 
         # the log tail of a finished run, on click (rows move while the sweep runs: retry)
         done_id = page.locator('#runs-table tbody tr[data-state="finished"]').first.get_attribute("data-id")
@@ -200,7 +202,6 @@ def test_dashboard_live_sweep(browser, store, start_worker, controller, start_we
         page.wait_for_selector("#log-tail")
         assert "ordinary output at step" in page.locator("#log-tail").inner_text()
         page.locator("#run-detail button", has_text="Close").click()
-        page.screenshot(path=str(IMG / "sweep.png"), full_page=True)
 
         # sort by metric: the best run first
         page.click('#runs-table th[data-sort="metric"]')

@@ -505,8 +505,8 @@
         marker: {size: 4}}));
       curvesNote.textContent = traces.length ? (st.autoChosen ? "the 5 best runs; tick runs in the table to choose" : "")
         : "No logged values yet.";
-      plotly().react(curves, traces, {margin: {l: 50, r: 10, t: 10, b: 40}, xaxis: {title: {text: "step"}},
-        yaxis: {title: {text: data.key}}, showlegend: true, legend: {orientation: "h"}}, PLOT_CFG);
+      plotly().react(curves, traces, {margin: {l: 50, r: 10, t: 10, b: 80}, xaxis: {title: {text: "step"}},
+        yaxis: {title: {text: data.key}}, showlegend: true, legend: {orientation: "h", y: -0.3}}, PLOT_CFG);
     }
 
     async function loadKeys() {
@@ -535,7 +535,7 @@
       try {
         plotly().react(par, [{type: "parcoords", dimensions: dims,
           line: {color: data.metric, colorscale: "Viridis", reversescale: st.status && st.status.metric.goal === "maximize",
-            showscale: true}}], {margin: {l: 60, r: 60, t: 40, b: 20}}, PLOT_CFG);
+            showscale: true, colorbar: {x: 1.08, thickness: 14}}}], {margin: {l: 60, r: 110, t: 40, b: 20}}, PLOT_CFG);
       } catch (e) {
         parNote.textContent = "Parallel coordinates need WebGL, which this browser does not offer.";
       }
