@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 
 import click
@@ -47,12 +48,20 @@ def web_cmd(host: str, port: int, flower_url: str | None) -> None:
     s = open_session()
     try:
         app = create_app(s.store, settings)
+        # bind here, not in werkzeug: its own bind error is several lines and sys.exit(1)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            server = make_server(host, port, app, threaded=True)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
         except OSError as exc:
+            sock.close()
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
+        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        sock.close()  # the server holds its own duplicate of the socket
         token = " (API token required)" if os.environ.get("SWEEPQ_API_TOKEN") else ""
-        click.echo(f"sweepq web on http://{host}:{server.server_port}/ namespace {s.store.ns}{token}", err=True)
+        click.echo(f"sweepq web on http://{host}:{server.socket.getsockname()[1]}/ namespace {s.store.ns}{token}", err=True)
 
         def _stop(*_: object) -> None:
             # shutdown() blocks until serve_forever returns: call it off the signal handler

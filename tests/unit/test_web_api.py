@@ -477,3 +477,33 @@ def test_huge_body_is_413(client, store: Store) -> None:  # noqa: ANN001
     r = client.post("/api/sweeps", data="a: " + "x" * (2 << 20), content_type="application/yaml")
     assert r.status_code == 413 and r.is_json
     assert store.list_sweeps() == []
+
+
+def test_sweep_without_metric(client, store: Store) -> None:  # noqa: ANN001
+    from sweepq.config import load_config
+
+    sid = store.create_sweep(load_config("method: grid\nparameters:\n  a: {values: [1, 2, 3]}\nprogram: t.py\n"))
+    tids = store.create_trials(sid, [{"a": 1}, {"a": 2}])
+    run_trial(store, sid, tids[0], [])
+    assert client.get(f"/api/sweeps/{sid}").json["metric"]["name"] is None
+    assert len(client.get(f"/api/sweeps/{sid}/runs?sort=-metric").json) == 2
+    assert client.get(f"/api/sweeps/{sid}/curves").json["runs"] == []
+    assert client.get(f"/api/sweeps/{sid}/parallel").json["ids"] == []
+    assert client.get(f"/api/sweeps/{sid}/importance").json["params"] == []
+    assert client.get(f"/api/sweeps/{sid}/best").status_code == 404
+
+
+def test_web_command_busy_port_is_one_line_error(store: Store) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from sweepq.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(main, ["web", "--port", str(port)])
+    assert r.exit_code == 2, r.output
+    assert "cannot listen on 127.0.0.1" in r.output and "Traceback" not in r.output
