@@ -199,6 +199,14 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
     sid = store.create_sweep(cfg)
     workers = [Worker(env, args.concurrency, logs) for _ in range(args.workers)]
     ctl = Controller(store, tick=0.2)
+    sent: dict[str, int] = {}
+    publish = ctl.publish
+
+    def counting_publish(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
+        sent[trial_id] = sent.get(trial_id, 0) + 1
+        publish(sweep_id, trial_id, queue, attempt)
+
+    ctl.publish = counting_publish
     th = threading.Thread(target=ctl.run, daemon=True, name="soak-controller")
     th.start()
     watcher = DeathWatcher(rec)
@@ -274,7 +282,9 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
     res.update({"chaos": chaos, "wall_s": round(wall, 1), "worker_kills": kills, "redis_restarts": restarts,
                 "sweep_state": status.get("state"), "end_reason": status.get("end_reason"),
                 "trials_per_s": round(len(trials) / wall, 2) if wall else None, "stalls": stalls,
-                "controller_reaped": ctl.stats["reaped"]})
+                "controller_reaped": ctl.stats["reaped"], "messages_sent": sum(sent.values()),
+                # beyond one per trial and one per requeue: re-sends of unclaimed trials
+                "messages_resent": sum(sent.values()) - len(trials) - ctl.stats["reaped"]})
     with contextlib.suppress(Exception):
         store.delete_namespace()
     srv.stop()
@@ -361,6 +371,7 @@ def main() -> None:
     ap.add_argument("--give-up-s", type=float, default=90.0,
                     help="stop and report when no trial ended for this long (stranded trials count as lost)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--baseline-only", action="store_true", help="only the run without chaos")
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sweepq-soak-"))
@@ -371,19 +382,22 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))  # run the finally blocks: no orphans
     print(f"work dir {work}", flush=True)
     report: dict[str, Any] = {"params": vars(args)}
-    print(f"chaos run: {args.trials} trials, {args.workers} workers x {args.concurrency}", flush=True)
-    report["chaos"] = run_sweep(args, True, work / "chaos")
-    print(json.dumps(report["chaos"], indent=2), flush=True)
+    if not args.baseline_only:
+        print(f"chaos run: {args.trials} trials, {args.workers} workers x {args.concurrency}", flush=True)
+        report["chaos"] = run_sweep(args, True, work / "chaos")
+        print(json.dumps(report["chaos"], indent=2), flush=True)
     if not args.no_baseline:
         print("baseline run (no chaos)", flush=True)
         report["baseline"] = run_sweep(args, False, work / "baseline")
         print(json.dumps(report["baseline"], indent=2), flush=True)
-        b, c = report["baseline"]["wall_s"], report["chaos"]["wall_s"]
-        report["overhead_wall_pct"] = round(100.0 * (c - b) / b, 1) if b else None
+        if "chaos" in report:
+            b, c = report["baseline"]["wall_s"], report["chaos"]["wall_s"]
+            report["overhead_wall_pct"] = round(100.0 * (c - b) / b, 1) if b else None
     print(json.dumps({k: v for k, v in report.items() if k not in ("chaos", "baseline")}, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
-    ok = report["chaos"]["lost"] == 0 and report["chaos"]["duplicated_concurrent"] == 0
+    ok = all(r["lost"] == 0 and r["duplicated_concurrent"] == 0
+             for r in (report.get("chaos"), report.get("baseline")) if r)
     if ok:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if ok else 1)
