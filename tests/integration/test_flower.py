@@ -52,7 +52,7 @@ def flower(sq_env: dict[str, str], tmp_path: Path):  # noqa: ANN201
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(5)
+            proc.wait(3)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
