@@ -348,7 +348,12 @@ class Controller:
             return
         t0 = time.perf_counter()
         suggestions = engine.suggest(config, list(view.trials.values()), n=n_new)
-        self.stats["suggest_s"].append(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self.stats["suggest_s"].append(took)
+        p = self.store.r.pipeline(transaction=False)  # shared with the web's /metrics
+        p.rpush(self.store.keys.suggest_times, f"{took:.6f}")
+        p.ltrim(self.store.keys.suggest_times, -1000, -1)
+        p.execute()
         if len(self.stats["suggest_s"]) > 1000:
             del self.stats["suggest_s"][:500]
         if not suggestions:

@@ -97,6 +97,11 @@ class Keys:
         return f"{self.ns}:agent:{name}:started"
 
     @property
+    def suggest_times(self) -> str:
+        """LIST of recent suggestion durations (seconds), for the web's /metrics histogram."""
+        return f"{self.ns}:stats:suggest_s"
+
+    @property
     def celery_prefix(self) -> str:
         """Prefix kombu puts before every broker key, so Celery queues are namespaced too."""
         return f"{self.ns}:celery:"

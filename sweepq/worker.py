@@ -76,7 +76,6 @@ def celery_config(namespace: str | None = None) -> dict[str, Any]:
         "task_time_limit": None, "task_soft_time_limit": None,
         "task_default_queue": DEFAULT_QUEUE,
         "worker_hijack_root_logger": False,
-        "broker_pool_limit": 4,
     }
 
 

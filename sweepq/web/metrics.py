@@ -106,7 +106,7 @@ class SweepqCollector(Collector):
         suggest: list[float] = []
         for ctl in self.controllers:
             suggest.extend(list(getattr(ctl, "stats", {}).get("suggest_s", [])))
-        for raw in r.lrange(f"{store.ns}:stats:suggest_s", -1000, -1):
+        for raw in r.lrange(store.keys.suggest_times, -1000, -1):
             try:
                 suggest.append(float(raw))
             except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,7 +27,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 CHROMIUM = os.environ.get("SWEEPQ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-IMG = ROOT / "docs" / "img"
+# screenshots refresh docs/img/ only when asked (SWEEPQ_SCREENSHOTS=1); otherwise a temp folder,
+# so a test run leaves the working tree clean
+IMG = ROOT / "docs" / "img" if os.environ.get("SWEEPQ_SCREENSHOTS") else Path(tempfile.gettempdir()) / "sweepq-img"
 TRIAL = str(PROGRAMS / "trial.py")
 
 
