@@ -233,7 +233,7 @@ return 1
 """
 
 LUA_REAP = """
--- KEYS: trial, counts, inflight, leases, events, hist, rows, sweep
+-- KEYS: trial, counts, inflight, leases, events, hist, rows, sweep, stopq
 -- ARGV: now, retries, tid, sid, reason
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'running' then
@@ -243,6 +243,7 @@ end
 local exp = redis.call('ZSCORE', KEYS[4], ARGV[3])
 if exp and tonumber(exp) > tonumber(ARGV[1]) then return 'alive' end
 redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('DEL', KEYS[9])
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '1')
 redis.call('HINCRBY', KEYS[2], 'running', -1)
 -- a trial that was being stopped, or whose sweep is ending, is not run again
@@ -276,11 +277,12 @@ return 'crashed'
 """
 
 LUA_RELEASE = """
--- KEYS: trial, counts, leases, events, hist, rows, sweep, inflight
+-- KEYS: trial, counts, leases, events, hist, rows, sweep, inflight, stopq
 -- ARGV: owner, tid, sid, reason, now
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
 end
+redis.call('DEL', KEYS[9])
 local sw = redis.call('HGET', KEYS[7], 'state')
 local stop = redis.call('HGET', KEYS[1], 'stop') or ''
 local final = ''
@@ -611,7 +613,7 @@ class Store:
         k = self.keys
         return bool(self._release(
             keys=[k.trial(tid), k.sweep_counts(sid), k.leases, k.events, k.trial_history(tid),
-                  k.trial_rows(tid), k.sweep(sid), k.sweep_inflight(sid)],
+                  k.trial_rows(tid), k.sweep(sid), k.sweep_inflight(sid), k.trial_stopq(tid)],
             args=[owner, tid, sid, reason, time.time()]))
 
     def expired_leases(self, now: float | None = None) -> list[str]:
@@ -622,7 +624,7 @@ class Store:
         k = self.keys
         return self._reap(
             keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
-                  k.trial_history(tid), k.trial_rows(tid), k.sweep(sid)],
+                  k.trial_history(tid), k.trial_rows(tid), k.sweep(sid), k.trial_stopq(tid)],
             args=[time.time(), retries, tid, sid, reason])
 
     def request_stop(self, sid: str, tid: str, kind: str = "stop") -> str:
