@@ -110,7 +110,7 @@ def test_trial_longer_than_visibility_timeout_runs_once(store, start_worker, con
 def test_sigterm_warm_shutdown_finishes_running_trial(store, start_worker, controller, rec_dir):  # noqa: ANN001
     """Plain SIGTERM to the worker's main process (docker stop, systemd KillMode=mixed): Celery's
     warm shutdown waits for the running trial, which finishes normally."""
-    sid = store.create_sweep(make_config(run_cap=2, parameters=_long(25)))
+    sid = store.create_sweep(make_config(run_cap=2, parameters=_long(15)))
     env = {"SWEEPQ_TEST_RECORD": str(rec_dir)}
     a = start_worker(concurrency=1, env=env)
     controller()
