@@ -263,8 +263,8 @@ class OwnRedis:
         self.proc.wait(20)
         self.proc = None
 
-    def restart(self, down_s: float = 1.0) -> None:
-        self.stop()
+    def restart(self, down_s: float = 1.0, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
         time.sleep(down_s)
         self.start()
         self.restarts += 1
