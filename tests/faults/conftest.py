@@ -228,11 +228,13 @@ def _free_port() -> int:
 class OwnRedis:
     """A private redis-server (append-only file on) that a test may stop and start again."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: list[str] | None = None, url: str | None = None,
+                 port: int | None = None) -> None:
         self.binary = shutil.which("redis-server") or shutil.which("valkey-server") or ""
         self.dir = directory
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.port = port if port is not None else _free_port()
+        self.url = url or f"redis://127.0.0.1:{self.port}/0"
+        self.extra = extra or []
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
 
@@ -240,7 +242,7 @@ class OwnRedis:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
-             "--appendfsync", "everysec", "--save", "", "--dir", str(self.dir)],
+             "--appendfsync", "everysec", "--save", "", "--dir", str(self.dir), *self.extra],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 20
