@@ -20,8 +20,11 @@ Parts (each in its own fresh namespace on ``--redis``, deleted afterwards):
   ``SWEEPQ_REDIS_URL``/``SWEEPQ_NAMESPACE``, median of 3; ``sweepq --version`` is the start-up
   floor).
 * memory: 1,000 trials written through Store methods (create, claim, log, finish) with no
-  metric row, one row (the final value), and a 100-step history (100 rows of
-  ``{"step", "loss", "acc"}``); bytes per trial of the namespace's keys, and ``used_memory`` delta.
+  metric row, one row (the final value), one row and a 1,000-char log tail (the most the runner
+  keeps for a finished trial), and a 100-step history (100 rows of ``{"step", "loss", "acc"}``);
+  bytes per trial of the namespace's keys, and ``used_memory`` delta. The result depends on the
+  server's ``hash-max-listpack-value`` (sweepq's embedded and compose Redis set 1024; a stock
+  server has 64): run it with ``--redis`` pointing at each to compare.
 * real: real ``celery worker -c 1`` processes (2) and a controller thread run ``--real`` trials
   of ``/bin/echo`` on sweeps that already hold 1,000 and 10,000 finished trials (written
   through the Store): per-trial overhead and controller CPU per trial at each size.
@@ -242,8 +245,9 @@ def part_growth(url: str, total: int, checkpoints: list[int], window: int) -> di
 
 
 # -- part: memory ---------------------------------------------------------------------------------
-def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200) -> None:
-    """Create n trials and run each to 'finished' through Store methods, as a worker would."""
+def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: int = 0) -> None:
+    """Create n trials and run each to 'finished' through Store methods, as a worker would
+    (``tail``: length of the log tail kept with each trial; the runner keeps up to 1,000 chars)."""
     from sweepq.search import random as rnd
 
     cfg = json.loads(store.r.hget(store.keys.sweep(sid), "config"))
@@ -260,7 +264,8 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200) -> None:
                 vals = [1.0 / (i + 1) for i in range(rows)]
                 store.log_metrics(sid, tid, owner, vals,
                                   [json.dumps({"step": i, "loss": v, "acc": 1 - v}) for i, v in enumerate(vals)])
-            store.finish_trial(sid, tid, owner, "finished", 0)
+            store.finish_trial(sid, tid, owner, "finished", 0,
+                               log_tail=("[stdout] " + "x" * tail)[-tail:] if tail else "")
         made += len(tids)
         if not tids:
             raise RuntimeError("create_trials returned nothing")
@@ -268,14 +273,16 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200) -> None:
 
 def part_memory(url: str, n: int = 1000) -> list[dict[str, Any]]:
     res = []
-    for rows, label in ((0, "no metric row"), (1, "1 metric row (final value)"), (100, "100-step history")):
+    for rows, tail, label in ((0, 0, "no metric row"), (1, 0, "1 metric row (final value)"),
+                              (1, 1000, "1 metric row + 1,000-char log tail (a finished trial's maximum)"),
+                              (100, 0, "100-step history")):
         senv = SweepqEnv(url, prefix="sqmem")
         try:
             base_ns = ns_memory(senv.r, senv.ns)
             base_used = used_memory(senv.r)
             sid = senv.store.create_sweep(sweep_config(n))
             senv.store.r.srem(senv.store.keys.active_sweeps, sid)  # no controller involved
-            populate(senv.store, sid, n, rows)
+            populate(senv.store, sid, n, rows, tail=tail)
             ev = int(senv.r.memory_usage(senv.store.keys.events, samples=0) or 0)
             total = ns_memory(senv.r, senv.ns) - base_ns
             r = {"label": label, "n": n, "per_trial": total / n, "per_trial_no_events": (total - ev) / n,
