@@ -28,8 +28,6 @@ log = logging.getLogger("sweepq.controller")
 
 LEADER_TTL_MS = 10_000
 WORKERS_REFRESH_S = 2.0
-# after a Redis (re)start, leases are not judged for this long: workers renew every TTL/3
-REAP_SETTLE_S = 2.0 * float(os.environ.get("SWEEPQ_LEASE_TTL", "30"))
 # a trial sent this long ago and still unclaimed while a slot on its queue is idle lost its message
 # (its worker died between delivery and claim, unacked until the visibility timeout): send again
 RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
@@ -115,6 +113,7 @@ class Controller:
         if self.is_leader:
             with contextlib.suppress(Exception):
                 self.store.release_leader(self.token)
+            self.is_leader = False
         log.info("controller %s stopped", self.name)
 
     def _lead(self) -> None:
@@ -176,9 +175,9 @@ class Controller:
         slots = sum(w["slots"] for w in self.workers() if queue in w.get("queues", []))
         return slots - self._running.get(queue, 0)
 
-    def _redis_settled(self) -> bool:
-        """False right after a Redis restart: every lease looks expired then, though the workers
-        are healthy and only waiting to reconnect. Reaping waits until they had time to renew."""
+    def _redis_uptime(self) -> float:
+        """Seconds Redis has been up. Right after a restart every lease looks expired, though the
+        workers are healthy and only waiting to reconnect: reaping waits until they could renew."""
         now = time.monotonic()
         if now - self._uptime_at > 5.0:
             try:
@@ -186,14 +185,20 @@ class Controller:
             except Exception:
                 self._uptime = 1e9  # servers without INFO (fakeredis): nothing to wait for
             self._uptime_at = now
-        return self._uptime + (now - self._uptime_at) > REAP_SETTLE_S
+        return self._uptime + (now - self._uptime_at)
 
     def reap(self) -> None:
         """Requeue (or crash) running trials whose worker stopped renewing the lease."""
         expired = self.store.expired_leases()
-        if not expired or not self._redis_settled():
+        if not expired:
             return
+        up = self._redis_uptime()
         for tid in expired:
+            # the worker's own lease TTL (it renews every TTL/3): a lease is judged only once Redis
+            # has been up for two of them, whatever TTL this controller was started with
+            ttl = _num_or(self.store.r.hget(self.store.keys.trial(tid), "lease_ttl"), 30.0)
+            if up <= 2.0 * ttl:
+                continue
             sid = tid.rsplit("-", 1)[0]
             try:
                 retries = int(self._view(sid).config.get("retries", 1))
@@ -383,6 +388,13 @@ class Controller:
             self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
         elif not missing and msg in warnings:
             self.store.set_sweep_fields(sid, warnings=[w for w in warnings if w != msg])
+
+
+def _num_or(v: Any, default: float) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
 
 
 def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:

@@ -351,8 +351,8 @@ class TrialRunner:
             for t in threads:
                 t.join(timeout=5)
             tail = _tail_text(out, err)
-            if out.bad_metric_lines:
-                tail = f"[sweepq] {out.bad_metric_lines} malformed @sweepq line(s) ignored\n" + tail
+            if out.bad_metric_lines:  # at the end: the tail is cut from the front
+                tail += f"\n[sweepq] {out.bad_metric_lines} malformed @sweepq line(s) ignored"
             if outcome.state == "lost":
                 return outcome
             if outcome.state == "released":
@@ -436,6 +436,8 @@ class TrialRunner:
             # the forwarded signal killed the program before the loop saw the flag
             stop_kind = "shutdown"
         if stop_kind == "shutdown":
+            if rc == 0:  # exit 0 means finished, even if it came during a shutdown
+                return TrialOutcome("finished", 0, "")
             return TrialOutcome("released", rc, "worker shut down; trial handed back")
         if stop_kind == "cancel":
             return TrialOutcome("canceled", rc, "canceled")

@@ -141,7 +141,7 @@ return ids
 
 LUA_CLAIM = """
 -- KEYS: trial, sweep, counts, inflight, leases, events
--- ARGV: owner, worker, now, lease_expiry, tid, sid, gpus
+-- ARGV: owner, worker, now, lease_expiry, tid, sid, gpus, lease_ttl
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing'} end
 if st ~= 'queued' then return {'not_queued', st} end
@@ -160,7 +160,7 @@ if sw ~= 'running' then
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'worker', ARGV[2],
-  'started_at', ARGV[3], 'stop', '', 'gpus', ARGV[7])
+  'started_at', ARGV[3], 'stop', '', 'gpus', ARGV[7], 'lease_ttl', ARGV[8])
 redis.call('HINCRBY', KEYS[3], 'queued', -1)
 redis.call('HINCRBY', KEYS[3], 'running', 1)
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
@@ -578,7 +578,7 @@ class Store:
         now = time.time()
         res = self._claim(
             keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
-            args=[owner, worker, now, now + lease_ttl, tid, sid, gpus])
+            args=[owner, worker, now, now + lease_ttl, tid, sid, gpus, lease_ttl])
         if res[0] == "ok":
             return Claim("ok", attempt=int(res[1]))
         return Claim(res[0], state=res[1] if len(res) > 1 else "")
