@@ -44,15 +44,21 @@ class _SweepView:
     exhausted: bool = False
     inflight: set[str] = field(default_factory=set)  # ids of queued/running trials
     ended_changed: bool = True  # a trial reached a final state since the last look
+    n_ended_run: int = 0  # finished/failed/stopped trials (they ran, so they could log)
+    any_metric: bool = False  # some ended trial logged the metric: the warning can never apply
 
     def put(self, t: dict[str, Any]) -> None:
-        """Insert or update one trial, keeping the in-flight index exact."""
+        """Insert or update one trial, keeping the in-flight index and counters exact (O(1))."""
         old = self.trials.get(t["id"])
         self.trials[t["id"]] = t
         if t["state"] in FINAL_STATES:
             self.inflight.discard(t["id"])
             if old is None or old["state"] not in FINAL_STATES:
                 self.ended_changed = True
+                if t["state"] in ("finished", "failed", "stopped"):
+                    self.n_ended_run += 1
+                    if t["metric"] is not None or t.get("history"):
+                        self.any_metric = True
         else:
             self.inflight.add(t["id"])
 
@@ -242,8 +248,10 @@ class Controller:
             elif queue in w.get("queues", []):
                 slots += w["slots"]
         total = slots + sum(agents.values())
-        # keep every slot busy plus one suggestion ready, so a freed slot never waits for us
-        target = total + 1 if total else 1
+        # keep every slot busy plus one suggestion ready per worker, so a worker whose slot frees
+        # never waits for the controller (a single spare left the others waiting: dispatch bench)
+        spares = max(1, sum(1 for w in self.workers() if w.get("sweep") == sid or queue in w.get("queues", [])))
+        target = total + spares if total else 1
         cap = config.get("max_concurrent")
         if cap:
             target = min(target, int(cap))
@@ -306,7 +314,7 @@ class Controller:
                         log.info("early-terminating trial %s", tid)
             if view.ended_changed:
                 view.ended_changed = False
-                self._warn_missing_metric(sid, config, view.trials.values(), sweep)
+                self._warn_missing_metric(sid, config, view, sweep)
             done_reason = self._done_reason(config, sweep, view)
             if done_reason is None:
                 self._fill(sid, config, view, inflight, agents)
@@ -375,15 +383,14 @@ class Controller:
             view.trials[tid]["queue"] = q
             view.trials[tid]["published"] = True
 
-    def _warn_missing_metric(self, sid: str, config: dict[str, Any], trials: Any,
+    def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: _SweepView,
                              sweep: dict[str, Any]) -> None:
         name = (config.get("metric") or {}).get("name")
         if not name:
             return
-        ended = [t for t in trials if t["state"] in ("finished", "failed", "stopped")]
         warnings = list(sweep.get("warnings") or [])
         msg = f"metric {name!r} was never logged by any ended trial; check the name your program logs"
-        missing = len(ended) >= 1 and all(t["metric"] is None and not t.get("history") for t in ended)
+        missing = view.n_ended_run >= 1 and not view.any_metric
         if missing and msg not in warnings:
             self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
         elif not missing and msg in warnings:

@@ -462,7 +462,7 @@ class TrialRunner:
 
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
-        keep = TAIL_CHARS if state != "finished" else 1000
+        keep = TAIL_CHARS if state != "finished" else 500
         ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code,
                         reason=reason, log_tail=tail[-keep:], goal=self.goal)
         with contextlib.suppress(OSError):

@@ -24,7 +24,7 @@ import os
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -165,7 +165,7 @@ redis.call('HINCRBY', KEYS[3], 'queued', -1)
 redis.call('HINCRBY', KEYS[3], 'running', 1)
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
 """ + _xadd(6, "ARGV[6]", "ARGV[5]", "'state'") + """
-return {'ok', tostring(attempt)}
+return {'ok', tostring(attempt), redis.call('HGET', KEYS[1], 'params')}
 """
 
 LUA_HEARTBEAT = """
@@ -406,6 +406,7 @@ class Claim:
     status: str
     attempt: int = 0
     state: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -580,7 +581,7 @@ class Store:
             keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
             args=[owner, worker, now, now + lease_ttl, tid, sid, gpus, lease_ttl])
         if res[0] == "ok":
-            return Claim("ok", attempt=int(res[1]))
+            return Claim("ok", attempt=int(res[1]), params=json.loads(res[2] or "{}"))
         return Claim(res[0], state=res[1] if len(res) > 1 else "")
 
     def heartbeat(self, tid: str, owner: str, lease_ttl: float) -> tuple[bool, str]:

@@ -119,7 +119,7 @@ def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
     store = get_store()
     hostname = getattr(self.request, "hostname", None) or worker_name()
     try:
-        config = store.sweep_config(sweep_id)
+        config = _sweep_config(store, sweep_id)
     except Exception as exc:  # unknown sweep (deleted namespace): nothing to run
         log.warning("trial %s: %s", trial_id, exc)
         return "missing"
@@ -142,7 +142,7 @@ def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
             if agent and count:
                 store.r.decr(store.keys.agent_count(agent))
             return claim.status
-        trial = store.get_trial(trial_id, history=False)
+        trial = {"id": trial_id, "params": claim.params}
         runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
                              gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None)
         runner.pass_fds = lease.fds
@@ -152,6 +152,19 @@ def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
         return outcome.state
     finally:
         lease.release()
+
+
+_configs: dict[str, dict[str, Any]] = {}
+
+
+def _sweep_config(store: Store, sweep_id: str) -> dict[str, Any]:
+    """A sweep's config never changes: read and parse it once per process."""
+    cfg = _configs.get(sweep_id)
+    if cfg is None:
+        cfg = _configs[sweep_id] = store.sweep_config(sweep_id)
+        if len(_configs) > 256:
+            _configs.pop(next(iter(_configs)))
+    return cfg
 
 
 def publish_trial(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
