@@ -102,9 +102,10 @@ def test_trial_timeout_and_sigterm_ignored(store, start_worker, controller, rec_
     for mode, code in (("sleep", -15), ("ignore_term", -9)):
         t = trials[mode]
         assert "trial_timeout" in t["reason"] and t["exit_code"] == code, t
-        took = t["ended_at"] - t["started_at"]
-        # TERM at 2 s; the program ignoring it is KILLed after stop_grace (1 s)
-        assert 2.0 <= took < (6.0 if mode == "ignore_term" else 5.0), (mode, took)
+        # TERM at 2 s (exit -15); the program ignoring it is KILLed after stop_grace (exit -9).
+        # Only the lower bound is checked: an upper one would flake on a loaded machine, and the
+        # exit codes already show the timeout (not the program's own end) stopped them.
+        assert t["ended_at"] - t["started_at"] >= 2.0, (mode, t)
 
 
 def test_missing_program_fails_with_127(store, start_worker, controller):  # noqa: ANN001
