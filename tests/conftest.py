@@ -186,6 +186,23 @@ def controller(store) -> Iterator[Callable[..., object]]:  # noqa: ANN001
         th.join(10)
 
 
+def trial_config(*, steps: int = 3, sleep: float = 0.02, run_cap: int | None = 6,
+                 program: str = str(PROGRAMS / "trial.py"), **over: object) -> dict:
+    """A normalised config running tests/programs/trial.py (``x`` random in [0, 1]); keyword
+    overrides replace top-level keys, and a ``None`` removes one (e.g. ``run_cap=None``)."""
+    from sweepq.config import load_config
+
+    cfg: dict = {
+        "method": "random", "program": program,
+        "command": ["${env}", sys.executable, "${program}", "${args}"],
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": steps}, "sleep": {"value": sleep}},
+        "run_cap": run_cap,
+    }
+    cfg.update(over)
+    return load_config({k: v for k, v in cfg.items() if v is not None})
+
+
 def wait_for(pred: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = "",
              info: Callable[[], object] | None = None) -> object:
     deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import PROGRAMS, pid_alive, wait_for
+from tests.conftest import PROGRAMS, pid_alive, trial_config, wait_for
 
 TRIAL = str(PROGRAMS / "trial.py")
 FINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
@@ -108,19 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "faults: fault-injection case (real Redis, workers, controller)")
 
 
-def make_config(program: str = TRIAL, **over: Any) -> dict[str, Any]:
-    from sweepq.config import load_config
-
-    cfg: dict[str, Any] = {
-        "method": "random",
-        "program": program,
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 3}, "sleep": {"value": 0.02}},
-        "run_cap": 6,
-    }
-    cfg.update(over)
-    return load_config({k: v for k, v in cfg.items() if v is not None})
+make_config = trial_config
 
 
 def records(d: Path) -> list[dict[str, Any]]:

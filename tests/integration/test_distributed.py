@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROGRAMS, pid_alive, wait_for
+from tests.conftest import PROGRAMS, pid_alive, trial_config, wait_for
 
 pytestmark = pytest.mark.redis
 
 TRIAL = str(PROGRAMS / "trial.py")
 
 
-def make_config(**over):  # noqa: ANN003, ANN201
-    from sweepq.config import load_config
-
-    cfg = {
-        "method": "random",
-        "program": TRIAL,
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 3}, "sleep": {"value": 0.02}},
-        "run_cap": 6,
-    }
-    cfg.update(over)
-    return load_config({k: v for k, v in cfg.items() if v is not None})
+make_config = trial_config
 
 
 def finished(store, sid: str) -> bool:  # noqa: ANN001

@@ -8,6 +8,7 @@ and never two concurrent trials on one GPU. Every test has its own lock director
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,26 +21,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROGRAMS, pid_alive, wait_for
+from tests.conftest import PROGRAMS, pid_alive, trial_config, wait_for
 
 pytestmark = pytest.mark.redis
 
 TRIAL = str(PROGRAMS / "trial.py")
 
 
-def make_config(**over: Any) -> dict[str, Any]:
-    from sweepq.config import load_config
-
-    cfg = {
-        "method": "random",
-        "program": TRIAL,
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.1}},
-        "run_cap": 12,
-    }
-    cfg.update(over)
-    return load_config(cfg)
+make_config = functools.partial(trial_config, steps=4, sleep=0.1, run_cap=12)
 
 
 def records(d: Path) -> list[dict[str, Any]]:

@@ -8,11 +8,11 @@ the state store.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import signal
 import socket
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROGRAMS, wait_for
+from tests.conftest import PROGRAMS, trial_config, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -28,19 +28,7 @@ TRIAL = str(PROGRAMS / "trial.py")
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def make_config(**over: Any) -> dict[str, Any]:
-    from sweepq.config import load_config
-
-    cfg = {
-        "method": "random",
-        "program": TRIAL,
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 3}, "sleep": {"value": 0.1}},
-        "run_cap": 6,
-    }
-    cfg.update(over)
-    return load_config(cfg)
+make_config = functools.partial(trial_config, steps=3, sleep=0.1, run_cap=6)
 
 
 def ended(store: Any, sid: str) -> bool:
