@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import secrets
 import socket
@@ -411,10 +410,3 @@ def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | 
     th.start()
     return ctl, th
 
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    i = min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))
-    return s[i]
