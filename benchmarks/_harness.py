@@ -213,7 +213,7 @@ class Workers:
             name = f"bw{i}-{secrets.token_hex(2)}@bench"
             argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", self.queue,
                     "-c", str(self.slots), "-n", name, "--without-gossip", "--without-mingle",
-                    "-l", "WARNING", "-E", "-P", self.pool]
+                    "-l", "WARNING", "-P", self.pool] + (["-E"] if os.environ.get("SWEEPQ_BENCH_EVENTS") else [])
             with open(logs / f"{i}.log", "ab") as out:
                 self.procs.append(subprocess.Popen(argv, env=self.senv.env, stdout=out, stderr=subprocess.STDOUT,
                                                    stdin=subprocess.DEVNULL, start_new_session=True,

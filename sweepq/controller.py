@@ -30,6 +30,9 @@ WORKERS_REFRESH_S = 2.0
 # a trial sent this long ago and still unclaimed while a slot on its queue is idle lost its message
 # (its worker died between delivery and claim, unacked until the visibility timeout): send again
 RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
+# leases run for SWEEPQ_LEASE_TTL (30 s) and the reaper waits two of them after a Redis restart:
+# looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
+REAP_EVERY_S = max(0.05, min(1.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")) / 10))
 
 
 @dataclass
@@ -72,7 +75,7 @@ class Controller:
     """One controller process (or thread). ``run()`` loops until ``stop`` is set."""
 
     def __init__(self, store: Store, publish: Publisher | None = None, tick: float = 0.5,
-                 name: str | None = None) -> None:
+                 name: str | None = None, reap_every: float = REAP_EVERY_S) -> None:
         self.store = store
         if publish is None:
             from sweepq.worker import make_publisher
@@ -94,6 +97,9 @@ class Controller:
         self._uptime_at = -1e9
         self._led_at = -1e9
         self._running: dict[str, int] = {}
+        self._outbox: list[tuple[str, str, str, int, bool]] = []
+        self._reaped_at = -1e9
+        self.reap_every = reap_every
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -149,19 +155,31 @@ class Controller:
 
     def step(self) -> None:
         """One pass over every active sweep (public so tests can drive it without threads)."""
-        self.reap()
+        now = time.monotonic()
+        reap_due = now - self._reaped_at >= self.reap_every
+        # one round trip for what every pass reads: active sweeps, heads, in-flight sets, leases
+        active, snaps, expired = self.store.pass_snapshot(sorted(self.views), leases=reap_due)
+        for sid in set(self.views) - set(active):
+            self.views.pop(sid, None)  # ended (or deleted) elsewhere: reloaded if it comes back
+        if reap_due:
+            self._reaped_at = now
+            self.reap(expired)
         self._running = {}
         for view in self.views.values():
             for i in view.inflight:
                 t = view.trials[i]
                 if t["state"] == "running":
                     self._running[t.get("queue", "")] = self._running.get(t.get("queue", ""), 0) + 1
-        for sid in self.store.active_sweeps():
+        for sid in active:
             try:
-                self.step_sweep(sid)
+                self.step_sweep(sid, snaps.get(sid))
             except NotFound:
                 self.views.pop(sid, None)
                 self.store.r.srem(self.store.keys.active_sweeps, sid)
+            finally:
+                # a failed send raises to run(), which drops every view: the trials are still
+                # unpublished in Redis and the next pass sends them again
+                self._flush_outbox()
         self._dirty.clear()
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -192,9 +210,10 @@ class Controller:
             self._uptime_at = now
         return self._uptime + (now - self._uptime_at)
 
-    def reap(self) -> None:
+    def reap(self, expired: list[str] | None = None) -> None:
         """Requeue (or crash) running trials whose worker stopped renewing the lease."""
-        expired = self.store.expired_leases()
+        if expired is None:
+            expired = self.store.expired_leases()
         if not expired:
             return
         up = self._redis_uptime()
@@ -222,7 +241,7 @@ class Controller:
             self.views[sid] = view
         return view
 
-    def _refresh(self, sid: str, view: _SweepView) -> None:
+    def _refresh(self, sid: str, view: _SweepView, inflight_ids: set[str] | None = None) -> None:
         if not view.loaded:
             for t in self.store.get_trials(self.store.trial_ids(sid)):
                 view.put(t)
@@ -230,7 +249,9 @@ class Controller:
             view.metrics_dirty = True
             return
         # O(in flight + changed), not O(all trials): finished trials do not change any more
-        ids = view.inflight | self.store.inflight_ids(sid) | self._dirty.get(sid, set())
+        if inflight_ids is None:
+            inflight_ids = self.store.inflight_ids(sid)
+        ids = view.inflight | inflight_ids | self._dirty.get(sid, set())
         if ids:
             for t in self.store.get_trials(sorted(ids)):
                 view.put(t)
@@ -256,25 +277,64 @@ class Controller:
             target = min(target, int(cap))
         return target, agents
 
-    def _route(self, sid: str, config: dict[str, Any], view: _SweepView, agents: dict[str, int]) -> str:
-        """Agents bound to the sweep get its trials while they have room; shared workers the rest."""
+    def _route(self, sid: str, config: dict[str, Any], view: _SweepView, agents: dict[str, int],
+               extra: dict[str, int] | None = None) -> str:
+        """Agents bound to the sweep get its trials while they have room; shared workers the rest.
+        ``extra``: trials already routed by this pass but not yet in the view."""
         for q, slots in sorted(agents.items()):
-            on_q = sum(1 for i in view.inflight if view.trials[i].get("queue") == q)
+            on_q = sum(1 for i in view.inflight if view.trials[i].get("queue") == q) + (extra or {}).get(q, 0)
             if on_q < slots + 1:
                 return q
         return config.get("queue") or "sweepq"
 
-    def _publish(self, sid: str, tid: str, queue: str, attempt: int) -> None:
-        if not queue.startswith("direct:"):  # in-process agents claim from Redis directly
-            self.publish(sid, tid, queue, attempt)
-        self.store.mark_published(tid, queue)
+    def _publish(self, sid: str, tid: str, queue: str, attempt: int, marked: bool = False) -> None:
+        """Queue a send for the end of this pass (``_flush_outbox``); ``marked``: the trial was
+        created already marked published on ``queue``."""
+        self._outbox.append((sid, tid, queue, attempt, marked))
 
-    def step_sweep(self, sid: str) -> None:
-        sweep = self.store.sweep_head(sid)
+    def _flush_outbox(self) -> None:
+        """Send this pass's trials in one publish batch, then mark the rest published in one
+        pipeline.
+
+        Trials created by this pass were marked published by the creating script (one round trip
+        less); if the send fails they are unmarked again, and whatever a dying controller could not
+        unmark is found by the re-send of trials left unclaimed while a worker idles. Other trials
+        are marked after the send: a controller dying in between sends them again on restart (a
+        duplicate delivery is harmless, the claim is atomic).
+        """
+        items, self._outbox = self._outbox, []
+        if not items:
+            return
+        sends = [it[:4] for it in items if not it[2].startswith("direct:")]  # in-process agents claim directly
+        try:
+            many = getattr(self.publish, "many", None)
+            if many is not None and sends:
+                many(sends)
+            else:
+                for it in sends:
+                    self.publish(*it)
+        except Exception:
+            for _, tid, _, _, marked in items:
+                if marked:
+                    with contextlib.suppress(Exception):
+                        self.store.unpublish(tid)
+            raise
+        unmarked = [(tid, queue) for _, tid, queue, _, marked in items if not marked]
+        if unmarked:
+            self.store.mark_published_many(unmarked)
+
+    def step_sweep(self, sid: str, snap: tuple[dict[str, Any] | None, set[str]] | None = None) -> None:
+        """One sweep's pass; ``snap`` is its (head, in-flight ids) when ``step`` read them already."""
+        if snap is None:
+            sweep, inflight_ids = self.store.sweep_head(sid), None
+        else:
+            sweep, inflight_ids = snap
+            if sweep is None:
+                raise NotFound(f"unknown sweep {sid!r}")
         state = sweep["state"]
         view = self._view(sid)
         config = view.config
-        self._refresh(sid, view)
+        self._refresh(sid, view, inflight_ids)
         inflight = view.inflight_trials()
         _, agents = self._target_inflight(sid, config)
 
@@ -362,25 +422,26 @@ class Controller:
         suggestions = engine.suggest(config, list(view.trials.values()), n=n_new)
         took = time.perf_counter() - t0
         self.stats["suggest_s"].append(took)
-        p = self.store.r.pipeline(transaction=False)  # shared with the web's /metrics
-        p.rpush(self.store.keys.suggest_times, f"{took:.6f}")
-        p.ltrim(self.store.keys.suggest_times, -1000, -1)
-        p.execute()
         if len(self.stats["suggest_s"]) > 1000:
             del self.stats["suggest_s"][:500]
         if not suggestions:
+            self.store.create_trials(sid, [], suggest_time=took)  # the time still counts (/metrics)
             # grid, or bayes over a finite space with every point tried: nothing new to run
             if config.get("method") in ("grid", "bayes"):
                 view.exhausted = True
             return
-        ids = self.store.create_trials(sid, suggestions, run_cap=cap)
-        for tid, params in zip(ids, suggestions, strict=False):
+        extra: dict[str, int] = {}  # queue -> trials routed there by this fill
+        queues = []
+        for _ in suggestions:
+            q = self._route(sid, config, view, agents, extra)
+            extra[q] = extra.get(q, 0) + 1
+            queues.append(q)
+        ids = self.store.create_trials(sid, suggestions, run_cap=cap, queues=queues, suggest_time=took)
+        now = time.time()
+        for tid, params, q in zip(ids, suggestions, queues, strict=False):
             view.put({"id": tid, "state": "queued", "params": params, "metric": None, "history": [],
-                      "published": False, "attempt": 0, "stop": "", "queue": ""})
-            q = self._route(sid, config, view, agents)
-            self._publish(sid, tid, q, 0)
-            view.trials[tid]["queue"] = q
-            view.trials[tid]["published"] = True
+                      "published": True, "attempt": 0, "stop": "", "queue": q, "published_at": now})
+            self._publish(sid, tid, q, 0, marked=True)
 
     def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: _SweepView,
                              sweep: dict[str, Any]) -> None:

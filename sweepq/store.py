@@ -115,20 +115,30 @@ def _xadd(ev: int, sid: str, tid: str, kind: str) -> str:
 
 
 LUA_CREATE = """
--- KEYS: sweep, trials, counts, inflight, events
--- ARGV: ns, sid, now, run_cap (0 = none), params_json...
+-- KEYS: sweep, trials, counts, inflight, events, suggest_times
+-- ARGV: ns, sid, now, run_cap (0 = none), suggest_time ('' = none), n, params_json x n, queue x n
+--   a queue ('' = not yet) marks the trial published there: the controller sends right after,
+--   and unmarks it if the send fails (a lost send is caught by the controller's re-send)
 local st = redis.call('HGET', KEYS[1], 'state')
+if ARGV[5] ~= '' then
+  redis.call('RPUSH', KEYS[6], ARGV[5])
+  redis.call('LTRIM', KEYS[6], -1000, -1)
+end
 if st ~= 'running' then return {} end
 local cap = tonumber(ARGV[4])
+local n = tonumber(ARGV[6])
 local ids = {}
-for i = 5, #ARGV do
+for i = 1, n do
   if cap > 0 and redis.call('ZCARD', KEYS[2]) >= cap then break end
-  local n = redis.call('HINCRBY', KEYS[1], 'next_trial', 1)
-  local tid = ARGV[2] .. '-' .. n
-  redis.call('HSET', ARGV[1] .. ':trial:' .. tid, 'id', tid, 'sweep', ARGV[2], 'n', n,
-    'state', 'queued', 'params', ARGV[i], 'steps', 0, 'attempt', 0, 'queued_at', ARGV[3],
-    'published', 0)
-  redis.call('ZADD', KEYS[2], n, tid)
+  local k = redis.call('HINCRBY', KEYS[1], 'next_trial', 1)
+  local tid = ARGV[2] .. '-' .. k
+  local q = ARGV[6 + n + i] or ''
+  local key = ARGV[1] .. ':trial:' .. tid
+  redis.call('HSET', key, 'id', tid, 'sweep', ARGV[2], 'n', k,
+    'state', 'queued', 'params', ARGV[6 + i], 'steps', 0, 'attempt', 0, 'queued_at', ARGV[3],
+    'published', (q ~= '') and 1 or 0)
+  if q ~= '' then redis.call('HSET', key, 'queue', q, 'published_at', ARGV[3]) end
+  redis.call('ZADD', KEYS[2], k, tid)
   redis.call('SADD', KEYS[4], tid)
   redis.call('HINCRBY', KEYS[3], 'queued', 1)
   ids[#ids + 1] = tid
@@ -204,10 +214,27 @@ return 1
 """
 
 LUA_FINISH = """
--- KEYS: trial, counts, inflight, leases, events, sweep, stopq
--- ARGV: owner, new_state, now, exit_code, reason, log_tail, tid, sid, goal
+-- KEYS: trial, counts, inflight, leases, events, sweep, stopq, hist, rows
+-- ARGV: owner, new_state, now, exit_code, reason, log_tail, tid, sid, goal, rows_cap, n_values,
+--       values..., rows...  (the trial's last unsent metrics: one round trip at the end)
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
+end
+local nv = tonumber(ARGV[11])
+for i = 12, 11 + nv do
+  redis.call('RPUSH', KEYS[8], ARGV[i])
+end
+if nv > 0 then
+  redis.call('HSET', KEYS[1], 'metric', ARGV[11 + nv])
+end
+local nrows = 0
+for i = 12 + nv, #ARGV do
+  redis.call('RPUSH', KEYS[9], ARGV[i])
+  nrows = nrows + 1
+end
+if nrows > 0 then
+  redis.call('LTRIM', KEYS[9], -tonumber(ARGV[10]), -1)
+  redis.call('HINCRBY', KEYS[1], 'steps', nrows)
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'ended_at', ARGV[3], 'exit_code', ARGV[4],
   'reason', ARGV[5], 'log_tail', ARGV[6])
@@ -473,15 +500,38 @@ class Store:
         h["warnings"] = json.loads(h.get("warnings") or "[]")
         return h
 
+    _HEAD = ("state", "best_value", "best_id", "warnings", "end_reason")
+
     def sweep_head(self, sid: str) -> dict[str, Any]:
         """The sweep's changing fields without its config (the controller's per-tick read)."""
-        names = ["state", "best_value", "best_id", "warnings", "end_reason"]
-        vals = self.r.hmget(self.keys.sweep(sid), names)
-        if vals[0] is None:
+        head = self._head(self.r.hmget(self.keys.sweep(sid), self._HEAD))
+        if head is None:
             raise NotFound(f"unknown sweep {sid!r}")
-        head = dict(zip(names, vals, strict=True))
+        return head
+
+    def _head(self, vals: list[Any]) -> dict[str, Any] | None:
+        if vals[0] is None:
+            return None
+        head = dict(zip(self._HEAD, vals, strict=True))
         head["warnings"] = json.loads(head["warnings"] or "[]")
         return head
+
+    def pass_snapshot(self, sids: list[str], leases: bool = False
+                      ) -> tuple[list[str], dict[str, tuple[dict[str, Any] | None, set[str]]], list[str]]:
+        """What one controller pass reads, in one round trip: the active sweeps, the head and the
+        in-flight ids of each sweep in ``sids`` (None head: the sweep is gone), and, if asked,
+        the expired leases."""
+        k = self.keys
+        p = self.r.pipeline(transaction=False)
+        p.smembers(k.active_sweeps)
+        for sid in sids:
+            p.hmget(k.sweep(sid), self._HEAD)
+            p.smembers(k.sweep_inflight(sid))
+        if leases:
+            p.zrangebyscore(k.leases, "-inf", time.time())
+        res = p.execute()
+        heads = {sid: (self._head(res[1 + 2 * i]), set(res[2 + 2 * i])) for i, sid in enumerate(sids)}
+        return sorted(res[0]), heads, (list(res[-1]) if leases else [])
 
     def sweep_config(self, sid: str) -> dict[str, Any]:
         raw = self.r.hget(self.keys.sweep(sid), "config")
@@ -557,22 +607,42 @@ class Store:
         return out
 
     # -- trials ---------------------------------------------------------------------------------
-    def create_trials(self, sid: str, params_list: list[dict[str, Any]], run_cap: int | None = None) -> list[str]:
-        """Create queued trials atomically; never exceeds ``run_cap`` trials in the sweep."""
-        if not params_list:
+    def create_trials(self, sid: str, params_list: list[dict[str, Any]], run_cap: int | None = None,
+                      queues: list[str] | None = None, suggest_time: float | None = None) -> list[str]:
+        """Create queued trials atomically; never exceeds ``run_cap`` trials in the sweep.
+
+        ``queues`` (one per trial) marks them published there in the same script (the controller
+        sends them right after); ``suggest_time`` is recorded for the web's /metrics on the way.
+        """
+        if not params_list and suggest_time is None:
             return []
         k = self.keys
+        qs = list(queues or [])
+        qs += [""] * (len(params_list) - len(qs))
         return list(self._create(
-            keys=[k.sweep(sid), k.sweep_trials(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events],
-            args=[k.ns, sid, time.time(), int(run_cap or 0), *[json.dumps(p) for p in params_list]]))
+            keys=[k.sweep(sid), k.sweep_trials(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events,
+                  k.suggest_times],
+            args=[k.ns, sid, time.time(), int(run_cap or 0),
+                  "" if suggest_time is None else f"{suggest_time:.6f}", len(params_list),
+                  *[json.dumps(p) for p in params_list], *qs]))
 
     def unpublish(self, tid: str) -> None:
-        """A delivery declined a queued trial (agent at its --count): the controller re-sends it."""
+        """A delivery declined a queued trial (agent at its --count), or its send failed: the
+        controller sends it again."""
         self._unpublish(keys=[self.keys.trial(tid)])
 
     def mark_published(self, tid: str, queue: str) -> None:
-        self.r.hset(self.keys.trial(tid), mapping={"published": 1, "queue": queue,
-                                                   "published_at": time.time()})
+        self.mark_published_many([(tid, queue)])
+
+    def mark_published_many(self, items: list[tuple[str, str]]) -> None:
+        """Mark trials sent to their queues, in one round trip."""
+        if not items:
+            return
+        now = time.time()
+        p = self.r.pipeline(transaction=False)
+        for tid, queue in items:
+            p.hset(self.keys.trial(tid), mapping={"published": 1, "queue": queue, "published_at": now})
+        p.execute()
 
     def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "") -> Claim:
         k = self.keys
@@ -600,14 +670,18 @@ class Store:
             args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows]))
 
     def finish_trial(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
-                     reason: str = "", log_tail: str = "", goal: str = "minimize") -> bool:
+                     reason: str = "", log_tail: str = "", goal: str = "minimize",
+                     values: list[float] | None = None, rows: list[str] | None = None) -> bool:
+        """Record the final state; ``values``/``rows`` are metrics not yet sent (as ``log_metrics``),
+        written by the same script so a short trial's end costs one round trip."""
         assert state in FINAL_STATES, state
         k = self.keys
+        values, rows = values or [], rows or []
         return bool(self._finish(
             keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
-                  k.sweep(sid), k.trial_stopq(tid)],
+                  k.sweep(sid), k.trial_stopq(tid), k.trial_history(tid), k.trial_rows(tid)],
             args=[owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
-                  tid, sid, goal]))
+                  tid, sid, goal, ROWS_CAP, len(values), *[repr(float(v)) for v in values], *rows]))
 
     def release_trial(self, sid: str, tid: str, owner: str, reason: str) -> bool:
         """Hand a running trial back to the queue without using a retry (worker shutdown)."""

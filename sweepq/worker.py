@@ -68,15 +68,55 @@ def celery_config(namespace: str | None = None) -> dict[str, Any]:
         "broker_connection_max_retries": None,  # retry forever: a Redis restart is not fatal
         # a broker blip must not kill day-long trials
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        # Flower: worker events on (tasks show as received/started/succeeded with their args).
-        # No task-sent events: they doubled the cost of every publish (benchmarks/dispatch.py)
-        # and sweepq's own records already say what is queued.
-        "worker_send_task_events": True, "task_send_sent_event": False, "task_track_started": True,
+        # Task events off unless asked for (`-E`, SWEEPQ_TASK_EVENTS=1): three events per trial were
+        # ~14 % of a worker's CPU per trial (benchmarks/dispatch.py). Flower turns them on in every
+        # worker it sees (its --enable_events, the default), so Flower still lists every trial.
+        # No task-sent events: they doubled the cost of every publish, and sweepq's own records
+        # already say what is queued. Worker heartbeats (Flower's online/offline) stay on.
+        "worker_send_task_events": os.environ.get("SWEEPQ_TASK_EVENTS", "") in ("1", "true", "yes"),
+        "task_send_sent_event": False, "task_track_started": True,
         # no Celery time limits: they orphan subprocesses; trial_timeout is enforced by the runner
         "task_time_limit": None, "task_soft_time_limit": None,
         "task_default_queue": DEFAULT_QUEUE,
         "worker_hijack_root_logger": False,
     }
+
+
+def _reuse_kombu_redis_clients() -> None:
+    """Make kombu's Redis channel reuse one synchronous client instead of building a new one for
+    every ack, event and publish.
+
+    kombu 5.7's ``Channel.conn_or_acquire`` calls ``_create_client`` each time, and a redis-py 8
+    client costs ~0.2 ms to build (it fills a ~170-entry table of response callbacks): about a
+    fifth of a worker's CPU per trial and an eighth of the controller's publish cost, measured in
+    docs/benchmarks.md. A ``redis.Redis`` over a connection pool is thread-safe (each command takes
+    a connection from the pool), so one per channel and pool is equivalent; it is rebuilt whenever
+    kombu replaces the channel's pool (after a connection error). The asynchronous client that
+    kombu's event loop polls is left alone.
+    """
+    try:
+        from kombu.transport import redis as kredis
+    except ImportError:  # kombu without the redis transport: nothing to do
+        return
+    original = getattr(kredis.Channel, "_create_client", None)
+    if original is None or getattr(original, "_sweepq_reuse", False):
+        return
+
+    def _create_client(self: Any, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return original(self, asynchronous=True)
+        pool = self.pool
+        cached = self.__dict__.get("_sweepq_sync_client")
+        if cached is None or cached[0] is not pool:
+            cached = (pool, original(self, asynchronous=False))
+            self.__dict__["_sweepq_sync_client"] = cached
+        return cached[1]
+
+    _create_client._sweepq_reuse = True  # type: ignore[attr-defined]
+    kredis.Channel._create_client = _create_client
+
+
+_reuse_kombu_redis_clients()
 
 
 def make_app(namespace: str | None = None) -> Celery:
@@ -167,21 +207,41 @@ def _sweep_config(store: Store, sweep_id: str) -> dict[str, Any]:
     return cfg
 
 
-def publish_trial(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
-    """Send one trial to a queue (readable in Flower: name sweepq.run_trial, args sweep, trial)."""
-    _send(app, sweep_id, trial_id, queue, attempt)
+class Publisher:
+    """Sends trials to their queues through one Celery app (readable in Flower: task name
+    ``sweepq.run_trial``, args ``[sweep, trial]``).
+
+    ``many`` sends a controller pass's trials through one producer in one kombu publish batch:
+    one pipelined round trip to Redis instead of one per trial.
+    """
+
+    def __init__(self, application: Celery) -> None:
+        self.app = application
+
+    def __call__(self, sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
+        _send(self.app, sweep_id, trial_id, queue, attempt)
+
+    def many(self, items: list[tuple[str, str, str, int]]) -> None:
+        if len(items) == 1:
+            self(*items[0])
+            return
+        with self.app.producer_or_acquire() as producer, producer.batch():
+            for sweep_id, trial_id, queue, attempt in items:
+                _send(self.app, sweep_id, trial_id, queue, attempt, producer=producer)
 
 
-def _send(application: Celery, sweep_id: str, trial_id: str, queue: str, attempt: int) -> None:
-    application.send_task(TASK_NAME, args=[sweep_id, trial_id], queue=queue,
+def _send(application: Celery, sweep_id: str, trial_id: str, queue: str, attempt: int,
+          producer: Any = None) -> None:
+    application.send_task(TASK_NAME, args=[sweep_id, trial_id], queue=queue, producer=producer,
                           task_id=f"{trial_id}.{attempt}.{secrets.token_hex(3)}")
 
 
-_publishers: dict[tuple[str, str], Celery] = {}
+publish_trial = Publisher(app)
+_publishers: dict[tuple[str, str], Publisher] = {}
 
 
-def make_publisher(namespace: str | None = None, broker: str | None = None):  # noqa: ANN201
-    """A publish function for another namespace or broker than this process's default app
+def make_publisher(namespace: str | None = None, broker: str | None = None) -> Publisher:
+    """A publisher for another namespace or broker than this process's default app
     (the controller serves the namespace of its store; tests run many namespaces at once)."""
     ns = namespace or namespace_from_env()
     url = broker or broker_url()
@@ -191,13 +251,8 @@ def make_publisher(namespace: str | None = None, broker: str | None = None):  # 
     if key not in _publishers:
         other = Celery(f"sweepq-{ns}", broker=url, set_as_current=False)
         other.conf.update(celery_config(ns))
-        _publishers[key] = other
-    application = _publishers[key]
-
-    def publish(sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
-        _send(application, sweep_id, trial_id, queue, attempt)
-
-    return publish
+        _publishers[key] = Publisher(other)
+    return _publishers[key]
 
 
 @signals.celeryd_init.connect

@@ -106,7 +106,7 @@ def test_default_target_is_worker_slots_plus_one(st: Store) -> None:
 def test_reaper_requeues_then_crashes(st: Store) -> None:
     sid = st.create_sweep(cfg(run_cap=1, retries=1))
     fw = FakeWorkers(st, sid)
-    ctl = Controller(st, publish=fw.publish)
+    ctl = Controller(st, publish=fw.publish, reap_every=0)  # look for expired leases on every pass
     ctl.step()
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "dead-1", "w", 0.01).ok
@@ -192,7 +192,7 @@ def test_restart_carries_on(st: Store) -> None:
 @pytest.mark.parametrize("action, final", [("cancel", "canceled"), ("stop", "canceled")])
 def test_worker_lost_while_sweep_ends_is_not_requeued(st: Store, action: str, final: str) -> None:
     sid = st.create_sweep(cfg(run_cap=1, retries=3))
-    ctl = Controller(st, publish=lambda *a: None)
+    ctl = Controller(st, publish=lambda *a: None, reap_every=0)
     ctl.step()
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "dead", "w", 0.01).ok
@@ -207,7 +207,7 @@ def test_worker_lost_while_sweep_ends_is_not_requeued(st: Store, action: str, fi
 
 def test_early_stop_pending_when_worker_dies_ends_stopped(st: Store) -> None:
     sid = st.create_sweep(cfg(run_cap=1, retries=3))
-    ctl = Controller(st, publish=lambda *a: None)
+    ctl = Controller(st, publish=lambda *a: None, reap_every=0)
     ctl.step()
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "dead", "w", 0.01).ok
@@ -228,3 +228,48 @@ def test_release_when_sweep_canceled_ends_the_trial(st: Store) -> None:
     assert st.get_trial(tid)["state"] == "canceled"
     ctl.step()
     assert sid not in st.active_sweeps()
+
+
+def test_failed_send_is_unmarked_and_sent_again(st: Store) -> None:
+    """Trials are created already marked published (one round trip less per pass); a send that
+    fails must unmark them, so the next pass sends them again instead of stranding them."""
+    sid = st.create_sweep(cfg(run_cap=3))
+    st.register_worker("w1", 2, ["sweepq"])
+    sent: list[str] = []
+    broken = {"on": True}
+
+    def publish(s: str, tid: str, queue: str, attempt: int = 0) -> None:
+        if broken["on"]:
+            raise ConnectionError("broker down")
+        sent.append(tid)
+
+    ctl = Controller(st, publish=publish)
+    with pytest.raises(ConnectionError):
+        ctl.step()
+    queued = st.get_trials(sorted(st.inflight_ids(sid)), history=False)
+    assert len(queued) == 3 and all(not t["published"] for t in queued)
+    broken["on"] = False
+    ctl.views.clear()  # as run() does after a failed pass
+    ctl.step()
+    assert sorted(sent) == sorted(t["id"] for t in queued)
+    assert all(t["published"] and t["queue"] == "sweepq"
+               for t in st.get_trials(sorted(st.inflight_ids(sid)), history=False))
+
+
+def test_publish_batch_sends_each_trial_once(st: Store) -> None:
+    """The controller hands a pass's trials to the publisher's batch call (one round trip)."""
+    sid = st.create_sweep(cfg(run_cap=5))
+    st.register_worker("w1", 4, ["sweepq"])
+    batches: list[list[tuple[str, str, str, int]]] = []
+
+    class Batching:
+        def __call__(self, *a: object) -> None:
+            raise AssertionError("a pass of several trials must go through many()")
+
+        def many(self, items: list[tuple[str, str, str, int]]) -> None:
+            batches.append(list(items))
+
+    Controller(st, publish=Batching()).step()
+    assert len(batches) == 1 and len(batches[0]) == 5
+    assert sorted(tid for _, tid, _, _ in batches[0]) == sorted(st.inflight_ids(sid))
+    assert {q for _, _, q, _ in batches[0]} == {"sweepq"}
