@@ -146,12 +146,13 @@ def start_worker(sq_env: dict[str, str], store, tmp_path: Path) -> Iterator[Call
     procs: list[WorkerProc] = []
 
     def start(queues: str = "sweepq", concurrency: int = 1, name: str | None = None,
-              env: dict[str, str] | None = None, wait: bool = True) -> WorkerProc:
+              env: dict[str, str] | None = None, wait: bool = True, events: bool = False) -> WorkerProc:
         name = name or f"w{len(procs)}-{secrets.token_hex(2)}@sqtest"
         log = tmp_path / f"worker-{name.split('@')[0]}.log"
         e = {**sq_env, **(env or {})}
         argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", queues,
-                "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle", "-l", "INFO", "-E"]
+                "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle", "-l", "INFO",
+                *(["-E"] if events else [])]
         with open(log, "ab") as out:
             p = subprocess.Popen(argv, env=e, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, cwd=str(ROOT))
