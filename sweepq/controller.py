@@ -30,6 +30,9 @@ WORKERS_REFRESH_S = 2.0
 # a trial sent this long ago and still unclaimed while a slot on its queue is idle lost its message
 # (its worker died between delivery and claim, unacked until the visibility timeout): send again
 RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
+# events that need no pass of their own (the next pass reads their trials): a trial was claimed
+# (queued -> running leaves the in-flight count as it was) or created (by this controller)
+PASSIVE_EVENTS = frozenset({"started", "created"})
 # leases run for SWEEPQ_LEASE_TTL (30 s) and the reaper waits two of them after a Redis restart:
 # looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
 REAP_EVERY_S = max(0.05, min(1.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")) / 10))
@@ -100,6 +103,7 @@ class Controller:
         self._outbox: list[tuple[str, str, str, int, bool]] = []
         self._reaped_at = -1e9
         self.reap_every = reap_every
+        self._stepped_at = -1e9
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -114,8 +118,13 @@ class Controller:
                 if not self.is_leader:
                     self.stop_event.wait(min(1.0, self.tick * 2))
                     continue
-                self._collect_events(self.tick)
-                self.step()
+                # a pass when something needs one (a trial ended, a metric, a sweep action) or
+                # every tick; a claim or our own trial creation changes nothing a pass acts on:
+                # skipping those halves the passes per trial (and the controller's CPU)
+                wait = max(0.0, self._stepped_at + self.tick - time.monotonic())
+                if self._collect_events(wait) or time.monotonic() >= self._stepped_at + self.tick:
+                    self.step()
+                    self._stepped_at = time.monotonic()
             except Exception as exc:  # Redis restarting, a network blip: keep going
                 log.warning("controller step failed: %s: %s", type(exc).__name__, exc)
                 self.is_leader = False
@@ -139,9 +148,11 @@ class Controller:
             log.info("controller %s is the leader", self.name)
             self.views.clear()
 
-    def _collect_events(self, timeout: float) -> None:
+    def _collect_events(self, timeout: float) -> bool:
+        """Note what changed; True if a pass should run now (see PASSIVE_EVENTS)."""
         last, events = self.store.wait_events(self._last_event, timeout)
         self._last_event = last
+        act = False
         for ev in events:
             sid, tid, kind = ev.get("sweep", ""), ev.get("trial", ""), ev.get("kind", "")
             if not sid:
@@ -149,9 +160,12 @@ class Controller:
             self._dirty.setdefault(sid, set())
             if tid:
                 self._dirty[sid].add(tid)
+            if kind not in PASSIVE_EVENTS:
+                act = True
             view = self.views.get(sid)
             if view is not None and kind in ("metric", "state"):
                 view.metrics_dirty = True
+        return act
 
     def step(self) -> None:
         """One pass over every active sweep (public so tests can drive it without threads)."""

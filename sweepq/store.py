@@ -174,7 +174,7 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'worker', ARGV
 redis.call('HINCRBY', KEYS[3], 'queued', -1)
 redis.call('HINCRBY', KEYS[3], 'running', 1)
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
-""" + _xadd(6, "ARGV[6]", "ARGV[5]", "'state'") + """
+""" + _xadd(6, "ARGV[6]", "ARGV[5]", "'started'") + """
 return {'ok', tostring(attempt), redis.call('HGET', KEYS[1], 'params')}
 """
 
@@ -238,6 +238,12 @@ if nrows > 0 then
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'ended_at', ARGV[3], 'exit_code', ARGV[4],
   'reason', ARGV[5], 'log_tail', ARGV[6])
+-- an ended trial keeps only what it reports: the lease and publish bookkeeping and empty fields
+-- go (readers default them), ~50 B each on a Redis that stores the hash as a table (docs/benchmarks.md)
+redis.call('HDEL', KEYS[1], 'owner', 'lease_ttl', 'published', 'published_at')
+for _, f in ipairs({'stop', 'gpus', 'reason', 'log_tail', 'exit_code'}) do
+  if redis.call('HGET', KEYS[1], f) == '' then redis.call('HDEL', KEYS[1], f) end
+end
 redis.call('HINCRBY', KEYS[2], 'running', -1)
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('SREM', KEYS[3], ARGV[7])

@@ -273,3 +273,19 @@ def test_publish_batch_sends_each_trial_once(st: Store) -> None:
     assert len(batches) == 1 and len(batches[0]) == 5
     assert sorted(tid for _, tid, _, _ in batches[0]) == sorted(st.inflight_ids(sid))
     assert {q for _, _, q, _ in batches[0]} == {"sweepq"}
+
+
+def test_ended_trial_hash_keeps_only_what_it_reports(st: Store) -> None:
+    """A finished trial drops its lease/publish bookkeeping and empty fields (memory per trial on a
+    stock Redis), keeps its record intact, and a stale owner still cannot write to it."""
+    sid = st.create_sweep(cfg(run_cap=1))
+    Controller(st, publish=lambda *a: None).step()
+    (tid,) = st.inflight_ids(sid)
+    assert st.claim(sid, tid, "own", "w1", 30).ok
+    assert st.finish_trial(sid, tid, "own", "finished", 0, values=[0.25], rows=['{"loss": 0.25}'])
+    fields = set(st.r.hkeys(st.keys.trial(tid)))
+    assert not fields & {"owner", "lease_ttl", "published", "published_at", "stop", "gpus", "reason", "log_tail"}
+    t = st.get_trial(tid)
+    assert (t["state"], t["metric"], t["history"], t["exit_code"], t["worker"]) == ("finished", 0.25, [0.25], 0, "w1")
+    assert st.trial_rows(tid) == [{"loss": 0.25}] and st.best(sid)["run_id"] == tid
+    assert not st.finish_trial(sid, tid, "own", "failed", 1) and not st.log_metrics(sid, tid, "own", [1.0], ["{}"])
