@@ -20,8 +20,8 @@ Parts (each in its own fresh namespace on ``--redis``, deleted afterwards):
   ``SWEEPQ_REDIS_URL``/``SWEEPQ_NAMESPACE``, median of 3; ``sweepq --version`` is the start-up
   floor).
 * memory: 1,000 trials written through Store methods (create, claim, log, finish) with no
-  metric row, one row (the final value), one row and a 1,000-char log tail (the most the runner
-  keeps for a finished trial), and a 100-step history (100 rows of ``{"step", "loss", "acc"}``);
+  metric row, one row (the final value), one row and a full log tail (``FINISHED_TAIL_CHARS``, the
+  most the runner keeps for a finished trial: 500 chars), and a 100-step history (100 rows of ``{"step", "loss", "acc"}``);
   bytes per trial of the namespace's keys, and ``used_memory`` delta. The result depends on the
   server's ``hash-max-listpack-value`` (sweepq's embedded and compose Redis set 1024; a stock
   server has 64): run it with ``--redis`` pointing at each to compare.
@@ -65,6 +65,8 @@ from _harness import (  # noqa: E402
     table,
     used_memory,
 )
+
+from sweepq.runner import FINISHED_TAIL_CHARS  # noqa: E402
 
 PARAMS = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
@@ -247,7 +249,8 @@ def part_growth(url: str, total: int, checkpoints: list[int], window: int) -> di
 # -- part: memory ---------------------------------------------------------------------------------
 def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: int = 0) -> None:
     """Create n trials and run each to 'finished' through Store methods, as a worker would
-    (``tail``: length of the log tail kept with each trial; the runner keeps up to 1,000 chars)."""
+    (``tail``: length of the log tail kept with each trial; the runner keeps up to
+    ``FINISHED_TAIL_CHARS`` for a finished trial)."""
     from sweepq.search import random as rnd
 
     cfg = json.loads(store.r.hget(store.keys.sweep(sid), "config"))
@@ -274,7 +277,8 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: in
 def part_memory(url: str, n: int = 1000) -> list[dict[str, Any]]:
     res = []
     for rows, tail, label in ((0, 0, "no metric row"), (1, 0, "1 metric row (final value)"),
-                              (1, 1000, "1 metric row + 1,000-char log tail (a finished trial's maximum)"),
+                              (1, FINISHED_TAIL_CHARS,
+                               f"1 metric row + {FINISHED_TAIL_CHARS}-char log tail (a finished trial's maximum)"),
                               (100, 0, "100-step history")):
         senv = SweepqEnv(url, prefix="sqmem")
         try:

@@ -42,7 +42,8 @@ METRIC_PREFIX = b"@sweepq "
 MAX_LINE = 1 << 20  # longer metric lines are treated as ordinary output
 LOG_CAP_BYTES = 20 << 20  # per-trial log file cap; the rest is counted, not written
 TAIL_LINES = 40
-TAIL_CHARS = 8000
+TAIL_CHARS = 8000  # a failed trial's tail: what the user needs to see why
+FINISHED_TAIL_CHARS = 500  # a finished trial's: short, it is kept for every trial (memory)
 
 
 @dataclass
@@ -560,7 +561,7 @@ class TrialRunner:
 
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
-        keep = TAIL_CHARS if state != "finished" else 500
+        keep = TAIL_CHARS if state != "finished" else FINISHED_TAIL_CHARS
         ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code,
                         reason=reason, log_tail=tail[-keep:], goal=self.goal,
                         values=self._pending_values, rows=self._pending_rows)

@@ -17,8 +17,9 @@ How it works (``docs/bayes.md`` has the reasoning and the measurements):
   failed/crashed trials are imputed with ``metric.impute`` (``worst`` = the worst value any
   terminal trial logged); trials stopped early or canceled keep their *own* best value, because
   that is a real measurement (W&B imputes ``worst`` for them); nothing is ever imputed as ``0.0``.
-* **Surrogate.** A GP with an ARD Matern-5/2 kernel on a robustly warped metric (median/IQR scaled,
-  log-compressed above the median, so one diverged trial does not flatten the model). Kernel
+* **Surrogate.** A GP with an ARD Matern-5/2 kernel on a robustly warped metric (log of the distance
+  above the best value, in units of the best quarter's spread: the good values stay on a linear
+  scale, a heavy tail of bad or diverged trials is compressed and cannot flatten the model). Kernel
   hyper-parameters are fitted by scikit-optimize's ``GaussianProcessRegressor`` on a schedule
   (every observation up to 10, then every 15 % growth) and memoised by a hash of the data they
   were fitted on, so the result is identical with a cold or a warm cache. Above ``MODEL_CAP``
@@ -603,21 +604,26 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
 
 
 def _warp(y: np.ndarray) -> np.ndarray:
-    """Robust scale, log-compress the bad tail, standardise: GP targets of unit scale.
+    """GP targets: log of the distance above the best value, in units of the good quarter's spread.
 
-    Why: loss surfaces span orders of magnitude (a diverged run at 1e6 next to 0.3); a plain
-    standardisation would squash every useful difference to ~0. Compression only above the
-    median keeps full resolution where the optimum is.
+    ``z = log(1 + (y - min y) / s)`` with ``s = q25(y) - min y`` (the spread of the best quarter of
+    the observations), then standardised. Why: loss surfaces are heavy-tailed (a diverged run at
+    1e10 next to a plateau at 3e3 whose 1 % differences matter); any scale estimated from the
+    whole sample, the IQR included, is set by the tail, and squashes the good values together,
+    so the GP cannot tell the plateau's points apart and explores where the tail is. Measuring
+    from the best value in units of the best quarter's spread keeps the good values on a linear
+    scale of unit order and log-compresses everything far above it (a diverged run costs a few
+    units, not thousands). Invariant to shifting and scaling the metric, monotone, and it keeps
+    magnitudes (a rank transform does not, and converged worse on smooth problems).
     """
-    med = float(np.median(y))
-    q25, q75 = np.percentile(y, [25, 75])
-    s = float(q75 - q25) / 1.349
-    if not s > 0:
-        s = float(np.std(y))
+    y = np.asarray(y, dtype=float)
+    lo = float(np.min(y))
+    s = float(np.percentile(y, 25)) - lo
+    if not s > 0:  # the best quarter is all ties: use the whole range
+        s = float(np.max(y)) - lo
     if not s > 0:
         s = 1.0
-    z = (y - med) / s
-    z = np.where(z > 0, np.log1p(np.maximum(z, 0.0)), z)
+    z = np.log1p((y - lo) / s)
     sd = float(np.std(z))
     return (z - z.mean()) / (sd if sd > 0 else 1.0)
 
