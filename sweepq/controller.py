@@ -104,6 +104,7 @@ class Controller:
         self._reaped_at = -1e9
         self.reap_every = reap_every
         self._stepped_at = -1e9
+        self._prefetched: dict[str, dict[str, Any]] = {}  # trial records read by this pass's snapshot
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -172,12 +173,18 @@ class Controller:
         now = time.monotonic()
         reap_due = now - self._reaped_at >= self.reap_every
         # one round trip for what every pass reads: active sweeps, heads, in-flight sets, leases
-        active, snaps, expired = self.store.pass_snapshot(sorted(self.views), leases=reap_due)
+        # and the records of the trials it already knows it must look at (in flight or changed)
+        known = [tid for sid, v in self.views.items() if v.loaded
+                 for tid in v.inflight | self._dirty.get(sid, set())]
+        active, snaps, expired, self._prefetched = self.store.pass_snapshot(
+            sorted(self.views), leases=reap_due, trials=sorted(set(known)))
         for sid in set(self.views) - set(active):
             self.views.pop(sid, None)  # ended (or deleted) elsewhere: reloaded if it comes back
         if reap_due:
             self._reaped_at = now
             self.reap(expired)
+            for tid in expired:  # read before the reaper changed them
+                self._prefetched.pop(tid, None)
         self._running = {}
         for view in self.views.values():
             for i in view.inflight:
@@ -266,8 +273,15 @@ class Controller:
         if inflight_ids is None:
             inflight_ids = self.store.inflight_ids(sid)
         ids = view.inflight | inflight_ids | self._dirty.get(sid, set())
-        if ids:
-            for t in self.store.get_trials(sorted(ids)):
+        missing = []
+        for tid in sorted(ids):
+            t = self._prefetched.pop(tid, None)
+            if t is not None:
+                view.put(t)
+            else:
+                missing.append(tid)
+        if missing:
+            for t in self.store.get_trials(missing):
                 view.put(t)
 
     def _target_inflight(self, sid: str, config: dict[str, Any]) -> tuple[int, dict[str, int]]:

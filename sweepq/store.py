@@ -522,11 +522,12 @@ class Store:
         head["warnings"] = json.loads(head["warnings"] or "[]")
         return head
 
-    def pass_snapshot(self, sids: list[str], leases: bool = False
-                      ) -> tuple[list[str], dict[str, tuple[dict[str, Any] | None, set[str]]], list[str]]:
+    def pass_snapshot(self, sids: list[str], leases: bool = False, trials: list[str] = (),
+                      history: bool = True) -> tuple[list[str], dict[str, tuple[dict[str, Any] | None, set[str]]],
+                                                     list[str], dict[str, dict[str, Any]]]:
         """What one controller pass reads, in one round trip: the active sweeps, the head and the
-        in-flight ids of each sweep in ``sids`` (None head: the sweep is gone), and, if asked,
-        the expired leases."""
+        in-flight ids of each sweep in ``sids`` (None head: the sweep is gone), the expired leases
+        if asked, and the records of ``trials`` (those the pass knows it must look at)."""
         k = self.keys
         p = self.r.pipeline(transaction=False)
         p.smembers(k.active_sweeps)
@@ -535,9 +536,22 @@ class Store:
             p.smembers(k.sweep_inflight(sid))
         if leases:
             p.zrangebyscore(k.leases, "-inf", time.time())
+        for tid in trials:
+            p.hgetall(k.trial(tid))
+            if history:
+                p.lrange(k.trial_history(tid), 0, -1)
         res = p.execute()
         heads = {sid: (self._head(res[1 + 2 * i]), set(res[2 + 2 * i])) for i, sid in enumerate(sids)}
-        return sorted(res[0]), heads, (list(res[-1]) if leases else [])
+        at = 1 + 2 * len(sids)
+        expired = list(res[at]) if leases else []
+        at += 1 if leases else 0
+        recs: dict[str, dict[str, Any]] = {}
+        step = 2 if history else 1
+        for j, tid in enumerate(trials):
+            h = res[at + j * step]
+            if h:
+                recs[tid] = self._trial_from_hash(h, [float(x) for x in res[at + j * step + 1]] if history else None)
+        return sorted(res[0]), heads, expired, recs
 
     def sweep_config(self, sid: str) -> dict[str, Any]:
         raw = self.r.hget(self.keys.sweep(sid), "config")

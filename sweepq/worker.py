@@ -217,9 +217,15 @@ class Publisher:
 
     def __init__(self, application: Celery) -> None:
         self.app = application
+        # On Redis, Celery sends a direct queue's messages through the anonymous exchange (an
+        # LPUSH), which needs no binding, yet by default it re-declares the queue on every send (a
+        # third of the controller's publish CPU, measured): skip that. AMQP brokers drop a message
+        # for a queue nobody declared yet, so there the declaration stays.
+        scheme = str(application.conf.broker_url or "").split("://", 1)[0].lower()
+        self.declare: list[Any] | None = [] if scheme in ("redis", "rediss", "redis+socket") else None
 
     def __call__(self, sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
-        _send(self.app, sweep_id, trial_id, queue, attempt)
+        _send(self.app, sweep_id, trial_id, queue, attempt, declare=self.declare)
 
     def many(self, items: list[tuple[str, str, str, int]]) -> None:
         if len(items) == 1:
@@ -227,13 +233,13 @@ class Publisher:
             return
         with self.app.producer_or_acquire() as producer, producer.batch():
             for sweep_id, trial_id, queue, attempt in items:
-                _send(self.app, sweep_id, trial_id, queue, attempt, producer=producer)
+                _send(self.app, sweep_id, trial_id, queue, attempt, producer=producer, declare=self.declare)
 
 
 def _send(application: Celery, sweep_id: str, trial_id: str, queue: str, attempt: int,
-          producer: Any = None) -> None:
+          producer: Any = None, declare: list[Any] | None = None) -> None:
     application.send_task(TASK_NAME, args=[sweep_id, trial_id], queue=queue, producer=producer,
-                          task_id=f"{trial_id}.{attempt}.{secrets.token_hex(3)}")
+                          task_id=f"{trial_id}.{attempt}.{secrets.token_hex(3)}", declare=declare)
 
 
 publish_trial = Publisher(app)
