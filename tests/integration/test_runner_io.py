@@ -1,0 +1,89 @@
+"""The runner's one I/O thread, against a real Redis and real subprocesses: both pipes are read to
+the end, metric lines are parsed wherever the pipe splits them, over-long lines are output (not
+metrics), a program that ends while its child still holds the pipes is noticed at once, and all
+of it also works where Linux has no pidfds (the fallback thread that waits on the process)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweepq import runner as runner_mod
+from sweepq.config import load_config
+
+pytestmark = pytest.mark.redis
+
+PROGRAM = r'''
+import json, os, subprocess, sys, time
+out = sys.stdout.buffer
+out.write(b"hello\n")
+# one metric line written in three pieces, with pauses: the reader must join them
+out.write(b'@sweepq {"loss": 0.'); out.flush(); time.sleep(0.05)
+out.write(b'5, "step"'); out.flush(); time.sleep(0.05)
+out.write(b': 1}\n'); out.flush()
+out.write(b"@sweepq " + b"x" * (1 << 20) + b"\n")  # longer than any metric line: plain output
+for i in range(2, 200):
+    out.write(b'@sweepq {"loss": %f, "step": %d}\n' % (1.0 / i, i))
+sys.stderr.write("warning: on stderr\n")
+out.write(b'@sweepq {"loss": 0.001}')  # the last line has no newline
+out.flush()
+if os.environ.get("LINGER"):
+    # a child that keeps both pipes open after the program ends (a dataloader worker, say)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+'''
+
+
+def _run(store, tmp_path: Path, env: dict[str, str] | None = None):  # noqa: ANN001, ANN202
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    cfg = load_config({"method": "random", "command": [sys.executable, str(prog)],
+                       "metric": {"name": "loss", "goal": "minimize"}, "stop_grace": 1,
+                       "parameters": {"x": {"values": [1]}}, "run_cap": 1})
+    sid = store.create_sweep(cfg)
+    (tid,) = store.create_trials(sid, [{"x": 1}])
+    assert store.claim(sid, tid, "own", "w", 30).ok
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        r = runner_mod.TrialRunner(store, sid, {"id": tid, "params": {"x": 1}}, cfg, "own", lease_ttl=30,
+                                   workdir=str(tmp_path), log_dir=str(tmp_path / "logs"))
+        t0 = time.monotonic()
+        out = r.run()
+        took = time.monotonic() - t0
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return out, store.get_trial(tid), store.trial_rows(tid, limit=1000), took, tmp_path / "logs" / f"{tid}.log"
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_pipes_read_to_the_end_and_metrics_parsed(store, tmp_path: Path, monkeypatch, pidfd: bool) -> None:  # noqa: ANN001
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    elif not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfds on this platform")
+    out, t, rows, _, log = _run(store, tmp_path)
+    assert out.state == "finished" and t["state"] == "finished"
+    assert [r["step"] for r in rows if "step" in r] == list(range(1, 200))
+    assert rows[0] == {"loss": 0.5, "step": 1}
+    assert rows[-1] == {"loss": 0.001}  # the unterminated last line still counts
+    assert t["history"][0] == 0.5 and t["metric"] == 0.001 and len(t["history"]) == 200
+    text = log.read_bytes()
+    assert b"hello\n" in text and b"warning: on stderr" in text
+    assert b"x" * (1 << 20) in text  # the over-long line went to the log as output
+    assert b'"step": 5' not in text  # metric lines are not log output
+
+
+def test_program_end_is_noticed_while_a_child_holds_the_pipes(store, tmp_path: Path) -> None:  # noqa: ANN001
+    """The exit is seen by its pidfd (or waitpid), not by the pipes' EOF: the lingering child is
+    killed with the group right away instead of the trial running until the child's 30 s end."""
+    out, t, rows, took, _ = _run(store, tmp_path, env={"LINGER": "1"})
+    assert out.state == "finished" and t["metric"] == 0.001
+    assert took < 15, f"the runner waited {took:.1f} s for a child that outlived the program"
