@@ -14,12 +14,14 @@ Why this shape (CELERY-NOTES sections 3 and 8):
 
 from __future__ import annotations
 
+import _thread
 import collections
 import contextlib
 import json
 import logging
 import os
 import queue
+import select
 import selectors
 import shutil
 import signal
@@ -104,18 +106,19 @@ class _Stream:
             self.dropped += len(raw)
 
 
-class _IOThread(threading.Thread):
+class _IOThread:
     """The one helper thread of a trial: reads the program's stdout and stderr into their
     streams and notices the program's exit (a pidfd in the same ``select``), calling ``on_exit``.
 
-    One thread instead of one per pipe plus one waiting for the exit: every thread start and
-    hand-off costs a scheduler wake-up, ~1 ms each on a busy 2-core box (benchmarks/dispatch.py).
-    Without pidfds (not Linux >= 5.3) the exit is noticed by ``Popen.wait`` in a second thread.
+    One thread instead of one per pipe plus one waiting for the exit, started without waiting for
+    it to be scheduled (``threading.Thread.start`` blocks until the new thread runs): every thread
+    start and hand-off costs a scheduler wake-up, ~1 ms each on a busy 2-core box
+    (benchmarks/dispatch.py). Without pidfds (not Linux >= 5.3) the exit is noticed by
+    ``Popen.wait`` in a second thread.
     """
 
     def __init__(self, proc: subprocess.Popen, streams: list[tuple[Any, _Stream]],
                  on_exit: Any) -> None:
-        super().__init__(name="sweepq-trial-io", daemon=True)
         self.proc = proc
         self.streams = streams
         self.on_exit = on_exit
@@ -125,19 +128,28 @@ class _IOThread(threading.Thread):
             with contextlib.suppress(OSError):
                 self.pidfd = pidfd_open(proc.pid)
         self.waiter: threading.Thread | None = None
+        self.done = threading.Event()
 
     def start(self) -> None:
         if self.pidfd is None:
             self.waiter = threading.Thread(target=self._wait_exit, daemon=True)
             self.waiter.start()
-        super().start()
+        _thread.start_new_thread(self._main, ())
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        except Exception:  # never silently: the trial's output would stop being read
+            log.exception("trial output reader failed")
+        finally:
+            self.done.set()
 
     def _wait_exit(self) -> None:
         self.proc.wait()
         self.on_exit()
 
     def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
+        self.done.wait(timeout)
         if self.waiter is not None:
             self.waiter.join(timeout)
 
@@ -272,6 +284,28 @@ def _cannot_execute(argv: list[str], env: dict[str, str], cwd: str) -> str:
     if shutil.which(prog, path=env.get("PATH", os.defpath)) is None:
         return f"cannot start {prog!r}: No such file or directory (not found on PATH)"
     return ""
+
+
+FIRST_WAIT_S = 0.05
+
+
+def _wait_exit(proc: subprocess.Popen, timeout: float) -> None:
+    """Block until ``proc`` ends or ``timeout`` passes (a pidfd where Linux has them)."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+        return
+    try:
+        fd = pidfd_open(proc.pid)
+    except OSError:  # already reaped
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def group_alive(pgid: int) -> bool:
@@ -480,6 +514,10 @@ class TrialRunner:
         # the claim has just written the lease, and a stop request arrives on the stop list: the
         # first renewal is due after beat_every, not now (one round trip less per trial)
         last_beat = started
+        # short trials end within milliseconds: wait for that on the process itself first, so the
+        # end is seen at once without a Redis round trip (a stop request arriving in this window
+        # waits for it: at most FIRST_WAIT_S)
+        _wait_exit(proc, FIRST_WAIT_S)
         beat_every = max(0.2, self.lease_ttl / 3.0)
         stop_kind = ""
         term_at: float | None = None

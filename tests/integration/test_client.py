@@ -105,8 +105,10 @@ def test_hyperband_stops_losers_in_a_real_sweep(store, start_worker, controller,
         "method": "grid", "program": str(PROGRAMS / "trial.py"),
         "command": ["${env}", "${interpreter}", "${program}", "${args}"],
         "metric": {"name": "loss", "goal": "minimize"},
-        # loss = (x-0.3)^2 + 1/(step+1): x far from 0.3 loses at every step
-        "parameters": {"x": {"values": [0.3, 0.35, 1.5, 2.0, 2.5, 3.0]}, "steps": {"value": 12},
+        # loss = (x-0.3)^2 + 1/(step+1): x far from 0.3 loses at every step. One clear winner:
+        # a second near-best x (0.35 was here) is stopped legitimately whenever it reaches a rung
+        # that only the winner has reached yet (a timing race, not a bug)
+        "parameters": {"x": {"values": [0.3, 1.5, 2.0, 2.5, 3.0, 3.5]}, "steps": {"value": 12},
                        "sleep": {"value": 0.15}},
         "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
         "stop_grace": 5,
@@ -122,7 +124,7 @@ def test_hyperband_stops_losers_in_a_real_sweep(store, start_worker, controller,
     best = store.best(sid)
     assert best["run_id"] not in {t["id"] for t in stopped}
     assert best["params"]["x"] == 0.3
-    assert all(t["params"]["x"] >= 1.5 for t in stopped)
+    assert next(t for t in trials if t["params"]["x"] == 0.3)["state"] == "finished"
     assert all(len(t["history"]) < 12 for t in stopped)  # history kept, but cut short
     pids = [json.loads(p.read_text())["pid"] for p in rec.glob("*.json")]
     wait_for(lambda: not any(pid_alive(p) for p in pids), 10, what="stopped trial processes gone")
