@@ -71,16 +71,22 @@ class _Stream:
     buf: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
-        """Take what one read returned; handle every complete line (longer ones in pieces)."""
-        self.buf += chunk
-        while True:
-            nl = self.buf.find(b"\n", 0, MAX_LINE + 1)
-            if nl < 0:
-                if len(self.buf) <= MAX_LINE:
-                    return
-                nl = MAX_LINE  # a line longer than any metric line: ordinary output, in pieces
-            line, self.buf = self.buf[:nl + 1], self.buf[nl + 1:]
-            self.line(line)
+        """Take what one read returned; handle every complete line (longer ones in pieces of
+        MAX_LINE + 1 bytes, as ``readline(MAX_LINE + 1)`` would). One pass over the chunk: the
+        rest is sliced off once, not after every line."""
+        buf = self.buf + chunk if self.buf else chunk
+        start, n = 0, len(buf)
+        while start < n:
+            nl = buf.find(b"\n", start, start + MAX_LINE + 1)
+            if nl >= 0:
+                end = nl + 1
+            elif n - start > MAX_LINE:
+                end = start + MAX_LINE + 1  # a line longer than any metric line: ordinary output
+            else:
+                break
+            self.line(buf[start:end])
+            start = end
+        self.buf = buf[start:]
 
     def close(self) -> None:
         if self.buf:
@@ -289,7 +295,7 @@ def _cannot_execute(argv: list[str], env: dict[str, str], cwd: str) -> str:
 FIRST_WAIT_S = 0.05
 
 
-def _wait_exit(proc: subprocess.Popen, timeout: float) -> None:
+def _wait_for_end(proc: subprocess.Popen, timeout: float) -> None:
     """Block until ``proc`` ends or ``timeout`` passes (a pidfd where Linux has them)."""
     pidfd_open = getattr(os, "pidfd_open", None)
     if pidfd_open is None:
@@ -517,7 +523,7 @@ class TrialRunner:
         # short trials end within milliseconds: wait for that on the process itself first, so the
         # end is seen at once without a Redis round trip (a stop request arriving in this window
         # waits for it: at most FIRST_WAIT_S)
-        _wait_exit(proc, FIRST_WAIT_S)
+        _wait_for_end(proc, FIRST_WAIT_S)
         beat_every = max(0.2, self.lease_ttl / 3.0)
         stop_kind = ""
         term_at: float | None = None

@@ -114,6 +114,32 @@ def _xadd(ev: int, sid: str, tid: str, kind: str) -> str:
     return _XADD.format(ev=ev, maxlen=EVENTS_MAXLEN, sid=sid, tid=tid, kind=kind)
 
 
+_APPEND_METRICS = """
+local nv = tonumber(ARGV[{nv}])
+for i = {first}, {first} - 1 + nv do
+  redis.call('RPUSH', KEYS[{hist}], ARGV[i])
+end
+if nv > 0 then
+  redis.call('HSET', KEYS[{trial}], 'metric', ARGV[{first} - 1 + nv])
+end
+local nrows = 0
+for i = {first} + nv, #ARGV do
+  redis.call('RPUSH', KEYS[{rows}], ARGV[i])
+  nrows = nrows + 1
+end
+if nrows > 0 then
+  redis.call('LTRIM', KEYS[{rows}], -tonumber(ARGV[{cap}]), -1)
+  redis.call('HINCRBY', KEYS[{trial}], 'steps', nrows)
+end
+"""
+
+
+def _append_metrics(*, trial: int, hist: int, rows: int, cap: int, nv: int, first: int) -> str:
+    """Lua appending ARGV[nv] metric values (from ARGV[first]) to the history list and the rest of
+    ARGV to the rows list (capped at ARGV[cap] rows): shared by the metrics and finish scripts."""
+    return _APPEND_METRICS.format(trial=trial, hist=hist, rows=rows, cap=cap, nv=nv, first=first)
+
+
 LUA_CREATE = """
 -- KEYS: sweep, trials, counts, inflight, events, suggest_times
 -- ARGV: ns, sid, now, run_cap (0 = none), suggest_time ('' = none), n, params_json x n, queue x n
@@ -193,23 +219,7 @@ LUA_METRICS = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
 end
-local nv = tonumber(ARGV[3])
-for i = 6, 5 + nv do
-  redis.call('RPUSH', KEYS[2], ARGV[i])
-end
-if nv > 0 then
-  redis.call('HSET', KEYS[1], 'metric', ARGV[5 + nv])
-end
-local nrows = 0
-for i = 6 + nv, #ARGV do
-  redis.call('RPUSH', KEYS[3], ARGV[i])
-  nrows = nrows + 1
-end
-if nrows > 0 then
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
-  redis.call('HINCRBY', KEYS[1], 'steps', nrows)
-end
-""" + _xadd(4, "ARGV[4]", "ARGV[5]", "'metric'") + """
+""" + _append_metrics(trial=1, hist=2, rows=3, cap=2, nv=3, first=6) + _xadd(4, "ARGV[4]", "ARGV[5]", "'metric'") + """
 return 1
 """
 
@@ -220,22 +230,7 @@ LUA_FINISH = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
 end
-local nv = tonumber(ARGV[11])
-for i = 12, 11 + nv do
-  redis.call('RPUSH', KEYS[8], ARGV[i])
-end
-if nv > 0 then
-  redis.call('HSET', KEYS[1], 'metric', ARGV[11 + nv])
-end
-local nrows = 0
-for i = 12 + nv, #ARGV do
-  redis.call('RPUSH', KEYS[9], ARGV[i])
-  nrows = nrows + 1
-end
-if nrows > 0 then
-  redis.call('LTRIM', KEYS[9], -tonumber(ARGV[10]), -1)
-  redis.call('HINCRBY', KEYS[1], 'steps', nrows)
-end
+""" + _append_metrics(trial=1, hist=8, rows=9, cap=10, nv=11, first=12) + """
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'ended_at', ARGV[3], 'exit_code', ARGV[4],
   'reason', ARGV[5], 'log_tail', ARGV[6])
 -- an ended trial keeps only what it reports: the lease and publish bookkeeping and empty fields
@@ -650,9 +645,6 @@ class Store:
         """A delivery declined a queued trial (agent at its --count), or its send failed: the
         controller sends it again."""
         self._unpublish(keys=[self.keys.trial(tid)])
-
-    def mark_published(self, tid: str, queue: str) -> None:
-        self.mark_published_many([(tid, queue)])
 
     def mark_published_many(self, items: list[tuple[str, str]]) -> None:
         """Mark trials sent to their queues, in one round trip."""
