@@ -531,22 +531,13 @@ class Store:
             p.smembers(k.sweep_inflight(sid))
         if leases:
             p.zrangebyscore(k.leases, "-inf", time.time())
-        for tid in trials:
-            p.hgetall(k.trial(tid))
-            if history:
-                p.lrange(k.trial_history(tid), 0, -1)
+        self._read_trials(p, list(trials), history)
         res = p.execute()
         heads = {sid: (self._head(res[1 + 2 * i]), set(res[2 + 2 * i])) for i, sid in enumerate(sids)}
         at = 1 + 2 * len(sids)
         expired = list(res[at]) if leases else []
         at += 1 if leases else 0
-        recs: dict[str, dict[str, Any]] = {}
-        step = 2 if history else 1
-        for j, tid in enumerate(trials):
-            h = res[at + j * step]
-            if h:
-                recs[tid] = self._trial_from_hash(h, [float(x) for x in res[at + j * step + 1]] if history else None)
-        return sorted(res[0]), heads, expired, recs
+        return sorted(res[0]), heads, expired, self._parse_trials(res, at, list(trials), history)
 
     def sweep_config(self, sid: str) -> dict[str, Any]:
         raw = self.r.hget(self.keys.sweep(sid), "config")
@@ -739,18 +730,26 @@ class Store:
         for i in range(0, len(tids), chunk):
             part = tids[i:i + chunk]
             p = self.r.pipeline(transaction=False)
-            for tid in part:
-                p.hgetall(self.keys.trial(tid))
-                if history:
-                    p.lrange(self.keys.trial_history(tid), 0, -1)
-            res = p.execute()
-            step = 2 if history else 1
-            for j in range(len(part)):
-                h = res[j * step]
-                if not h:
-                    continue
-                hist = [float(x) for x in res[j * step + 1]] if history else None
-                out.append(self._trial_from_hash(h, hist))
+            self._read_trials(p, part, history)
+            out.extend(self._parse_trials(p.execute(), 0, part, history).values())
+        return out
+
+    def _read_trials(self, p: Any, tids: list[str], history: bool) -> None:
+        """Queue the reads of ``tids``' records on pipeline ``p`` (parsed by ``_parse_trials``)."""
+        for tid in tids:
+            p.hgetall(self.keys.trial(tid))
+            if history:
+                p.lrange(self.keys.trial_history(tid), 0, -1)
+
+    def _parse_trials(self, res: list[Any], at: int, tids: list[str], history: bool) -> dict[str, dict[str, Any]]:
+        """The records ``_read_trials`` queued, from ``res[at:]``, by id in the order given
+        (trials that no longer exist are left out)."""
+        step = 2 if history else 1
+        out: dict[str, dict[str, Any]] = {}
+        for j, tid in enumerate(tids):
+            h = res[at + j * step]
+            if h:
+                out[tid] = self._trial_from_hash(h, [float(x) for x in res[at + j * step + 1]] if history else None)
         return out
 
     RUN_FIELDS = ("id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker",
