@@ -231,10 +231,9 @@ class Controller:
             self._uptime_at = now
         return self._uptime + (now - self._uptime_at)
 
-    def reap(self, expired: list[str] | None = None) -> None:
-        """Requeue (or crash) running trials whose worker stopped renewing the lease."""
-        if expired is None:
-            expired = self.store.expired_leases()
+    def reap(self, expired: list[str]) -> None:
+        """Requeue (or crash) the running trials in ``expired`` (leases past their expiry, read by
+        ``step``) whose worker stopped renewing the lease."""
         if not expired:
             return
         up = self._redis_uptime()
@@ -262,7 +261,7 @@ class Controller:
             self.views[sid] = view
         return view
 
-    def _refresh(self, sid: str, view: _SweepView, inflight_ids: set[str] | None = None) -> None:
+    def _refresh(self, sid: str, view: _SweepView, inflight_ids: set[str]) -> None:
         if not view.loaded:
             for t in self.store.get_trials(self.store.trial_ids(sid)):
                 view.put(t)
@@ -270,8 +269,6 @@ class Controller:
             view.metrics_dirty = True
             return
         # O(in flight + changed), not O(all trials): finished trials do not change any more
-        if inflight_ids is None:
-            inflight_ids = self.store.inflight_ids(sid)
         ids = view.inflight | inflight_ids | self._dirty.get(sid, set())
         missing = []
         for tid in sorted(ids):
@@ -351,14 +348,14 @@ class Controller:
         if unmarked:
             self.store.mark_published_many(unmarked)
 
-    def step_sweep(self, sid: str, snap: tuple[dict[str, Any] | None, set[str]] | None = None) -> None:
-        """One sweep's pass; ``snap`` is its (head, in-flight ids) when ``step`` read them already."""
+    def step_sweep(self, sid: str, snap: tuple[dict[str, Any] | None, set[str]] | None) -> None:
+        """One sweep's pass; ``snap`` is its (head, in-flight ids) as ``step`` read them (None: a
+        sweep that became active after that read, read now)."""
         if snap is None:
-            sweep, inflight_ids = self.store.sweep_head(sid), None
-        else:
-            sweep, inflight_ids = snap
-            if sweep is None:
-                raise NotFound(f"unknown sweep {sid!r}")
+            snap = self.store.pass_snapshot([sid])[1][sid]
+        sweep, inflight_ids = snap
+        if sweep is None:
+            raise NotFound(f"unknown sweep {sid!r}")
         state = sweep["state"]
         view = self._view(sid)
         config = view.config

@@ -422,16 +422,15 @@ class TrialRunner:
                 self._pending_values.extend(metric_values(rows, self.metric_name))
             self._pending_rows.extend(_safe_row_json(r) for r in rows)
 
-    def _flush_metrics(self, q: queue.Queue) -> bool:
+    def _flush_metrics(self, q: queue.Queue) -> None:
+        """Send what the program logged so far (the stopping rules need it while it runs)."""
         self._drain_metrics(q)
         if not self._pending_rows:
-            return True
+            return
         ok = self._try(self.store.log_metrics, self.sid, self.tid, self.owner, self._pending_values,
                        self._pending_rows)
-        if ok is None:
-            return True  # Redis down: keep buffering
-        self._pending_values, self._pending_rows = [], []
-        return bool(ok)
+        if ok is not None:  # None: Redis down, keep buffering
+            self._pending_values, self._pending_rows = [], []
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> TrialOutcome:

@@ -503,14 +503,8 @@ class Store:
 
     _HEAD = ("state", "best_value", "best_id", "warnings", "end_reason")
 
-    def sweep_head(self, sid: str) -> dict[str, Any]:
-        """The sweep's changing fields without its config (the controller's per-tick read)."""
-        head = self._head(self.r.hmget(self.keys.sweep(sid), self._HEAD))
-        if head is None:
-            raise NotFound(f"unknown sweep {sid!r}")
-        return head
-
     def _head(self, vals: list[Any]) -> dict[str, Any] | None:
+        """The sweep's changing fields without its config (``_HEAD``), None for a missing sweep."""
         if vals[0] is None:
             return None
         head = dict(zip(self._HEAD, vals, strict=True))
