@@ -14,9 +14,11 @@ import logging
 import os
 import secrets
 import socket
+import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +37,20 @@ RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
 PASSIVE_EVENTS = frozenset({"started", "created"})
 # leases run for SWEEPQ_LEASE_TTL (30 s) and the reaper waits two of them after a Redis restart:
 # looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
+# the shortest time between two passes: trials ending together are handled by one pass (with short
+# trials, a pass per trial end was most of the controller's CPU); far below anything a user sees
+PASS_GAP_S = 0.02
 REAP_EVERY_S = max(0.05, min(1.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")) / 10))
+# Short-trial batching (docs/reliability.md, "Very short trials"): once a random or grid sweep's
+# trials are known to take a few milliseconds, one Celery message carries up to BATCH_MAX of them,
+# as many as fit in BATCH_WINDOW_S by the median of the last finished ones. A message's own cost
+# (publish, broker round trips, Celery's ack and hand-off: ~4 ms, benchmarks/dispatch.py) is then
+# paid once per batch. Trials of 25 ms or more are never batched, and bayes never is (each of its
+# suggestions should see the results before it). SWEEPQ_BATCH_MAX=1 turns it off.
+BATCH_MAX = max(1, int(os.environ.get("SWEEPQ_BATCH_MAX", "32")))
+BATCH_WINDOW_S = 0.05
+BATCH_MIN_SAMPLES = 8  # finished trials seen before a sweep's trials count as short
+BATCH_METHODS = frozenset({"random", "grid"})
 
 
 @dataclass
@@ -51,6 +66,9 @@ class _SweepView:
     ended_changed: bool = True  # a trial reached a final state since the last look
     n_ended_run: int = 0  # finished/failed/stopped trials (they ran, so they could log)
     any_metric: bool = False  # some ended trial logged the metric: the warning can never apply
+    # run times of the last finished trials (seconds): how many fit in one message
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=32))
+    state: str = ""  # the sweep's state at the last pass: a change (a resume) re-reads its trials
 
     def put(self, t: dict[str, Any]) -> None:
         """Insert or update one trial, keeping the in-flight index and counters exact (O(1))."""
@@ -64,6 +82,9 @@ class _SweepView:
                     self.n_ended_run += 1
                     if t["metric"] is not None or t.get("history"):
                         self.any_metric = True
+                if t["state"] == "finished" and t.get("started_at") and t.get("ended_at"):
+                    # finished only: a crash in the first millisecond says nothing of a real run
+                    self.durations.append(max(0.0, t["ended_at"] - t["started_at"]))
         else:
             self.inflight.add(t["id"])
 
@@ -71,6 +92,8 @@ class _SweepView:
         return [self.trials[i] for i in sorted(self.inflight)]
 
 
+# (sweep id, trial id, queue, attempt). A publisher that also has ``many(items)`` with ``batches =
+# True`` takes items whose second field is a tuple of trial ids: one message for all of them.
 Publisher = Callable[[str, str, str, int], None]
 
 
@@ -78,7 +101,8 @@ class Controller:
     """One controller process (or thread). ``run()`` loops until ``stop`` is set."""
 
     def __init__(self, store: Store, publish: Publisher | None = None, tick: float = 0.5,
-                 name: str | None = None, reap_every: float = REAP_EVERY_S) -> None:
+                 name: str | None = None, reap_every: float = REAP_EVERY_S,
+                 batch_max: int = BATCH_MAX, batch_window: float = BATCH_WINDOW_S) -> None:
         self.store = store
         if publish is None:
             from sweepq.worker import make_publisher
@@ -95,12 +119,19 @@ class Controller:
         self._workers_at = 0.0
         self._last_event = "$"
         self._dirty: dict[str, set[str]] = {}
-        self.stats = {"suggest_s": [], "stops": 0, "reaped": 0}
+        # batched: trials sent in messages of several; resent: trials sent again after they sat
+        # unclaimed (a lost message, or a batch held up behind a long trial)
+        self.stats = {"suggest_s": [], "stops": 0, "reaped": 0, "batched": 0, "resent": 0}
         self._uptime = 0.0
         self._uptime_at = -1e9
         self._led_at = -1e9
         self._running: dict[str, int] = {}
-        self._outbox: list[tuple[str, str, str, int, bool]] = []
+        self._outbox: list[tuple[str, tuple[str, ...], str, int, bool]] = []
+        # batches need a publisher that sends several trials in one message (the real one)
+        self.batch_max = batch_max if getattr(publish, "batches", False) else 1
+        self.batch_window = batch_window
+        self._full_at = -1e9  # last pass that re-read every in-flight trial
+        self._full_pass = True
         self._reaped_at = -1e9
         self.reap_every = reap_every
         self._stepped_at = -1e9
@@ -122,6 +153,10 @@ class Controller:
                 # a pass when something needs one (a trial ended, a metric, a sweep action) or
                 # every tick; a claim or our own trial creation changes nothing a pass acts on:
                 # skipping those halves the passes per trial (and the controller's CPU)
+                # passes at most every PASS_GAP_S: a burst of trial ends is one pass, not one each
+                gap = self._stepped_at + PASS_GAP_S - time.monotonic()
+                if gap > 0:
+                    self.stop_event.wait(gap)
                 wait = max(0.0, self._stepped_at + self.tick - time.monotonic())
                 if self._collect_events(wait) or time.monotonic() >= self._stepped_at + self.tick:
                     self.step()
@@ -172,10 +207,17 @@ class Controller:
         """One pass over every active sweep (public so tests can drive it without threads)."""
         now = time.monotonic()
         reap_due = now - self._reaped_at >= self.reap_every
+        # Every in-flight trial is re-read once a tick (a net for anything no event announced, e.g.
+        # a claim that found the sweep paused); in between, a pass reads the trials events named
+        # and those that entered or left the in-flight set: O(changes), not O(trials in flight),
+        # which matters when short trials are batched and dozens are in flight.
+        self._full_pass = now - self._full_at >= self.tick
+        if self._full_pass:
+            self._full_at = now
         # one round trip for what every pass reads: active sweeps, heads, in-flight sets, leases
         # and the records of the trials it already knows it must look at (in flight or changed)
         known = [tid for sid, v in self.views.items() if v.loaded
-                 for tid in v.inflight | self._dirty.get(sid, set())]
+                 for tid in (v.inflight if self._full_pass else set()) | self._dirty.get(sid, set())]
         active, snaps, expired, self._prefetched = self.store.pass_snapshot(
             sorted(self.views), leases=reap_due, trials=sorted(set(known)))
         for sid in set(self.views) - set(active):
@@ -261,7 +303,7 @@ class Controller:
             self.views[sid] = view
         return view
 
-    def _refresh(self, sid: str, view: _SweepView, inflight_ids: set[str]) -> None:
+    def _refresh(self, sid: str, view: _SweepView, inflight_ids: set[str], full: bool = True) -> None:
         if not view.loaded:
             for t in self.store.get_trials(self.store.trial_ids(sid)):
                 view.put(t)
@@ -269,7 +311,7 @@ class Controller:
             view.metrics_dirty = True
             return
         # O(in flight + changed), not O(all trials): finished trials do not change any more
-        ids = view.inflight | inflight_ids | self._dirty.get(sid, set())
+        ids = (view.inflight if full else set()) | (inflight_ids ^ view.inflight) | self._dirty.get(sid, set())
         missing = []
         for tid in sorted(ids):
             t = self._prefetched.pop(tid, None)
@@ -281,8 +323,17 @@ class Controller:
             for t in self.store.get_trials(missing):
                 view.put(t)
 
-    def _target_inflight(self, sid: str, config: dict[str, Any]) -> tuple[int, dict[str, int]]:
-        """(how many trials to keep queued+running, slots of agents bound to this sweep by queue)."""
+    def _batch_size(self, config: dict[str, Any], view: _SweepView) -> int:
+        """Trials per message for this sweep now (see BATCH_MAX): 1 unless its trials are short."""
+        if (self.batch_max <= 1 or config.get("method") not in BATCH_METHODS
+                or len(view.durations) < BATCH_MIN_SAMPLES):
+            return 1
+        typical = statistics.median(view.durations)
+        return max(1, min(self.batch_max, int(self.batch_window / max(typical, 1e-4))))
+
+    def _target_inflight(self, sid: str, config: dict[str, Any], batch: int = 1) -> tuple[int, dict[str, int]]:
+        """(how many trials to keep queued+running, slots of agents bound to this sweep by queue);
+        ``batch``: trials per message, so that every slot has a batch running and one waiting."""
         queue = config.get("queue") or "sweepq"
         slots = 0
         agents: dict[str, int] = {}
@@ -296,7 +347,7 @@ class Controller:
         # keep every slot busy plus one suggestion ready per worker, so a worker whose slot frees
         # never waits for the controller (a single spare left the others waiting: dispatch bench)
         spares = max(1, sum(1 for w in self.workers() if w.get("sweep") == sid or queue in w.get("queues", [])))
-        target = total + spares if total else 1
+        target = (total + spares) * batch if total else 1
         cap = config.get("max_concurrent")
         if cap:
             target = min(target, int(cap))
@@ -312,10 +363,11 @@ class Controller:
                 return q
         return config.get("queue") or "sweepq"
 
-    def _publish(self, sid: str, tid: str, queue: str, attempt: int, marked: bool = False) -> None:
-        """Queue a send for the end of this pass (``_flush_outbox``); ``marked``: the trial was
-        created already marked published on ``queue``."""
-        self._outbox.append((sid, tid, queue, attempt, marked))
+    def _publish(self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False) -> None:
+        """Queue a send for the end of this pass (``_flush_outbox``): one message for ``tids`` (a
+        trial id or a batch of them); ``marked``: created already marked published on ``queue``."""
+        batch = (tids,) if isinstance(tids, str) else tuple(tids)
+        self._outbox.append((sid, batch, queue, attempt, marked))
 
     def _flush_outbox(self) -> None:
         """Send this pass's trials in one publish batch, then mark the rest published in one
@@ -333,18 +385,21 @@ class Controller:
         sends = [it[:4] for it in items if not it[2].startswith("direct:")]  # in-process agents claim directly
         try:
             many = getattr(self.publish, "many", None)
-            if many is not None and sends:
+            if many is not None and getattr(self.publish, "batches", False) and sends:
                 many(sends)
+            elif many is not None and sends:
+                many([(sid, tids[0], q, a) for sid, tids, q, a in sends])
             else:
-                for it in sends:
-                    self.publish(*it)
+                for sid, tids, q, a in sends:
+                    self.publish(sid, tids[0], q, a)
         except Exception:
-            for _, tid, _, _, marked in items:
+            for _, tids, _, _, marked in items:
                 if marked:
-                    with contextlib.suppress(Exception):
-                        self.store.unpublish(tid)
+                    for tid in tids:
+                        with contextlib.suppress(Exception):
+                            self.store.unpublish(tid)
             raise
-        unmarked = [(tid, queue) for _, tid, queue, _, marked in items if not marked]
+        unmarked = [(tid, queue) for _, tids, queue, _, marked in items if not marked for tid in tids]
         if unmarked:
             self.store.mark_published_many(unmarked)
 
@@ -359,7 +414,8 @@ class Controller:
         state = sweep["state"]
         view = self._view(sid)
         config = view.config
-        self._refresh(sid, view, inflight_ids)
+        self._refresh(sid, view, inflight_ids, full=self._full_pass or state != view.state)
+        view.state = state
         inflight = view.inflight_trials()
         _, agents = self._target_inflight(sid, config)
 
@@ -375,6 +431,7 @@ class Controller:
                         and self._idle_slots(q_old) > 0):
                     # unclaimed for long while a worker on its queue idles: its message was lost
                     self._publish(sid, t["id"], q_old, t["attempt"])
+                    self.stats["resent"] += 1
                     t["published_at"] = now
                     self._running[q_old] = self._running.get(q_old, 0) + 1  # that slot is taken now
                     continue
@@ -436,13 +493,22 @@ class Controller:
 
     def _fill(self, sid: str, config: dict[str, Any], view: _SweepView,
               inflight: list[dict[str, Any]], agents: dict[str, int]) -> None:
-        target, _ = self._target_inflight(sid, config)
-        n_new = target - len(inflight)
+        batch = self._batch_size(config, view)
+        target, _ = self._target_inflight(sid, config, batch)
         cap = config.get("run_cap")
-        if cap:
-            n_new = min(n_new, int(cap) - len(view.trials))
+        left = int(cap) - len(view.trials) if cap else None
+        if batch > 1:
+            messages = max(2, target // batch)  # what the target holds: one running, one waiting per slot
+            batch = max(1, min(batch, target // 2))  # max_concurrent may leave room for fewer
+            if left is not None:  # the last ones in smaller batches, so that the slots end together
+                batch = max(1, min(batch, -(-left // messages)))
+        n_new = target - len(inflight)
+        if left is not None:
+            n_new = min(n_new, left)
         if n_new <= 0:
             return
+        if batch > 1 and n_new < batch and inflight and n_new != left:
+            return  # a whole batch at a time: slots still have queued ones (target holds two per slot)
         t0 = time.perf_counter()
         suggestions = engine.suggest(config, list(view.trials.values()), n=n_new)
         took = time.perf_counter() - t0
@@ -463,10 +529,17 @@ class Controller:
             queues.append(q)
         ids = self.store.create_trials(sid, suggestions, run_cap=cap, queues=queues, suggest_time=took)
         now = time.time()
+        groups: dict[str, list[str]] = {}
         for tid, params, q in zip(ids, suggestions, queues, strict=False):
             view.put({"id": tid, "state": "queued", "params": params, "metric": None, "history": [],
                       "published": True, "attempt": 0, "stop": "", "queue": q, "published_at": now})
-            self._publish(sid, tid, q, 0, marked=True)
+            groups.setdefault(q, []).append(tid)
+        for q, tids in groups.items():
+            size = 1 if q.startswith("direct:") else batch
+            for i in range(0, len(tids), size):
+                self._publish(sid, tids[i:i + size], q, 0, marked=True)
+                if len(tids[i:i + size]) > 1:
+                    self.stats["batched"] += len(tids[i:i + size])
 
     def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: _SweepView,
                              sweep: dict[str, Any]) -> None:

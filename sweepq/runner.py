@@ -36,7 +36,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from sweepq import command as command_mod
-from sweepq.store import Store, finite_number
+from sweepq.store import Claim, Store, finite_number
 
 log = logging.getLogger("sweepq.runner")
 
@@ -274,7 +274,7 @@ _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 EXITED = "__exited__"  # pushed on the stop list when the program ends: wakes the watch loop at once
 
 
-def _cannot_execute(argv: list[str], env: dict[str, str], cwd: str) -> str:
+def _cannot_execute(argv: list[str], path: str, cwd: str) -> str:
     """Why argv[0] cannot be started ('' if it can): checked up front because a wrapper (setpriv)
     would otherwise turn a missing program into an anonymous exit code."""
     if not argv:
@@ -287,7 +287,7 @@ def _cannot_execute(argv: list[str], env: dict[str, str], cwd: str) -> str:
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             return f"cannot start {prog!r}: Permission denied (not an executable file)"
         return ""
-    if shutil.which(prog, path=env.get("PATH", os.defpath)) is None:
+    if shutil.which(prog, path=path) is None:
         return f"cannot start {prog!r}: No such file or directory (not found on PATH)"
     return ""
 
@@ -357,23 +357,34 @@ class TrialRunner:
         self.forwarder = _Forwarder()
         self.shutdown_grace = 5.0
         self.pass_fds: list[int] = []  # GPU slot locks: held by the trial process itself
+        # the next trial of a batch of short trials, claimed with this one's final write (one
+        # round trip for both): (id, owner, worker, lease TTL, GPUs); its Claim lands in next_claim
+        self.claim_next: tuple[str, str, str, float, str] | None = None
+        self.next_claim: Claim | None = None
         self._exit_lock = threading.Lock()
         self._exited = False  # the I/O thread saw the program end
         self._waiting = False  # the watch loop is (about to be) blocked in BLPOP on the stop list
 
     # -- environment ----------------------------------------------------------------------------
-    def build_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
+    def _trial_env(self) -> dict[str, str]:
+        env = {
             "SWEEPQ_SWEEP_ID": self.sid,
             "SWEEPQ_RUN_ID": self.tid,
             "SWEEPQ_PARAMS": json.dumps(self.trial["params"]),
             "SWEEPQ_REDIS_URL": os.environ.get("SWEEPQ_REDIS_URL", ""),
             "SWEEPQ_STOP_FILE": str(self.stop_file),
             "PYTHONUNBUFFERED": "1",
-        })
+        }
         if self.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus
+        return env
+
+    def _spawn_env(self) -> dict[bytes, bytes]:
+        """The trial's environment: this worker's, plus the trial's own variables. Built as bytes
+        from ``os.environb``, so no inherited variable is decoded and encoded again for exec (a
+        tenth of the runner's CPU per trial, profiled)."""
+        env = dict(os.environb)
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in self._trial_env().items())
         return env
 
     @property
@@ -448,8 +459,8 @@ class TrialRunner:
         err = _Stream("stderr", logf, None)
         self.forwarder.install()
         try:
-            env = self.build_env()
-            missing = _cannot_execute(argv, env, self.workdir)
+            env = self._spawn_env()
+            missing = _cannot_execute(argv, os.fsdecode(env.get(b"PATH", os.defpath.encode())), self.workdir)
             if missing:
                 return self._finish("failed", 127 if "No such file" in missing else 126, missing, missing)
             spawn_argv, hook = argv, _DIE_WITH_PARENT
@@ -605,9 +616,13 @@ class TrialRunner:
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
         keep = TAIL_CHARS if state != "finished" else FINISHED_TAIL_CHARS
-        ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code,
-                        reason=reason, log_tail=tail[-keep:], goal=self.goal,
-                        values=self._pending_values, rows=self._pending_rows)
+        kw = {"reason": reason, "log_tail": tail[-keep:], "goal": self.goal,
+              "values": self._pending_values, "rows": self._pending_rows}
+        if self.claim_next is not None:
+            ok, self.next_claim = self._must(self.store.finish_and_claim, self.sid, self.tid, self.owner, state,
+                                             exit_code, claim_next=self.claim_next, **kw)
+        else:
+            ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code, **kw)
         self._pending_values, self._pending_rows = [], []
         with contextlib.suppress(OSError):
             self.stop_file.unlink()

@@ -180,10 +180,18 @@ LUA_CLAIM = """
 -- ARGV: owner, worker, now, lease_expiry, tid, sid, gpus, lease_ttl
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing'} end
-if st ~= 'queued' then return {'not_queued', st} end
+if st ~= 'queued' then
+  -- the same owner asking again (its first answer was lost with a connection): it has the trial
+  if st == 'running' and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+    return {'ok', redis.call('HGET', KEYS[1], 'attempt'), redis.call('HGET', KEYS[1], 'params')}
+  end
+  return {'not_queued', st}
+end
 local sw = redis.call('HGET', KEYS[2], 'state')
 if sw == 'paused' then
+  -- sent again on resume; the event names it, so the controller need not re-read every trial
   redis.call('HSET', KEYS[1], 'published', 0)
+  """ + _xadd(6, "ARGV[6]", "ARGV[5]", "'unpublished'") + """
   return {'paused'}
 end
 if sw ~= 'running' then
@@ -401,7 +409,12 @@ return 'final'
 """
 
 LUA_UNPUBLISH = """
-if redis.call('HGET', KEYS[1], 'state') == 'queued' then redis.call('HSET', KEYS[1], 'published', 0) end
+-- KEYS: trial, events ; ARGV: tid
+if redis.call('HGET', KEYS[1], 'state') == 'queued' then
+  redis.call('HSET', KEYS[1], 'published', 0)
+  local sid = redis.call('HGET', KEYS[1], 'sweep') or ''
+  """ + _xadd(2, "sid", "ARGV[1]", "'unpublished'") + """
+end
 return 1
 """
 
@@ -629,7 +642,7 @@ class Store:
     def unpublish(self, tid: str) -> None:
         """A delivery declined a queued trial (agent at its --count), or its send failed: the
         controller sends it again."""
-        self._unpublish(keys=[self.keys.trial(tid)])
+        self._unpublish(keys=[self.keys.trial(tid), self.keys.events], args=[tid])
 
     def mark_published_many(self, items: list[tuple[str, str]]) -> None:
         """Mark trials sent to their queues, in one round trip."""
@@ -641,12 +654,19 @@ class Store:
             p.hset(self.keys.trial(tid), mapping={"published": 1, "queue": queue, "published_at": now})
         p.execute()
 
-    def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "") -> Claim:
+    def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "",
+              client: Any = None) -> Claim:
+        """Take a queued trial (idempotent for the same ``owner``). ``client``: a pipeline to queue
+        the claim on; the ``Claim`` then comes from ``claim_result`` of its reply."""
         k = self.keys
         now = time.time()
         res = self._claim(
             keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
-            args=[owner, worker, now, now + lease_ttl, tid, sid, gpus, lease_ttl])
+            args=[owner, worker, now, now + lease_ttl, tid, sid, gpus, lease_ttl], client=client)
+        return res if client is not None else self.claim_result(res)
+
+    @staticmethod
+    def claim_result(res: list[Any]) -> Claim:
         if res[0] == "ok":
             return Claim("ok", attempt=int(res[1]), params=json.loads(res[2] or "{}"))
         return Claim(res[0], state=res[1] if len(res) > 1 else "")
@@ -671,14 +691,34 @@ class Store:
                      values: list[float] | None = None, rows: list[str] | None = None) -> bool:
         """Record the final state; ``values``/``rows`` are metrics not yet sent (as ``log_metrics``),
         written by the same script so a short trial's end costs one round trip."""
+        return bool(self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows))
+
+    def finish_and_claim(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
+                         reason: str = "", log_tail: str = "", goal: str = "minimize",
+                         values: list[float] | None = None, rows: list[str] | None = None, *,
+                         claim_next: tuple[str, str, str, float, str]) -> tuple[bool, Claim]:
+        """``finish_trial``, and the claim of the next trial of a batch of short trials
+        (``claim_next``: its id, owner, worker, lease TTL, GPUs) in the same round trip. The two
+        are independent: the claim is taken whatever the finish found."""
+        p = self.r.pipeline(transaction=False)
+        self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
+        nxt, nxt_owner, worker, lease_ttl, gpus = claim_next
+        self.claim(sid, nxt, nxt_owner, worker, lease_ttl, gpus, client=p)
+        finished, claimed = p.execute()
+        return bool(finished), self.claim_result(claimed)
+
+    def _finish_call(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None, reason: str,
+                     log_tail: str, goal: str, values: list[float] | None, rows: list[str] | None,
+                     client: Any = None) -> Any:
         assert state in FINAL_STATES, state
         k = self.keys
         values, rows = values or [], rows or []
-        return bool(self._finish(
+        return self._finish(
             keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
                   k.sweep(sid), k.trial_stopq(tid), k.trial_history(tid), k.trial_rows(tid)],
             args=[owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
-                  tid, sid, goal, ROWS_CAP, len(values), *[repr(float(v)) for v in values], *rows]))
+                  tid, sid, goal, ROWS_CAP, len(values), *[repr(float(v)) for v in values], *rows],
+            client=client)
 
     def release_trial(self, sid: str, tid: str, owner: str, reason: str) -> bool:
         """Hand a running trial back to the queue without using a retry (worker shutdown)."""

@@ -2,9 +2,10 @@
 
 Every setting below is chosen for trials that run for hours or days (measured in
 ../shared/CELERY-NOTES.md); the reason for each is next to it. The task message carries only the
-sweep id and the trial id: the command is rendered on the worker from the sweep's config in
-Redis, and claiming the trial is an atomic script, so a message delivered twice (redelivery
-after the visibility timeout, a duplicate publish) runs the trial once.
+sweep id and the trial id (or, for a batch of very short trials, several trial ids): the command
+is rendered on the worker from the sweep's config in Redis, and claiming a trial is an atomic
+script, so a message delivered twice (redelivery after the visibility timeout, a duplicate
+publish) runs each trial once.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, signals
 
 from sweepq.keys import Keys, namespace_from_env
-from sweepq.store import Store, redis_url_from_env
+from sweepq.store import Claim, Store, redis_url_from_env
 
 log = logging.getLogger("sweepq.worker")
 
@@ -151,10 +153,16 @@ def worker_name() -> str:
 
 
 @app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)
-def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
-    """Claim the trial and run it to its end; a second delivery finds it claimed and returns."""
+def run_trial(self: Any, sweep_id: str, trial_id: str, *more: str) -> str:
+    """Claim each trial and run it to its end, one after another (``more``: the rest of a batch of
+    short trials, see controller.BATCH_MAX); a second delivery finds them claimed and returns.
+
+    A trial of a batch is claimed only when the one before it has ended: the others stay queued
+    and published, so if this worker dies, or a trial of the batch runs long while a slot idles,
+    the controller's re-send of long-unclaimed trials hands them to another worker (claims are
+    atomic, so the batch skips whatever was taken meanwhile).
+    """
     from sweepq.gpus import SlotPool
-    from sweepq.runner import TrialRunner
 
     store = get_store()
     hostname = getattr(self.request, "hostname", None) or worker_name()
@@ -163,35 +171,68 @@ def run_trial(self: Any, sweep_id: str, trial_id: str) -> str:
     except Exception as exc:  # unknown sweep (deleted namespace): nothing to run
         log.warning("trial %s: %s", trial_id, exc)
         return "missing"
+    pool = SlotPool.for_this_worker()
+    lease = pool.acquire(int(config.get("gpus_per_trial") or 1))
+    states: list[str] = []
+    ids = (trial_id, *more)
+    claimed: tuple[str, Claim] | None = None  # (owner, claim) of the next trial, taken with the last finish
+    try:
+        for i, tid in enumerate(ids):
+            state, claimed = _run_one(store, sweep_id, tid, config, hostname, lease, claimed,
+                                      ids[i + 1] if i + 1 < len(ids) else None)
+            states.append(state)
+            if state == "released":
+                # the worker is shutting down (the trial was handed back): start nothing more; the
+                # rest stay queued and published, and are sent again or redelivered elsewhere
+                break
+    finally:
+        lease.release()
+    return states[0] if len(states) == 1 else ",".join(states)
+
+
+def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any], hostname: str,
+             lease: Any, claimed: tuple[str, Claim] | None = None,
+             next_id: str | None = None) -> tuple[str, tuple[str, Claim] | None]:
+    """Run one trial: (its end state, and the (owner, claim) of ``next_id`` if its claim went with
+    this trial's final write). ``claimed``: this trial's own claim, taken that way."""
+    from sweepq.runner import TrialRunner
+
     agent = os.environ.get("SWEEPQ_AGENT_NAME", "")
     count = int(os.environ.get("SWEEPQ_AGENT_COUNT") or 0)
     if agent and count:
-        # `sweepq agent --count N`: N trials across all pool children, counted atomically
+        # `sweepq agent --count N`: N trials across all pool children, counted atomically (one
+        # claim at a time, so no claim rides on a finish here)
         if store.r.incr(store.keys.agent_count(agent)) > count:
             store.r.decr(store.keys.agent_count(agent))
             store.unpublish(trial_id)
-            return "declined"
-    pool = SlotPool.for_this_worker()
-    lease = pool.acquire(int(config.get("gpus_per_trial") or 1))
-    try:
-        owner = f"{hostname}:{os.getpid()}:{secrets.token_hex(4)}"
-        claim = store.claim(sweep_id, trial_id, owner, hostname, LEASE_TTL,
-                            gpus=lease.visible_devices or "")
-        if not claim.ok:
-            log.info("trial %s not run: %s %s", trial_id, claim.status, claim.state)
-            if agent and count:
-                store.r.decr(store.keys.agent_count(agent))
-            return claim.status
-        trial = {"id": trial_id, "params": claim.params}
-        runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
-                             gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None)
-        runner.pass_fds = lease.fds
-        outcome = runner.run()
-        if agent:
-            store.r.incr(store.keys.agent_count(agent) + ":done")
-        return outcome.state
-    finally:
-        lease.release()
+            return "declined", None
+    if claimed is not None:
+        owner, claim = claimed
+    else:
+        owner = _owner(hostname)
+        claim = store.claim(sweep_id, trial_id, owner, hostname, LEASE_TTL, gpus=lease.visible_devices or "")
+    if not claim.ok:
+        log.info("trial %s not run: %s %s", trial_id, claim.status, claim.state)
+        if agent and count:
+            store.r.decr(store.keys.agent_count(agent))
+        return claim.status, None
+    trial = {"id": trial_id, "params": claim.params}
+    runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
+                         gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None)
+    runner.pass_fds = lease.fds
+    next_owner = ""
+    if next_id is not None and not (agent and count):
+        next_owner = _owner(hostname)
+        runner.claim_next = (next_id, next_owner, hostname, LEASE_TTL, lease.visible_devices or "")
+    outcome = runner.run()
+    if agent:
+        store.r.incr(store.keys.agent_count(agent) + ":done")
+    nxt = (next_owner, runner.next_claim) if runner.next_claim is not None else None
+    return outcome.state, nxt
+
+
+def _owner(hostname: str) -> str:
+    return f"{hostname}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 _configs: dict[str, dict[str, Any]] = {}
@@ -209,11 +250,14 @@ def _sweep_config(store: Store, sweep_id: str) -> dict[str, Any]:
 
 class Publisher:
     """Sends trials to their queues through one Celery app (readable in Flower: task name
-    ``sweepq.run_trial``, args ``[sweep, trial]``).
+    ``sweepq.run_trial``, args ``[sweep, trial]``, or ``[sweep, trial, trial, ...]`` for a batch
+    of short trials: ``trial_id`` may be a sequence of ids).
 
-    ``many`` sends a controller pass's trials through one producer in one kombu publish batch:
-    one pipelined round trip to Redis instead of one per trial.
+    ``many`` sends a controller pass's messages through one producer in one kombu publish batch:
+    one pipelined round trip to Redis instead of one per message.
     """
+
+    batches = True  # takes several trial ids per message (controller.BATCH_MAX)
 
     def __init__(self, application: Celery) -> None:
         self.app = application
@@ -224,10 +268,10 @@ class Publisher:
         scheme = str(application.conf.broker_url or "").split("://", 1)[0].lower()
         self.declare: list[Any] | None = [] if scheme in ("redis", "rediss", "redis+socket") else None
 
-    def __call__(self, sweep_id: str, trial_id: str, queue: str, attempt: int = 0) -> None:
+    def __call__(self, sweep_id: str, trial_id: str | Sequence[str], queue: str, attempt: int = 0) -> None:
         _send(self.app, sweep_id, trial_id, queue, attempt, declare=self.declare)
 
-    def many(self, items: list[tuple[str, str, str, int]]) -> None:
+    def many(self, items: list[tuple[str, str | Sequence[str], str, int]]) -> None:
         if len(items) == 1:
             self(*items[0])
             return
@@ -236,10 +280,15 @@ class Publisher:
                 _send(self.app, sweep_id, trial_id, queue, attempt, producer=producer, declare=self.declare)
 
 
-def _send(application: Celery, sweep_id: str, trial_id: str, queue: str, attempt: int,
+def _send(application: Celery, sweep_id: str, trial_id: str | Sequence[str], queue: str, attempt: int,
           producer: Any = None, declare: list[Any] | None = None) -> None:
-    application.send_task(TASK_NAME, args=[sweep_id, trial_id], queue=queue, producer=producer,
-                          task_id=f"{trial_id}.{attempt}.{secrets.token_hex(3)}", declare=declare)
+    ids = [trial_id] if isinstance(trial_id, str) else list(trial_id)
+    args = [sweep_id, *ids]
+    # argsrepr given: Celery would otherwise saferepr() the args of every message (a sixth of a
+    # send's CPU, profiled); ids are plain tokens, so repr() is the same text
+    application.send_task(TASK_NAME, args=args, queue=queue, producer=producer, argsrepr=repr(args),
+                          kwargsrepr="{}", task_id=f"{ids[0]}.{attempt}.{secrets.token_hex(3)}",
+                          declare=declare)
 
 
 publish_trial = Publisher(app)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -178,8 +179,8 @@ def controller(store) -> Iterator[Callable[..., object]]:  # noqa: ANN001
 
     started: list[tuple[Controller, threading.Thread]] = []
 
-    def start(tick: float = 0.2) -> Controller:
-        ctl = Controller(store, tick=tick)
+    def start(tick: float = 0.2, **kw: Any) -> Controller:
+        ctl = Controller(store, tick=tick, **kw)
         th = threading.Thread(target=ctl.run, daemon=True)
         th.start()
         started.append((ctl, th))

@@ -204,3 +204,83 @@ def test_cold_shutdown_trial_that_completes_within_grace_is_kept(store, start_wo
     wait_for(lambda: sweep_done(store, sid), 60, what="sweep end", info=lambda: describe(store, sid))
     (done,) = check_sweep(store, sid, rec_dir, expect={"finished": 1}, n_trials=1)
     assert done["worker"] == t["worker"] and len(records(rec_dir)) == 1, "completed work was re-run"
+
+
+def _rest_of_batch(store: Any, tid: str) -> list[str]:
+    """The trials after ``tid`` in the Celery message its worker holds unacked (short-trial
+    batching puts several trials in one message), read from kombu's unacked hash."""
+    import base64
+    import json
+
+    for raw in store.r.hvals(store.keys.celery_prefix + "unacked"):
+        msg = json.loads(raw)[0]
+        body = msg["body"]
+        if msg.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        ids = json.loads(body)[0][1:]
+        if tid in ids:
+            return ids[ids.index(tid) + 1:]
+    return []
+
+
+def _mid_batch(store: Any, sid: str, rec_dir: Path, ctl: Any, slow: Path) -> tuple[dict[str, Any], list[str], list[int]]:
+    """Once the controller batches, make every trial slow (2 s) and return a started trial that
+    has more trials after it in its message: (trial, the rest of its batch, its program's pids)."""
+    wait_for(lambda: ctl.stats["batched"] > 0, 60, what="a batch", info=lambda: describe(store, sid))
+    slow.touch()
+
+    def mid_batch() -> tuple[dict[str, Any], list[str]] | None:
+        t = _started(store, sid, rec_dir)
+        rest = _rest_of_batch(store, t["id"]) if t else []
+        return (t, rest) if t and rest else None
+
+    t, rest = wait_for(mid_batch, 60, what="a started trial with more in its batch",
+                       info=lambda: describe(store, sid))
+    return t, rest, [r["pid"] for r in records(rec_dir) if r["run"] == t["id"]]
+
+
+def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_worker, controller, rec_dir, tmp_path):  # noqa: ANN001
+    """Short trials batched into one message; the worker is SIGKILLed in the middle of a batch:
+    the trial it was running is retried (attempt 2), the trials after it, never claimed, are sent
+    again by the controller and run once each on another worker, and nothing runs twice at once."""
+    slow = tmp_path / "slow"
+    sid = store.create_sweep(make_config(run_cap=30, retries=1, parameters=_long(1, 0.0)))
+    env = {"SWEEPQ_TEST_RECORD": str(rec_dir), "SWEEPQ_TEST_SLOW_FILE": str(slow)}
+    victim = start_worker(concurrency=1, env=env)
+    ctl = controller(batch_window=5.0)  # this machine's Python start-up counts as short
+    t, rest, pids = _mid_batch(store, sid, rec_dir, ctl, slow)
+    victim.kill(signal.SIGKILL)
+    victim.proc.wait(10)
+    dead = watch_dead(pids, timeout=10)
+    slow.unlink()
+    start_worker(concurrency=1, env=env)
+    wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
+    trials = {x["id"]: x for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30,
+                                              dead_at=dead)}
+    assert trials[t["id"]]["attempt"] == 2 and trials[t["id"]]["worker"] != victim.name
+    for tid in rest:
+        assert trials[tid]["attempt"] == 1 and trials[tid]["worker"] != victim.name, trials[tid]
+    assert ctl.stats["resent"] >= 1
+
+
+def test_cold_shutdown_mid_batch_hands_back_and_starts_nothing_more(store, start_worker, controller, rec_dir, tmp_path):  # noqa: ANN001
+    """A cold shutdown in the middle of a batch of short trials: the running trial is handed back
+    (no retry used: retries is 0), the worker starts none of the trials after it, and the restored
+    message or the controller's re-send runs them elsewhere, each once."""
+    slow = tmp_path / "slow"
+    sid = store.create_sweep(make_config(run_cap=30, retries=0, parameters=_long(1, 0.0)))
+    env = {"SWEEPQ_TEST_RECORD": str(rec_dir), "SWEEPQ_TEST_SLOW_FILE": str(slow), "REMAP_SIGTERM": "SIGQUIT"}
+    a = start_worker(concurrency=1, env=env)
+    ctl = controller(batch_window=5.0)
+    t, rest, pids = _mid_batch(store, sid, rec_dir, ctl, slow)
+    os.kill(a.pid, signal.SIGTERM)
+    dead = watch_dead(pids, timeout=15)
+    a.proc.wait(30)
+    slow.unlink()
+    start_worker(concurrency=1, env=env)
+    wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
+    trials = {x["id"]: x for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30,
+                                              dead_at=dead)}
+    assert trials[t["id"]]["attempt"] == 1 and trials[t["id"]]["worker"] != a.name
+    for tid in rest:
+        assert trials[tid]["attempt"] == 1 and trials[tid]["worker"] != a.name, trials[tid]

@@ -156,15 +156,35 @@ def test_publisher_batch_puts_one_message_per_trial_on_the_real_broker(store) ->
 
     pub = make_publisher(store.ns, store.url)
     items = [("s1", "s1-1", "sweepq", 0), ("s1", "s1-2", "sweepq", 0), ("s1", "s1-3", "other", 1)]
-    pub.many(items)
+    pub.many([*items, ("s1", ("s1-4", "s1-5", "s1-6"), "other", 0)])
     prefix = store.keys.celery_prefix
     msgs = {q: [json.loads(m) for m in store.r.lrange(prefix + q, 0, -1)] for q in ("sweepq", "other")}
-    assert len(msgs["sweepq"]) == 2 and len(msgs["other"]) == 1
+    assert len(msgs["sweepq"]) == 2 and len(msgs["other"]) == 2
     seen = []
     for q, ms in msgs.items():
         for m in ms:
             assert m["headers"]["task"] == TASK_NAME
             args = json.loads(base64.b64decode(m["body"]))[0] if m["properties"].get("body_encoding") == "base64" \
                 else json.loads(m["body"])[0]
-            seen.append((args[0], args[1], q))
-    assert sorted(seen) == sorted((s, t, q) for s, t, q, _ in items)
+            seen.append((args[0], *args[1:], q))
+    # several trials in one message (short-trial batching): one message, the ids in order
+    assert sorted(seen) == sorted([*((s, t, q) for s, t, q, _ in items), ("s1", "s1-4", "s1-5", "s1-6", "other")])
+
+
+def test_short_trials_batched_on_real_workers_each_run_once(store, start_worker, controller, tmp_path):  # noqa: ANN001
+    """Short trials go several to a Celery message (controller.BATCH_MAX) once 8 have shown how
+    long they take; real workers run every trial of a message, each exactly once, and the sweep
+    ends with exactly run_cap trials. The window is widened (5 s) so that this machine's Python
+    start-up (~30-100 ms per trial) counts as short: what is tested is the path, not the threshold."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    sid = store.create_sweep(trial_config(steps=1, sleep=0.0, run_cap=40))
+    for _ in range(2):
+        start_worker(concurrency=1, env={"SWEEPQ_TEST_RECORD": str(rec)})
+    ctl = controller(batch_window=5.0)
+    wait_for(lambda: sid not in store.active_sweeps(), 120, what="sweep end")
+    trials = store.get_trials(store.trial_ids(sid), history=False)
+    assert len(trials) == 40 and all(t["state"] == "finished" and t["attempt"] == 1 for t in trials)
+    assert ctl.stats["batched"] > 0, "no trials were batched"
+    runs = [json.loads(p.read_text()) for p in rec.glob("*.json")]
+    assert sorted(r["run"] for r in runs) == sorted(t["id"] for t in trials), "each trial ran exactly once"

@@ -289,3 +289,137 @@ def test_ended_trial_hash_keeps_only_what_it_reports(st: Store) -> None:
     assert (t["state"], t["metric"], t["history"], t["exit_code"], t["worker"]) == ("finished", 0.25, [0.25], 0, "w1")
     assert st.trial_rows(tid) == [{"loss": 0.25}] and st.best(sid)["run_id"] == tid
     assert not st.finish_trial(sid, tid, "own", "failed", 1) and not st.log_metrics(sid, tid, "own", [1.0], ["{}"])
+
+
+class MultiPublisher:
+    """A publisher that takes several trials per message, as the real one does (``batches``)."""
+
+    batches = True
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, tuple[str, ...], str, int]] = []
+
+    def __call__(self, sid: str, tids: object, queue: str, attempt: int = 0) -> None:
+        self.many([(sid, tids, queue, attempt)])
+
+    def many(self, items: list[tuple[str, object, str, int]]) -> None:
+        for sid, tids, queue, attempt in items:
+            self.messages.append((sid, (tids,) if isinstance(tids, str) else tuple(tids), queue, attempt))
+
+
+def _run_messages(st: Store, sid: str, pub: MultiPublisher, done: int, seconds: float) -> int:
+    """Work the messages sent since ``done`` as a worker would: each trial of a message claimed
+    and finished in order, the claim skipping trials no longer queued; ``seconds``: run time."""
+    for _, tids, _, _ in pub.messages[done:]:
+        for tid in tids:
+            if st.claim(sid, tid, "o", "w", 10).ok:
+                st.finish_trial(sid, tid, "o", "finished", 0, values=[0.5], rows=['{"loss": 0.5}'])
+                t0 = float(st.r.hget(st.keys.trial(tid), "ended_at"))
+                st.r.hset(st.keys.trial(tid), mapping={"started_at": t0 - seconds})
+    return len(pub.messages)
+
+
+@pytest.mark.parametrize(("method", "seconds", "batched"), [
+    ("random", 0.003, True), ("grid", 0.003, True),
+    ("random", 5.0, False),  # long trials: one per message, as ever
+    ("bayes", 0.003, False),  # every bayes suggestion should see the results before it
+])
+def test_short_trials_are_batched_and_each_runs_once(st: Store, method: str, seconds: float, batched: bool) -> None:
+    params = {"x": {"values": list(range(120))}} if method == "grid" else {"x": {"min": 0.0, "max": 1.0}}
+    sid = st.create_sweep(cfg(method=method, run_cap=120, parameters=params))
+    st.register_worker("w1", 2, ["sweepq"])
+    pub = MultiPublisher()
+    ctl = Controller(st, publish=pub)
+    done = 0
+    for _ in range(400):
+        ctl.step()
+        done = _run_messages(st, sid, pub, done, seconds)
+        if sid not in st.active_sweeps():
+            break
+    s = st.status(sid)
+    assert s["state"] == "finished" and s["counts"]["finished"] == 120 and st.n_trials(sid) == 120
+    sent = [tid for _, tids, _, _ in pub.messages for tid in tids]
+    assert sorted(sent) == sorted(st.trial_ids(sid)), "every trial sent exactly once"
+    sizes = [len(tids) for _, tids, _, _ in pub.messages]
+    if batched:
+        assert max(sizes) > 1 and ctl.stats["batched"] == sum(n for n in sizes if n > 1)
+        assert sizes[:8] == [1] * 8, "no batches before 8 trials have shown how long they take"
+        assert max(sizes) <= 32
+    else:
+        assert max(sizes) == 1 and ctl.stats["batched"] == 0
+
+
+def test_batch_size_follows_trial_length_and_caps() -> None:
+    from sweepq.controller import _SweepView
+
+    ctl = Controller(Store(client=fakeredis.FakeRedis(decode_responses=True), namespace="bs"),
+                     publish=MultiPublisher(), batch_max=32)
+    view = _SweepView(config={})
+    rnd = {"method": "random"}
+    assert ctl._batch_size(rnd, view) == 1  # nothing measured yet
+    view.durations.extend([0.003] * 7)
+    assert ctl._batch_size(rnd, view) == 1  # too few
+    view.durations.append(0.003)
+    assert ctl._batch_size(rnd, view) == 16  # 16 fit in the 50 ms window
+    view.durations.extend([0.001] * 24)
+    assert ctl._batch_size(rnd, view) == 32  # 50 would fit: capped at 32
+    view.durations.clear()
+    view.durations.extend([0.01] * 8)
+    assert ctl._batch_size(rnd, view) == 5
+    view.durations.extend([0.2] * 32)
+    assert ctl._batch_size(rnd, view) == 1  # trials got long: back to one per message
+    assert Controller(ctl.store, publish=lambda *a: None)._batch_size(rnd, view) == 1  # a single-trial publisher
+
+
+def test_max_concurrent_bounds_batches(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=60, max_concurrent=6))
+    st.register_worker("w1", 2, ["sweepq"])
+    pub = MultiPublisher()
+    ctl = Controller(st, publish=pub)
+    done = 0
+    for _ in range(300):
+        ctl.step()
+        assert len(st.inflight_ids(sid)) <= 6
+        done = _run_messages(st, sid, pub, done, 0.001)
+        if sid not in st.active_sweeps():
+            break
+    assert st.status(sid)["counts"]["finished"] == 60
+    assert 1 < max(len(t) for _, t, _, _ in pub.messages) <= 3  # two messages fit under the cap
+
+
+def test_failed_send_of_a_batch_unmarks_all_its_trials(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=100))
+    st.register_worker("w1", 1, ["sweepq"])
+    pub = MultiPublisher()
+    ctl = Controller(st, publish=pub)
+    done = 0
+    while ctl.stats["batched"] == 0:
+        ctl.step()
+        done = _run_messages(st, sid, pub, done, 0.001)
+    # the sent batch, unworked: its trials are published; then the broker goes down
+    broken = MultiPublisher()
+    broken.many = lambda items: (_ for _ in ()).throw(ConnectionError("broker down"))  # type: ignore[method-assign]
+    ctl.publish = broken
+    done = _run_messages(st, sid, pub, done, 0.001)  # slots free up: the next pass sends a new batch
+    with pytest.raises(ConnectionError):
+        ctl.step()
+    queued = st.get_trials(sorted(st.inflight_ids(sid)), history=False)
+    assert len(queued) > 1 and all(t["state"] == "queued" and not t["published"] for t in queued)
+
+
+def test_finish_and_claim_in_one_round_trip_and_claim_is_idempotent_per_owner(st: Store) -> None:
+    """The worker claims a batch's next trial with the previous one's final write; a claim asked
+    again by the same owner (its reply lost with a connection) is granted again, anyone else's not."""
+    sid = st.create_sweep(cfg(run_cap=3))
+    a, b, c = st.create_trials(sid, [{"x": 0.1}, {"x": 0.2}, {"x": 0.3}], run_cap=3, queues=["sweepq"] * 3)
+    assert st.claim(sid, a, "oa", "w", 10).ok
+    done, nxt = st.finish_and_claim(sid, a, "oa", "finished", 0, values=[0.5], rows=['{"loss": 0.5}'],
+                                    claim_next=(b, "ob", "w", 10.0, ""))
+    assert done and nxt.ok and nxt.params == {"x": 0.2} and nxt.attempt == 1
+    assert st.get_trial(a)["state"] == "finished" and st.get_trial(b)["state"] == "running"
+    again = st.claim(sid, b, "ob", "w", 10)
+    assert again.ok and again.attempt == 1  # same owner: granted, no new attempt
+    assert st.claim(sid, b, "other", "w", 10).status == "not_queued"
+    # a fenced finish (not the owner) still lets the claim of the next trial through
+    done, nxt = st.finish_and_claim(sid, b, "stale", "finished", 0, claim_next=(c, "oc", "w", 10.0, ""))
+    assert not done and nxt.ok and st.counts(sid)["running"] == 2
