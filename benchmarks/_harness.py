@@ -252,10 +252,10 @@ class Workers:
 class ControllerThread:
     """A sweepq Controller in a thread of this process, with its CPU clock readable any time."""
 
-    def __init__(self, store: Any, tick: float = 0.5, publish: Any = None) -> None:
+    def __init__(self, store: Any, tick: float = 0.5, publish: Any = None, **kw: Any) -> None:
         from sweepq.controller import Controller
 
-        self.ctl = Controller(store, tick=tick, publish=publish)
+        self.ctl = Controller(store, tick=tick, publish=publish, **kw)
         self.th = threading.Thread(target=self.ctl.run, name="bench-controller", daemon=True)
 
     def start(self) -> ControllerThread:

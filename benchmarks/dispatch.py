@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/dispatch.py [--trials 500] [--workers 1,2,4]
-        [--systems floor,sweepq,optuna-journal-redis,optuna-rdb-pg] [--redis redis://127.0.0.1:6379/10]
+        [--systems floor,sweepq,sweepq-single,optuna-journal-redis,optuna-rdb-pg] [--redis redis://127.0.0.1:6379/10]
         [--pg postgresql+psycopg2://postgres@127.0.0.1:5432/test] [--program echo|python]
         [--pool prefork|solo] [--json raw.json]
 
@@ -17,7 +17,13 @@ line instead (interpreter start-up included).
 * floor: the program spawned directly, as the runner does (own session, pipes), one at a time.
 * sweepq: a ``Controller`` thread in this process (tick 0.5 s, as ``sweepq controller``) and
   ``W`` real ``celery -A sweepq.worker worker -c 1`` processes on the real Redis, fresh namespace.
-  Trial times are the store's ``started_at`` (claim) and ``ended_at`` (final write).
+  Trial times are the store's ``started_at`` (claim) and ``ended_at`` (final write). With
+  sweepq's defaults, once 8 trials have finished these few-millisecond trials go up to 16 to a
+  Celery message (short-trial batching, docs/reliability.md "Very short trials"), and a batch's
+  next trial is claimed with the previous one's final write (so its idle gap is ~0: the claim
+  comes first, then the spawn, counted in the overhead).
+* sweepq-single: the same with ``batch_max=1``: one trial per Celery message, as for any trial of
+  25 ms or more: what a message costs on its own.
 * optuna-journal-redis / optuna-rdb-pg: ``W`` processes, each a loop of ``ask`` + 3 ``suggest_*``
   + the subprocess + ``tell`` on one shared study (RandomSampler), ``JournalStorage
   (JournalRedisBackend)`` on the same Redis, or ``RDBStorage`` on PostgreSQL. Trial times are
@@ -87,7 +93,7 @@ def program_argv(kind: str) -> list[str]:
 
 # -- sweepq ---------------------------------------------------------------------------------------
 def run_sweepq(url: str, n_trials: int, n_workers: int, argv: list[str], floor: float,
-               pool: str = "prefork") -> dict[str, Any]:
+               pool: str = "prefork", batch_max: int | None = None) -> dict[str, Any]:
     from sweepq.config import load_config
 
     senv = SweepqEnv(url, prefix="sqdisp")
@@ -96,7 +102,7 @@ def run_sweepq(url: str, n_trials: int, n_workers: int, argv: list[str], floor: 
     try:
         workers.start()
         idle = redis_idle_cpu_rate(senv.r, 2.0)
-        ctl = ControllerThread(senv.store, tick=0.5).start()
+        ctl = ControllerThread(senv.store, tick=0.5, **({} if batch_max is None else {"batch_max": batch_max})).start()
         time.sleep(1.0)  # leader lease taken, first idle tick done
         config = load_config({"method": "random", "metric": {"name": "loss", "goal": "minimize"},
                               "parameters": PARAMS, "command": argv, "run_cap": n_trials})
@@ -120,8 +126,12 @@ def run_sweepq(url: str, n_trials: int, n_workers: int, argv: list[str], floor: 
             raise RuntimeError(f"{len(bad)} trials not finished with a metric, e.g. {bad[0]}")
         wall = max(t["ended_at"] for t in trials) - t0
         cycles, gaps = slot_gaps(trials)
+        name = "sweepq" if pool == "prefork" else f"sweepq (-P {pool})"
+        if batch_max == 1:
+            name += ", 1 trial/message"
         return {
-            "system": "sweepq" if pool == "prefork" else f"sweepq (-P {pool})", "workers": n_workers, "trials": len(trials), "wall": wall,
+            "system": name, "workers": n_workers, "trials": len(trials), "wall": wall,
+            "batched": ctl.ctl.stats["batched"] / len(trials),
             "tps": len(trials) / wall, "cycles": cycles, "gaps": gaps, "floor": floor,
             "ctl_cpu": d_ctl / len(trials), "wrk_cpu": d_wrk / len(trials),
             "srv_cpu": max(0.0, d_red - idle * (t1 - t0)) / len(trials),
@@ -281,12 +291,13 @@ def main() -> None:
             if s == "floor":
                 continue
             log(f"{s} x{w}: {a.trials} trials ({machine_load()})")
-            if s == "sweepq":
-                res = run_sweepq(a.redis, a.trials, w, argv, floor, a.pool)
+            if s in ("sweepq", "sweepq-single"):
+                res = run_sweepq(a.redis, a.trials, w, argv, floor, a.pool, 1 if s == "sweepq-single" else None)
             else:
                 res = run_optuna(s, a.redis, a.pg, a.trials, w, argv, floor)
             res["load"] = os.getloadavg()[0]
-            log(f"  {res['tps']:.1f} trials/s, gap median {med(res['gaps']) * 1e3:.1f} ms")
+            log(f"  {res['tps']:.1f} trials/s, gap median {med(res['gaps']) * 1e3:.1f} ms"
+                + (f", {100 * res['batched']:.0f} % of trials sent several to a message" if "batched" in res else ""))
             results.append(res)
     ms = 1e3
     rows = []
