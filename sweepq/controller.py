@@ -9,6 +9,7 @@ starts one); a leader lease in Redis lets exactly one act at a time.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -353,15 +354,19 @@ class Controller:
             target = min(target, int(cap))
         return target, agents
 
-    def _route(self, sid: str, config: dict[str, Any], view: _SweepView, agents: dict[str, int],
-               extra: dict[str, int] | None = None) -> str:
-        """Agents bound to the sweep get its trials while they have room; shared workers the rest.
-        ``extra``: trials already routed by this pass but not yet in the view."""
+    @staticmethod
+    def _route(config: dict[str, Any], agents: dict[str, int], on_q: dict[str, int], batch: int = 1) -> str:
+        """Agents bound to the sweep get its trials while they have room (one running and one
+        waiting per slot, of ``batch`` trials each); shared workers the rest. ``on_q``: trials in
+        flight per queue, counted by the caller (who adds each trial it routes)."""
         for q, slots in sorted(agents.items()):
-            on_q = sum(1 for i in view.inflight if view.trials[i].get("queue") == q) + (extra or {}).get(q, 0)
-            if on_q < slots + 1:
+            if on_q.get(q, 0) < (slots + 1) * batch:
                 return q
         return config.get("queue") or "sweepq"
+
+    @staticmethod
+    def _on_queues(view: _SweepView) -> dict[str, int]:
+        return dict(collections.Counter(view.trials[i].get("queue", "") for i in view.inflight))
 
     def _publish(self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False) -> None:
         """Queue a send for the end of this pass (``_flush_outbox``): one message for ``tids`` (a
@@ -423,6 +428,7 @@ class Controller:
             # trials created but never sent (a publish failed, a pause, a reaped trial): send them
             served = self._served_queues()
             now = time.time()
+            on_q: dict[str, int] | None = None
             for t in inflight:
                 if t["state"] != "queued":
                     continue
@@ -439,9 +445,12 @@ class Controller:
                 if not t["published"] or stranded:
                     # never sent, or sent to a queue no live worker consumes (its agent left):
                     # send again; a duplicate delivery is harmless (the claim is atomic)
-                    q = self._route(sid, config, view, agents)
+                    if on_q is None:
+                        on_q = self._on_queues(view)
+                    q = self._route(config, agents, on_q, self._batch_size(config, view))
                     if stranded and q == t.get("queue"):
                         continue
+                    on_q[q] = on_q.get(q, 0) + 1
                     self._publish(sid, t["id"], q, t["attempt"])
                     t["published"], t["queue"] = True, q
             if config.get("early_terminate") and view.metrics_dirty:
@@ -521,11 +530,11 @@ class Controller:
             if config.get("method") in ("grid", "bayes"):
                 view.exhausted = True
             return
-        extra: dict[str, int] = {}  # queue -> trials routed there by this fill
+        on_q = self._on_queues(view)
         queues = []
         for _ in suggestions:
-            q = self._route(sid, config, view, agents, extra)
-            extra[q] = extra.get(q, 0) + 1
+            q = self._route(config, agents, on_q, batch)
+            on_q[q] = on_q.get(q, 0) + 1
             queues.append(q)
         ids = self.store.create_trials(sid, suggestions, run_cap=cap, queues=queues, suggest_time=took)
         now = time.time()

@@ -423,3 +423,21 @@ def test_finish_and_claim_in_one_round_trip_and_claim_is_idempotent_per_owner(st
     # a fenced finish (not the owner) still lets the claim of the next trial through
     done, nxt = st.finish_and_claim(sid, b, "stale", "finished", 0, claim_next=(c, "oc", "w", 10.0, ""))
     assert not done and nxt.ok and st.counts(sid)["running"] == 2
+
+
+def test_batches_go_to_the_agent_bound_to_the_sweep(st: Store) -> None:
+    """`sweepq run` / `sweepq agent`: the sweep's own agent has room for whole batches (one
+    running and one waiting per slot), so no batched trial lands on a queue nobody serves."""
+    sid = st.create_sweep(cfg(run_cap=150))
+    st.register_worker("agent-1", 2, [st.keys.agent_queue(sid)], sweep=sid)
+    pub = MultiPublisher()
+    ctl = Controller(st, publish=pub)
+    done = 0
+    for _ in range(300):
+        ctl.step()
+        done = _run_messages(st, sid, pub, done, 0.002)
+        if sid not in st.active_sweeps():
+            break
+    assert st.status(sid)["counts"]["finished"] == 150
+    assert ctl.stats["batched"] > 0
+    assert {q for _, _, q, _ in pub.messages} == {st.keys.agent_queue(sid)}
