@@ -163,7 +163,7 @@ class Controller:
                     self.stop_event.wait(gap)
                 wait = max(0.0, self._stepped_at + self.tick - time.monotonic())
                 if self._collect_events(wait) or time.monotonic() >= self._stepped_at + self.tick:
-                    self.step()
+                    self.step(changed_only=True)
                     self._stepped_at = time.monotonic()
             except Exception as exc:  # Redis restarting, a network blip: keep going
                 log.warning("controller step failed: %s: %s", type(exc).__name__, exc)
@@ -207,8 +207,13 @@ class Controller:
                 view.metrics_dirty = True
         return act
 
-    def step(self) -> None:
-        """One pass over every active sweep (public so tests can drive it without threads)."""
+    def step(self, changed_only: bool = False) -> None:
+        """One pass over every active sweep (public so tests can drive it without threads).
+
+        ``changed_only`` (``run`` passes it): between ticks, only the sweeps that events named
+        (and new ones) are read and stepped, so a trial's end costs a pass over its own sweep,
+        not over every active sweep; every tick still looks at all of them (resends, new workers).
+        """
         now = time.monotonic()
         reap_due = now - self._reaped_at >= self.reap_every
         # Every in-flight trial is re-read once a tick (a net for anything no event announced, e.g.
@@ -219,12 +224,14 @@ class Controller:
         self._batching = False
         if self._full_pass:
             self._full_at = now
+        partial = changed_only and not self._full_pass
+        look = [sid for sid in self.views if not partial or sid in self._dirty]
         # one round trip for what every pass reads: active sweeps, heads, in-flight sets, leases
         # and the records of the trials it already knows it must look at (in flight or changed)
-        known = [tid for sid, v in self.views.items() if v.loaded
-                 for tid in (v.inflight if self._full_pass else set()) | self._dirty.get(sid, set())]
+        known = [tid for sid in look if self.views[sid].loaded
+                 for tid in (self.views[sid].inflight if self._full_pass else set()) | self._dirty.get(sid, set())]
         active, snaps, expired, self._prefetched = self.store.pass_snapshot(
-            sorted(self.views), leases=reap_due, trials=sorted(set(known)))
+            sorted(look), leases=reap_due, trials=sorted(set(known)))
         for sid in set(self.views) - set(active):
             self.views.pop(sid, None)  # ended (or deleted) elsewhere: reloaded if it comes back
         if reap_due:
@@ -239,6 +246,8 @@ class Controller:
                 if t["state"] == "running":
                     self._running[t.get("queue", "")] = self._running.get(t.get("queue", ""), 0) + 1
         for sid in active:
+            if partial and sid in self.views and sid not in self._dirty:
+                continue  # nothing happened to it since the last pass (the reaper marks what it requeues)
             try:
                 self.step_sweep(sid, snaps.get(sid))
             except NotFound:
