@@ -276,7 +276,9 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: in
 
 def part_memory(url: str, n: int = 1000) -> list[dict[str, Any]]:
     res = []
-    for rows, tail, label in ((0, 0, "no metric row"), (1, 0, "1 metric row (final value)"),
+    for rows, tail, label in ((0, 0, "no metric row"),
+                              (0, FINISHED_TAIL_CHARS, f"no metric row + {FINISHED_TAIL_CHARS}-char log tail"),
+                              (1, 0, "1 metric row (final value)"),
                               (1, FINISHED_TAIL_CHARS,
                                f"1 metric row + {FINISHED_TAIL_CHARS}-char log tail (a finished trial's maximum)"),
                               (100, 0, "100-step history")):
