@@ -36,13 +36,13 @@ RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
 # events that need no pass of their own (the next pass reads their trials): a trial was claimed
 # (queued -> running leaves the in-flight count as it was) or created (by this controller)
 PASSIVE_EVENTS = frozenset({"started", "created"})
-# leases run for SWEEPQ_LEASE_TTL (30 s) and the reaper waits two of them after a Redis restart:
-# looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
 # the shortest time between two passes while some sweep's trials are batched: trials ending together
 # are handled by one pass (a pass per trial end was most of the controller's CPU), and the slots
 # have a whole batch waiting meanwhile. Without batches a pass follows every trial end at once:
 # with one spare trial per worker, a gap would leave workers idle (measured: half the rate).
 PASS_GAP_S = 0.02
+# leases run for SWEEPQ_LEASE_TTL (30 s) and the reaper waits two of them after a Redis restart:
+# looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
 REAP_EVERY_S = max(0.05, min(1.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")) / 10))
 # Short-trial batching (docs/reliability.md, "Very short trials"): once a random or grid sweep's
 # trials are known to take a few milliseconds, one Celery message carries up to BATCH_MAX of them,
@@ -157,7 +157,8 @@ class Controller:
                 # a pass when something needs one (a trial ended, a metric, a sweep action) or
                 # every tick; a claim or our own trial creation changes nothing a pass acts on:
                 # skipping those halves the passes per trial (and the controller's CPU)
-                # passes at most every PASS_GAP_S: a burst of trial ends is one pass, not one each
+                # while trials are batched, passes at most every PASS_GAP_S: a burst of trial ends is
+                # one pass, not one each
                 gap = self._stepped_at + PASS_GAP_S - time.monotonic() if self._batching else 0.0
                 if gap > 0:
                     self.stop_event.wait(gap)
