@@ -30,12 +30,22 @@ log = logging.getLogger("sweepq.controller")
 
 LEADER_TTL_MS = 10_000
 WORKERS_REFRESH_S = 2.0
-# a trial sent this long ago and still unclaimed while a slot on its queue is idle lost its message
-# (its worker died between delivery and claim, unacked until the visibility timeout): send again
-RESEND_AFTER_S = max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
+
+
+def resend_after_s() -> float:
+    """A trial sent this long ago and still unclaimed while a slot on its queue is idle lost its
+    message (its worker died between delivery and claim, unacked until the visibility timeout), or
+    waits in a batch behind a long trial: send it again. max(5 s, lease TTL), read when a
+    Controller is made rather than at import (a process may set SWEEPQ_LEASE_TTL after importing)."""
+    return max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
+
+
 # events that need no pass of their own (the next pass reads their trials): a trial was claimed
-# (queued -> running leaves the in-flight count as it was) or created (by this controller)
-PASSIVE_EVENTS = frozenset({"started", "created"})
+# (queued -> running leaves the in-flight count as it was), created (by this controller), or
+# unpublished (a claim found its sweep paused: the resume's event brings the pass; an agent at its
+# --count declined it: re-sent at the next tick, not at once, or agent and controller would bounce
+# it back and forth as fast as they can)
+PASSIVE_EVENTS = frozenset({"started", "created", "unpublished"})
 # the shortest time between two passes while some sweep's trials are batched: trials ending together
 # are handled by one pass (a pass per trial end was most of the controller's CPU), and the slots
 # have a whole batch waiting meanwhile. Without batches a pass follows every trial end at once:
@@ -138,6 +148,7 @@ class Controller:
         self._batching = False  # the last pass found some sweep's trials short enough to batch
         self._reaped_at = -1e9
         self.reap_every = reap_every
+        self.resend_after = resend_after_s()
         self._stepped_at = -1e9
         self._prefetched: dict[str, dict[str, Any]] = {}  # trial records read by this pass's snapshot
 
@@ -447,7 +458,7 @@ class Controller:
                 if t["state"] != "queued":
                     continue
                 q_old = t.get("queue") or ""
-                if (t["published"] and q_old in served and now - (t.get("published_at") or now) > RESEND_AFTER_S
+                if (t["published"] and q_old in served and now - (t.get("published_at") or now) > self.resend_after
                         and self._idle_slots(q_old) > 0):
                     # unclaimed for long while a worker on its queue idles: its message was lost
                     self._publish(sid, t["id"], q_old, t["attempt"])
