@@ -572,9 +572,10 @@ class Controller:
         for q, tids in groups.items():
             size = 1 if q.startswith("direct:") else batch
             for i in range(0, len(tids), size):
-                self._publish(sid, tids[i:i + size], q, 0, marked=True)
-                if len(tids[i:i + size]) > 1:
-                    self.stats["batched"] += len(tids[i:i + size])
+                chunk = tids[i:i + size]
+                self._publish(sid, chunk, q, 0, marked=True)
+                if len(chunk) > 1:
+                    self.stats["batched"] += len(chunk)
 
     def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: _SweepView,
                              sweep: dict[str, Any]) -> None:
