@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,27 @@ def _safe_row_json(row: dict[str, Any]) -> str:
         return json.dumps({"_unserialisable": True})
 
 
+# Set when a shutdown signal (a cold shutdown, a revoke) reaches this process during a task of
+# trials. The forwarders below take the signal, so nothing else would remember it: a runner that
+# finds it set hands its trial back without starting it, and the worker starts no further trial
+# of the batch (it clears the flag when a task starts). Without it a signal landing just after a
+# trial ended, during its final write, was lost, and the batch went on through the shutdown
+# (found by a test: a cold shutdown waiting out a batch of 5 s trials).
+SHUTDOWN = threading.Event()
+
+
+@contextlib.contextmanager
+def shutdown_guard() -> Iterator[None]:
+    """Between the trials of a task (claims, final writes) a shutdown signal is remembered in
+    SHUTDOWN instead of ending the pool process with a trial just claimed and never started."""
+    guard = _Forwarder()
+    guard.install()
+    try:
+        yield
+    finally:
+        guard.uninstall()
+
+
 class _Forwarder:
     """Forward SIGTERM (and billiard's TERM_SIGNAL, SIGQUIT under REMAP_SIGTERM) to the trial's
     process group so a revoke, a cold shutdown or a Flower kill never orphans a training run."""
@@ -241,6 +263,7 @@ class _Forwarder:
 
     def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.signalled = True
+        SHUTDOWN.set()
         if self.pgid is not None:
             with contextlib.suppress(OSError):
                 os.killpg(self.pgid, signal.SIGTERM)
@@ -459,6 +482,10 @@ class TrialRunner:
         err = _Stream("stderr", logf, None)
         self.forwarder.install()
         try:
+            if SHUTDOWN.is_set():  # the worker is shutting down: hand the trial back unstarted
+                reason = "worker shut down; trial handed back"
+                self._must(self.store.release_trial, self.sid, self.tid, self.owner, reason)
+                return TrialOutcome("released", None, reason)
             env = self._spawn_env()
             missing = _cannot_execute(argv, os.fsdecode(env.get(b"PATH", os.defpath.encode())), self.workdir)
             if missing:

@@ -163,7 +163,9 @@ def run_trial(self: Any, sweep_id: str, trial_id: str, *more: str) -> str:
     atomic, so the batch skips whatever was taken meanwhile).
     """
     from sweepq.gpus import SlotPool
+    from sweepq.runner import SHUTDOWN, shutdown_guard
 
+    SHUTDOWN.clear()  # a signal taken by an earlier task's trial is that task's business
     store = get_store()
     hostname = getattr(self.request, "hostname", None) or worker_name()
     try:
@@ -177,14 +179,18 @@ def run_trial(self: Any, sweep_id: str, trial_id: str, *more: str) -> str:
     ids = (trial_id, *more)
     claimed: tuple[str, Claim] | None = None  # (owner, claim) of the next trial, taken with the last finish
     try:
-        for i, tid in enumerate(ids):
-            state, claimed = _run_one(store, sweep_id, tid, config, hostname, lease, claimed,
-                                      ids[i + 1] if i + 1 < len(ids) else None)
-            states.append(state)
-            if state == "released":
-                # the worker is shutting down (the trial was handed back): start nothing more; the
-                # rest stay queued and published, and are sent again or redelivered elsewhere
-                break
+        with shutdown_guard():
+            for i, tid in enumerate(ids):
+                if i and SHUTDOWN.is_set():
+                    # a shutdown (or a revoke) reached this process during the batch: start nothing
+                    # more (the rest stay queued and published, and are sent again or redelivered
+                    # elsewhere); a trial claimed with the last final write goes back unused
+                    if claimed is not None and claimed[1].ok:
+                        store.release_trial(sweep_id, tid, claimed[0], "worker shut down; trial handed back")
+                    break
+                state, claimed = _run_one(store, sweep_id, tid, config, hostname, lease, claimed,
+                                          ids[i + 1] if i + 1 < len(ids) else None)
+                states.append(state)
     finally:
         lease.release()
     return states[0] if len(states) == 1 else ",".join(states)

@@ -224,15 +224,18 @@ def _rest_of_batch(store: Any, tid: str) -> list[str]:
 
 
 def _mid_batch(store: Any, sid: str, rec_dir: Path, ctl: Any, slow: Path) -> tuple[dict[str, Any], list[str], list[int]]:
-    """Once the controller batches, make every trial slow (2 s) and return a started trial that
+    """Once the controller batches, make every trial slow (5 s) and return a started trial that
     has more trials after it in its message: (trial, the rest of its batch, its program's pids)."""
     wait_for(lambda: ctl.stats["batched"] > 0, 60, what="a batch", info=lambda: describe(store, sid))
     slow.touch()
+    slow_from = time.time()
 
     def mid_batch() -> tuple[dict[str, Any], list[str]] | None:
         t = _started(store, sid, rec_dir)
-        rest = _rest_of_batch(store, t["id"]) if t else []
-        return (t, rest) if t and rest else None
+        if t is None or not any(r["run"] == t["id"] and r["start"] > slow_from for r in records(rec_dir)):
+            return None  # not yet one of the slow ones (a fast one may be ending right now)
+        rest = _rest_of_batch(store, t["id"])
+        return (t, rest) if rest else None
 
     t, rest = wait_for(mid_batch, 60, what="a started trial with more in its batch",
                        info=lambda: describe(store, sid))
@@ -252,6 +255,7 @@ def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_
     victim.kill(signal.SIGKILL)
     victim.proc.wait(10)
     dead = watch_dead(pids, timeout=10)
+    dead.update(watch_dead([r["pid"] for r in records(rec_dir) if r["end"] is None and r["pid"] not in dead]))
     slow.unlink()
     start_worker(concurrency=1, env=env)
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
@@ -265,8 +269,11 @@ def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_
 
 def test_cold_shutdown_mid_batch_hands_back_and_starts_nothing_more(store, start_worker, controller, rec_dir, tmp_path):  # noqa: ANN001
     """A cold shutdown in the middle of a batch of short trials: the running trial is handed back
-    (no retry used: retries is 0), the worker starts none of the trials after it, and the restored
-    message or the controller's re-send runs them elsewhere, each once."""
+    (no retry used: retries is 0) and the worker starts none of the trials after it (had it started
+    one during the shutdown, that trial would die with its pool child, be reaped and, with no retry
+    left, end crashed). The restored message or the controller's re-send runs the rest elsewhere,
+    each once. If the running trial happened to end by itself as the shutdown began, the next one
+    (claimed with its final write) is the one handed back: the same checks hold."""
     slow = tmp_path / "slow"
     sid = store.create_sweep(make_config(run_cap=30, retries=0, parameters=_long(1, 0.0)))
     env = {"SWEEPQ_TEST_RECORD": str(rec_dir), "SWEEPQ_TEST_SLOW_FILE": str(slow), "REMAP_SIGTERM": "SIGQUIT"}
@@ -276,6 +283,8 @@ def test_cold_shutdown_mid_batch_hands_back_and_starts_nothing_more(store, start
     os.kill(a.pid, signal.SIGTERM)
     dead = watch_dead(pids, timeout=15)
     a.proc.wait(30)
+    # every program of the worker that did not record its end is gone with it (for the overlap check)
+    dead.update(watch_dead([r["pid"] for r in records(rec_dir) if r["end"] is None and r["pid"] not in dead]))
     slow.unlink()
     start_worker(concurrency=1, env=env)
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))

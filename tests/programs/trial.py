@@ -6,7 +6,7 @@ Arguments (all optional, `--k=v` as sweepq's ${args} renders them):
   --sleep      seconds per step (default 0.05)
   --exit       exit code at the end (default 0)
   --ignore_term  if True, ignore SIGTERM
-If the file named by SWEEPQ_TEST_SLOW_FILE exists when it starts, every step takes 2 s.
+If the file named by SWEEPQ_TEST_SLOW_FILE exists when it starts, every step takes 5 s.
 Writes `<SWEEPQ_TEST_RECORD>/<run_id>.<pid>.json` with start/end times, pid and GPUs.
 """
 
@@ -26,7 +26,7 @@ steps = int(float(args.get("steps", 3)))
 sleep = float(args.get("sleep", 0.05))
 code = int(float(args.get("exit", 0)))
 if os.path.exists(os.environ.get("SWEEPQ_TEST_SLOW_FILE") or "/nonexistent/"):
-    sleep = 2.0
+    sleep = 5.0
 if args.get("ignore_term") == "True":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
