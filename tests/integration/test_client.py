@@ -125,6 +125,8 @@ def test_hyperband_stops_losers_in_a_real_sweep(store, start_worker, controller,
     assert best["run_id"] not in {t["id"] for t in stopped}
     assert best["params"]["x"] == 0.3
     assert next(t for t in trials if t["params"]["x"] == 0.3)["state"] == "finished"
-    assert all(len(t["history"]) < 12 for t in stopped)  # history kept, but cut short
+    # history kept, and stopping cut trials short (a loser judged in its last step's sleep, after
+    # its 12th value, is stopped with all 12: a timing race seen once on a loaded machine)
+    assert all(t["history"] for t in stopped) and any(len(t["history"]) < 12 for t in stopped)
     pids = [json.loads(p.read_text())["pid"] for p in rec.glob("*.json")]
     wait_for(lambda: not any(pid_alive(p) for p in pids), 10, what="stopped trial processes gone")
