@@ -242,6 +242,19 @@ def _mid_batch(store: Any, sid: str, rec_dir: Path, ctl: Any, slow: Path) -> tup
     return t, rest, [r["pid"] for r in records(rec_dir) if r["run"] == t["id"]]
 
 
+def _rest_of_the_sweep(store: Any, sid: str, rec_dir: Path, start_worker: Any, env: dict[str, str], slow: Path,
+                       dead: dict[int, float]) -> dict[str, dict[str, Any]]:
+    """The victim worker is gone: wait until every program of it that did not record its end is
+    gone too (for the overlap check), make trials fast again, start a healthy worker, and return
+    the 30 trials, checked, once the sweep has ended."""
+    dead.update(watch_dead([r["pid"] for r in records(rec_dir) if r["end"] is None and r["pid"] not in dead]))
+    slow.unlink()
+    start_worker(concurrency=1, env=env)
+    wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
+    return {x["id"]: x for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30,
+                                            dead_at=dead)}
+
+
 def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_worker, controller, rec_dir, tmp_path):  # noqa: ANN001
     """Short trials batched into one message; the worker is SIGKILLed in the middle of a batch:
     the trial it was running is retried (attempt 2), the trials after it, never claimed, are sent
@@ -254,13 +267,7 @@ def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_
     t, rest, pids = _mid_batch(store, sid, rec_dir, ctl, slow)
     victim.kill(signal.SIGKILL)
     victim.proc.wait(10)
-    dead = watch_dead(pids, timeout=10)
-    dead.update(watch_dead([r["pid"] for r in records(rec_dir) if r["end"] is None and r["pid"] not in dead]))
-    slow.unlink()
-    start_worker(concurrency=1, env=env)
-    wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
-    trials = {x["id"]: x for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30,
-                                              dead_at=dead)}
+    trials = _rest_of_the_sweep(store, sid, rec_dir, start_worker, env, slow, watch_dead(pids, timeout=10))
     assert trials[t["id"]]["attempt"] == 2 and trials[t["id"]]["worker"] != victim.name
     for tid in rest:
         assert trials[tid]["attempt"] == 1 and trials[tid]["worker"] != victim.name, trials[tid]
@@ -283,13 +290,7 @@ def test_cold_shutdown_mid_batch_hands_back_and_starts_nothing_more(store, start
     os.kill(a.pid, signal.SIGTERM)
     dead = watch_dead(pids, timeout=15)
     a.proc.wait(30)
-    # every program of the worker that did not record its end is gone with it (for the overlap check)
-    dead.update(watch_dead([r["pid"] for r in records(rec_dir) if r["end"] is None and r["pid"] not in dead]))
-    slow.unlink()
-    start_worker(concurrency=1, env=env)
-    wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
-    trials = {x["id"]: x for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30,
-                                              dead_at=dead)}
+    trials = _rest_of_the_sweep(store, sid, rec_dir, start_worker, env, slow, dead)
     assert trials[t["id"]]["attempt"] == 1 and trials[t["id"]]["worker"] != a.name
     for tid in rest:
         assert trials[tid]["attempt"] == 1 and trials[tid]["worker"] != a.name, trials[tid]
