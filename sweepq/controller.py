@@ -453,7 +453,8 @@ class Controller:
             # trials created but never sent (a publish failed, a pause, a reaped trial): send them
             served = self._served_queues()
             now = time.time()
-            on_q: dict[str, int] | None = None
+            on_q: dict[str, int] | None = None  # with batch: read only when a trial needs routing
+            batch = 1
             for t in inflight:
                 if t["state"] != "queued":
                     continue
@@ -471,8 +472,8 @@ class Controller:
                     # never sent, or sent to a queue no live worker consumes (its agent left):
                     # send again; a duplicate delivery is harmless (the claim is atomic)
                     if on_q is None:
-                        on_q = self._on_queues(view)
-                    q = self._route(config, agents, on_q, self._batch_size(config, view))
+                        on_q, batch = self._on_queues(view), self._batch_size(config, view)
+                    q = self._route(config, agents, on_q, batch)
                     if stranded and q == t.get("queue"):
                         continue
                     on_q[q] = on_q.get(q, 0) + 1

@@ -224,6 +224,7 @@ def _safe_row_json(row: dict[str, Any]) -> str:
 # trial ended, during its final write, was lost, and the batch went on through the shutdown
 # (found by a test: a cold shutdown waiting out a batch of 5 s trials).
 SHUTDOWN = threading.Event()
+HANDED_BACK = "worker shut down; trial handed back"  # the reason of a trial a shutdown gave back
 
 
 @contextlib.contextmanager
@@ -483,9 +484,8 @@ class TrialRunner:
         self.forwarder.install()
         try:
             if SHUTDOWN.is_set():  # the worker is shutting down: hand the trial back unstarted
-                reason = "worker shut down; trial handed back"
-                self._must(self.store.release_trial, self.sid, self.tid, self.owner, reason)
-                return TrialOutcome("released", None, reason)
+                self._must(self.store.release_trial, self.sid, self.tid, self.owner, HANDED_BACK)
+                return TrialOutcome("released", None, HANDED_BACK)
             env = self._spawn_env()
             missing = _cannot_execute(argv, os.fsdecode(env.get(b"PATH", os.defpath.encode())), self.workdir)
             if missing:
@@ -618,7 +618,7 @@ class TrialRunner:
         if stop_kind == "shutdown":
             if rc == 0:  # exit 0 means finished, even if it came during a shutdown
                 return TrialOutcome("finished", 0, "")
-            return TrialOutcome("released", rc, "worker shut down; trial handed back")
+            return TrialOutcome("released", rc, HANDED_BACK)
         if stop_kind == "cancel":
             return TrialOutcome("canceled", rc, "canceled")
         if stop_kind == "timeout":

@@ -163,7 +163,7 @@ def run_trial(self: Any, sweep_id: str, trial_id: str, *more: str) -> str:
     atomic, so the batch skips whatever was taken meanwhile).
     """
     from sweepq.gpus import SlotPool
-    from sweepq.runner import SHUTDOWN, shutdown_guard
+    from sweepq.runner import HANDED_BACK, SHUTDOWN, shutdown_guard
 
     SHUTDOWN.clear()  # a signal taken by an earlier task's trial is that task's business
     store = get_store()
@@ -186,7 +186,7 @@ def run_trial(self: Any, sweep_id: str, trial_id: str, *more: str) -> str:
                     # more (the rest stay queued and published, and are sent again or redelivered
                     # elsewhere); a trial claimed with the last final write goes back unused
                     if claimed is not None and claimed[1].ok:
-                        store.release_trial(sweep_id, tid, claimed[0], "worker shut down; trial handed back")
+                        store.release_trial(sweep_id, tid, claimed[0], HANDED_BACK)
                     break
                 state, claimed = _run_one(store, sweep_id, tid, config, hostname, lease, claimed,
                                           ids[i + 1] if i + 1 < len(ids) else None)
