@@ -89,6 +89,11 @@ N_LOCAL_CENTRES = 5
 N_LOCAL_EACH = 128
 N_REFINE_CENTRES = 8
 N_REFINE_EACH = 48
+#: Upper bound of the length scale of a one-hot category column. At 2.0, two categories are
+#: correlated at most 0.70 (Matern-5/2 at distance sqrt(2)/2; 0.83 for a two-value parameter, one
+#: column): a category borrows strength from the others but keeps its own uncertainty. Without a
+#: bound (20) an undersampled category is written off (docs/bayes.md, "Categories").
+CAT_LS_MAX = 2.0
 
 _STATES_TERMINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
 
@@ -324,6 +329,10 @@ class _Space:
         for p in self.params:
             if p.is_categorical and p.cols.stop - p.cols.start > 1:
                 self.dist_weight[p.cols] = 1 / math.sqrt(2)
+        self.cat_mask = np.zeros(self.n_features, dtype=bool)
+        for p in self.params:
+            if p.is_categorical:
+                self.cat_mask[p.cols] = True
         self.numeric_cols = np.concatenate(
             [np.arange(p.cols.start, p.cols.stop) for p in self.params if not p.is_categorical] or [[]]
         ).astype(int)
@@ -667,13 +676,24 @@ def _refit_point(n: int) -> int:
 _HYPER_CACHE: OrderedDict[str, tuple[float, np.ndarray, float]] = OrderedDict()
 
 
-def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray) -> tuple[float, np.ndarray, float]:
+def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = None
+               ) -> tuple[float, np.ndarray, float]:
     """Kernel hyper-parameters (amplitude, ARD length scales, noise) by marginal likelihood,
     fitted on the ``_select``-ed subset of these observations.
 
+    ``cat`` marks one-hot category columns, whose length scale is bounded by ``CAT_LS_MAX``: with
+    a few trials of a category, all far from where it is good, "the category does not matter" fits
+    as well as anything, and an unbounded length scale then copies the other categories'
+    landscape onto it, so the model stops trying it (``docs/bayes.md``, "Categories").
+
     Memoised by a hash of the data, so a warm cache changes speed, never results.
     """
-    key = hashlib.sha1(X_all.tobytes() + y_all.tobytes() + str(X_all.shape).encode()).hexdigest()
+    d = X_all.shape[1]
+    cat = np.zeros(d, dtype=bool) if cat is None else np.asarray(cat, dtype=bool)
+    ls_bounds = np.tile([0.01, 20.0], (d, 1))
+    ls_bounds[cat, 1] = CAT_LS_MAX
+    extra = ls_bounds.tobytes() if cat.any() else b""
+    key = hashlib.sha1(X_all.tobytes() + y_all.tobytes() + str(X_all.shape).encode() + extra).hexdigest()
     with _LOCK:
         hit = _HYPER_CACHE.get(key)
         if hit is not None:
@@ -682,10 +702,9 @@ def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray) -> tuple[float, np.ndarray,
     z_all = _warp(y_all)
     idx = _select(X_all, z_all, HYPER_CAP)
     X, z = X_all[idx], z_all[idx]
-    d = X.shape[1]
     kernel = (
         ConstantKernel(1.0, (0.05, 20.0))
-        * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=(0.01, 20.0), nu=2.5)
+        * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=ls_bounds, nu=2.5)
         + WhiteKernel(1e-3, (1e-6, 0.5))
     )
     gp = GaussianProcessRegressor(
@@ -910,7 +929,7 @@ def suggest_with_info(
     # Hyper-parameters: fitted at a scheduled data size on the first observations, so repeated
     # calls between refit points reuse them (memoised), and an empty cache gives the same answer.
     n_fit = _refit_point(n_obs)
-    amp, ls, noise = _fit_hyper(data.X_obs[:n_fit], y[:n_fit])
+    amp, ls, noise = _fit_hyper(data.X_obs[:n_fit], y[:n_fit], space.cat_mask)
 
     idx = _select(data.X_obs, z, MODEL_CAP)
     Xm, zm = data.X_obs[idx], z[idx]

@@ -208,6 +208,31 @@ def test_categorical_is_one_hot_not_ordinal() -> None:
     assert space.n_features == 4
 
 
+def test_an_undersampled_category_stays_uncertain() -> None:
+    """Two trials of category 'b', both far from the optimum that 16 trials of 'a' found, fit
+    "the category does not matter" as well as anything: an unbounded length scale then copies
+    'a's landscape onto 'b' (posterior sd at 'b's unexplored optimum 0.09 of the prior), and the
+    model stops trying 'b'. The bounded one-hot length scale keeps 'b' uncertain there."""
+    c = cfg({"x": {"min": 0.0, "max": 1.0}, "kind": {"values": ["a", "b", "c"]}})
+
+    def f(p: dict[str, Any]) -> float:
+        return (p["x"] - 0.3) ** 2
+
+    trials = [trial(i, {"x": float(x), "kind": "a"}, f({"x": x}))
+              for i, x in enumerate(np.linspace(0.02, 0.98, 16))]
+    trials += [trial(16 + i, {"x": x, "kind": "b"}, f({"x": x})) for i, x in enumerate([0.9, 0.95])]
+    space = bayes._space_for(c["parameters"])
+    data = bayes._collect(space, c["metric"], trials)
+    amp, ls, noise = bayes._fit_hyper(data.X_obs, data.y_obs, space.cat_mask)
+    assert (ls[space.cat_mask] <= bayes.CAT_LS_MAX).all()
+    post = bayes._Posterior(data.X_obs, bayes._warp(data.y_obs), amp, ls, noise)
+    at = space.encode_trials([{"x": 0.3, "kind": k} for k in ("a", "b")])[0]
+    _, sd = post.predict(post.project(at))
+    sd_a, sd_b = sd / math.sqrt(amp)
+    assert sd_a < 0.05  # 'a' is known there
+    assert sd_b > 0.4  # 'b' is not (0.09 with an unbounded length scale)
+
+
 def test_probabilities_work_in_model_phase() -> None:
     c = cfg({"opt": {"values": ["sgd", "adam", "never"], "probabilities": [0.2, 0.8, 0.0]},
              "x": {"min": 0.0, "max": 1.0}})
