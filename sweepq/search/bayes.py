@@ -17,9 +17,11 @@ How it works (``docs/bayes.md`` has the reasoning and the measurements):
   failed/crashed trials are imputed with ``metric.impute`` (``worst`` = the worst value any
   terminal trial logged); trials stopped early or canceled keep their *own* best value, because
   that is a real measurement (W&B imputes ``worst`` for them); nothing is ever imputed as ``0.0``.
-* **Surrogate.** A GP with an ARD Matern-5/2 kernel on a robustly warped metric (log of the distance
-  above the best value, in units of the best quarter's spread: the good values stay on a linear
-  scale, a heavy tail of bad or diverged trials is compressed and cannot flatten the model). Kernel
+* **Surrogate.** A GP with an ARD Matern-5/2 kernel (one-hot category columns' length scales
+  bounded, so a category tried a few times in its bad region is not written off) on a robustly
+  warped metric (log of the distance above the best value, in units of the best quarter's spread:
+  the good values stay on a linear scale, a heavy tail of bad or diverged trials is compressed
+  and cannot flatten the model). Kernel
   hyper-parameters are fitted by scikit-optimize's ``GaussianProcessRegressor`` on a schedule
   (every observation up to 10, then every 15 % growth) and memoised by a hash of the data they
   were fitted on, so the result is identical with a cold or a warm cache. Above ``MODEL_CAP``
