@@ -328,16 +328,14 @@ class _Space:
         self.n_features = start
         #: per-feature weight for distances: a category change counts 1, like a full-range move.
         self.dist_weight = np.ones(self.n_features)
-        for p in self.params:
-            if p.is_categorical and p.cols.stop - p.cols.start > 1:
-                self.dist_weight[p.cols] = 1 / math.sqrt(2)
+        #: one-hot category columns (their kernel length scale is bounded by CAT_LS_MAX)
         self.cat_mask = np.zeros(self.n_features, dtype=bool)
         for p in self.params:
             if p.is_categorical:
                 self.cat_mask[p.cols] = True
-        self.numeric_cols = np.concatenate(
-            [np.arange(p.cols.start, p.cols.stop) for p in self.params if not p.is_categorical] or [[]]
-        ).astype(int)
+                if p.cols.stop - p.cols.start > 1:
+                    self.dist_weight[p.cols] = 1 / math.sqrt(2)
+        self.numeric_cols = np.flatnonzero(~self.cat_mask)
 
     def _walk(self, parameters: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
         for name in sorted(parameters):
@@ -694,6 +692,8 @@ def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = No
     cat = np.zeros(d, dtype=bool) if cat is None else np.asarray(cat, dtype=bool)
     ls_bounds = np.tile([0.01, 20.0], (d, 1))
     ls_bounds[cat, 1] = CAT_LS_MAX
+    # the bounds enter the key only where they differ from the default (the key also seeds the
+    # fit's random restart, so spaces without categories keep their fits)
     extra = ls_bounds.tobytes() if cat.any() else b""
     key = hashlib.sha1(X_all.tobytes() + y_all.tobytes() + str(X_all.shape).encode() + extra).hexdigest()
     with _LOCK:
