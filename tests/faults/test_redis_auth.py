@@ -62,6 +62,9 @@ def _run_sweep(srv: OwnRedis, sq_env: dict[str, str], namespace: str, start_work
     finally:
         ctl.stop_event.set()
         th.join(10)
+        # while this server still answers: a worker stopped after it is gone waits out its
+        # broker reconnects (about 10 s) before it exits
+        w.stop()
 
 
 def test_password_in_url(tmp_path: Path, sq_env, namespace, start_worker, monkeypatch):  # noqa: ANN001
