@@ -137,8 +137,10 @@ def test_sigterm_cold_shutdown_hands_back_slow_exiting_trial(store, start_worker
     the forwarder's flag is seen while the program still runs, so it is handed back."""
     controller()
     # 15 s of work: it cannot reach its end within the 5 s shutdown grace (a program that does
-    # exit 0 within the grace is kept as finished: test_cold_shutdown_trial_that_completes_...)
-    _cold_shutdown_case(store, start_worker, rec_dir, {**_long(150), "ignore_term": {"value": True}})
+    # exit 0 within the grace is kept as finished: test_cold_shutdown_trial_that_completes_...);
+    # the re-run resumes (0.5 s), as a program with a checkpoint would
+    _cold_shutdown_case(store, start_worker, rec_dir, {**_long(150), "ignore_term": {"value": True},
+                                                       "rerun_steps": {"value": 5}})
 
 
 def _cold_shutdown_case(store: Any, start_worker: Any, rec_dir: Path, params: dict[str, Any]) -> None:

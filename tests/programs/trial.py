@@ -6,6 +6,8 @@ Arguments (all optional, `--k=v` as sweepq's ${args} renders them):
   --sleep      seconds per step (default 0.05)
   --exit       exit code at the end (default 0)
   --ignore_term  if True, ignore SIGTERM
+  --rerun_steps  steps to log instead of --steps when an earlier attempt of this run left a
+                 record (a re-run resumes, as from a checkpoint)
 If the file named by SWEEPQ_TEST_SLOW_FILE exists when it starts, every step takes 5 s.
 Writes `<SWEEPQ_TEST_RECORD>/<run_id>.<pid>.json` with start/end times, pid and GPUs.
 """
@@ -32,6 +34,9 @@ if args.get("ignore_term") == "True":
 
 rec_dir = os.environ.get("SWEEPQ_TEST_RECORD")
 run_id = os.environ.get("SWEEPQ_RUN_ID", "standalone")
+if "rerun_steps" in args and rec_dir and any(
+        n.startswith(f"{run_id}.") and n.endswith(".json") for n in os.listdir(rec_dir)):
+    steps = int(float(args["rerun_steps"]))
 rec = {"run": run_id, "pid": os.getpid(), "pgid": os.getpgid(0), "start": time.time(),
        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": sys.argv[1:], "end": None}
 
