@@ -167,7 +167,8 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     rec.mkdir()
     env = {**sq_env, "SWEEPQ_TEST_RECORD": str(rec)}
     cfg = write_config(tmp_path / "s.yaml", run_cap=3, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 150}, "sleep": {"value": 0.05}})
+        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 150}, "sleep": {"value": 0.05},
+        "rerun_steps": {"value": 5}})  # handed-back trials resume (tests/programs/trial.py)
     proc = subprocess.Popen([*SWEEPQ, "run", str(cfg), "--workers", "2"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(list(rec.glob("*.json"))) >= 2, 60, what="two trials started")
@@ -187,9 +188,6 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     c = st.counts(sid)
     assert c["running"] == 0 and c["queued"] >= 2, c  # handed back, not lost
     # re-running the same command resumes the same sweep and finishes it
-    short = write_config(tmp_path / "s.yaml", run_cap=3, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 150}, "sleep": {"value": 0.05}})
-    assert short.exists()
     time.sleep(0.5)
     r2 = subprocess.run([*SWEEPQ, "run", str(cfg), "--workers", "2", "--json"], env=env, cwd=tmp_path,
                         capture_output=True, text=True, timeout=240)
