@@ -197,6 +197,20 @@ METHODS: dict[str, Callable[[Problem, int], Any]] = {
 # --- the simulated asynchronous sweep ------------------------------------------------------------
 
 
+def numeric_stack() -> str:
+    """The BLAS kernels in use, for the record: OpenBLAS picks them by CPU at run time, and the
+    GP-based methods' results change with them (docs/bayes.md, "The GP fit depends on the CPU")."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = sorted({f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
+                       for i in threadpool_info() if i.get("user_api") == "blas"})
+    except Exception as exc:  # informational only: never stop a benchmark for it
+        return f"unknown ({exc})"
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    return ", ".join(libs) + (f" (OPENBLAS_CORETYPE={core})" if core else "")
+
+
 def simulate(problem_name: str, method: str, workers: int, seed: int, budget: int) -> dict[str, Any]:
     """One sweep; returns the value of every trial in start order and the time spent suggesting."""
     problem = PROBLEMS[problem_name]
@@ -416,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods.split(",")
     budgets = [int(b) for b in args.budgets.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
+    for kind, given, known in (("problem", problems, PROBLEMS), ("method", methods, METHODS)):
+        if bad := [x for x in given if x not in known]:
+            ap.error(f"unknown {kind}(s) {', '.join(bad)}; choose from {', '.join(known)}")
     if "optuna-gp" in methods and (why := optuna_gp_available()):
         print(f"optuna-gp: skipped, {why}")
         methods.remove("optuna-gp")
@@ -428,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                 methods.remove(m)
     print(f"problems={problems} methods={methods} seeds=0..{args.seeds - 1} budgets={budgets} "
           f"workers={workers}", flush=True)
+    print(f"numerics: {numeric_stack()}", flush=True)
     tasks = [(p, m, w, s, max(budgets)) for p in problems for w in workers for s in range(args.seeds)
              for m in methods]
     tasks.sort(key=lambda t: t[1] == "optuna-gp")  # the slowest peer last: a cut-short run keeps the rest

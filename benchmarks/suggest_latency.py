@@ -32,7 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _problems import PROBLEMS  # noqa: E402
-from search_quality import OptunaAdapter, WandbAdapter, optuna_gp_available, sweepq_suggest_fn  # noqa: E402
+from search_quality import (  # noqa: E402
+    OptunaAdapter,
+    WandbAdapter,
+    numeric_stack,
+    optuna_gp_available,
+    sweepq_suggest_fn,
+)
 
 warnings.filterwarnings("ignore")
 PROBLEM = PROBLEMS["hartmann6"]
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if m in methods and cap < max(sizes):
             print(f"{m}: run only up to N={cap} (cost grows cubically; see MAX_N in this script)")
     print(f"sizes={sizes}, 1 warm-up + {args.cycles} timed cycles, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}", flush=True)
+          f"{os.environ.get('OMP_NUM_THREADS')}; numerics: {numeric_stack()}", flush=True)
     rows: dict[str, dict[int, str]] = {}
     cold: dict[str, dict[int, str]] = {}
     cpu_rows: dict[str, dict[int, str]] = {}
