@@ -26,6 +26,10 @@ How it works (``docs/bayes.md`` has the reasoning and the measurements):
   (every observation up to 10, then every 15 % growth) and memoised by a hash of the data they
   were fitted on, so the result is identical with a cold or a warm cache. Above ``MODEL_CAP``
   observations the GP sees the best half plus a farthest-point (space-filling) subset of the rest.
+* **Pairs of scale parameters.** Where two log-scale parameters interact through their product or
+  ratio (``C * gamma``, ``alpha / gamma``), the good region is a diagonal ridge in log space. The
+  GP can take each pair's sum and difference in decades as extra features, and does so only where
+  that raises the fit's marginal likelihood by more than ``PAIR_EVIDENCE`` nats.
 * **Acquisition.** Log expected improvement, scored on a few thousand candidates: a Sobol pool,
   perturbations of the best observations, then perturbations of the best candidates.
 * **Pending trials.** Queued and running trials (and earlier picks of the same batch) enter the GP
@@ -96,6 +100,14 @@ N_REFINE_EACH = 48
 #: column): a category borrows strength from the others but keeps its own uncertainty. Without a
 #: bound (20) an undersampled category is written off (docs/bayes.md, "Categories").
 CAT_LS_MAX = 2.0
+#: Pairs of log-scale parameters get two extra model features: the sum and the difference of
+#: their values in decades. Spaces with more log-scale parameters than this get none.
+LOG_PAIRS_MAX = 4
+#: The pair features are used only where they raise the kernel fit's log marginal likelihood by
+#: more than this (nats; one per extra length scale): where two scale parameters do not interact,
+#: they are irrelevant dimensions that slow convergence (docs/bayes.md, "Pairs of log-scale
+#: parameters").
+PAIR_EVIDENCE = 2.0
 
 _STATES_TERMINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
 
@@ -336,6 +348,17 @@ class _Space:
                 if p.cols.stop - p.cols.start > 1:
                     self.dist_weight[p.cols] = 1 / math.sqrt(2)
         self.numeric_cols = np.flatnonzero(~self.cat_mask)
+        logs = [p for p in self.params
+                if isinstance(p.dim, Real) and p.dim.prior == "log-uniform" and p.dim.high > p.dim.low]
+        #: (column a, column b, decades of a, decades of b) per pair of log-scale parameters
+        self.log_pairs: list[tuple[int, int, float, float]] = []
+        if 2 <= len(logs) <= LOG_PAIRS_MAX:
+            for i, a in enumerate(logs):
+                for b in logs[i + 1:]:
+                    self.log_pairs.append((a.cols.start, b.cols.start, math.log10(a.dim.high / a.dim.low),
+                                           math.log10(b.dim.high / b.dim.low)))
+        #: category mask of the model's features (``model_features``: the extra ones are numeric)
+        self.model_cat_mask = np.concatenate([self.cat_mask, np.zeros(2 * len(self.log_pairs), dtype=bool)])
 
     def _walk(self, parameters: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
         for name in sorted(parameters):
@@ -437,6 +460,26 @@ class _Space:
                 continue
             idx = rng.choice(len(p.probs), size=len(chg), p=p.probs)
             X[chg, p.cols] = p.onehot(idx)
+
+    def model_features(self, X: np.ndarray) -> np.ndarray:
+        """The GP's inputs: the features, plus the sum and difference in decades of each pair of
+        log-scale parameters, each scaled to [0, 1].
+
+        Why: two scale parameters often matter only through their product or ratio (an SVM's
+        ``C * gamma``, a ridge's ``alpha / gamma``, ``lr * weight_decay``), so the good region is a
+        diagonal ridge in log space; an axis-aligned ARD kernel needs many points to map a
+        diagonal, while an extra feature along it gets a length scale of its own. Candidates,
+        decoding and distances between trials stay in the parameters' own space.
+        """
+        if not self.log_pairs:
+            return X
+        X = np.atleast_2d(X)
+        extra = np.empty((len(X), 2 * len(self.log_pairs)))
+        for k, (ca, cb, ra, rb) in enumerate(self.log_pairs):
+            a, b = X[:, ca] * ra, X[:, cb] * rb
+            extra[:, 2 * k] = (a + b) / (ra + rb)
+            extra[:, 2 * k + 1] = (a - b + rb) / (ra + rb)
+        return np.hstack([X, extra])
 
     def sobol(self, m: int, rng: np.random.Generator) -> np.ndarray:
         """m space-filling candidates (scrambled Sobol for numbers, probabilities for categories)."""
@@ -673,13 +716,14 @@ def _refit_point(n: int) -> int:
         s = nxt
 
 
-_HYPER_CACHE: OrderedDict[str, tuple[float, np.ndarray, float]] = OrderedDict()
+_HYPER_CACHE: OrderedDict[str, tuple[float, np.ndarray, float, float]] = OrderedDict()
 
 
-def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = None
-               ) -> tuple[float, np.ndarray, float]:
-    """Kernel hyper-parameters (amplitude, ARD length scales, noise) by marginal likelihood,
-    fitted on the ``_select``-ed subset of these observations.
+def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = None, n_sel: int | None = None
+               ) -> tuple[float, np.ndarray, float, float]:
+    """Kernel hyper-parameters (amplitude, ARD length scales, noise) and the log marginal
+    likelihood they reach, fitted on the ``_select``-ed subset of these observations (selected by
+    the first ``n_sel`` columns, so fits with and without extra features see the same rows).
 
     ``cat`` marks one-hot category columns, whose length scale is bounded by ``CAT_LS_MAX``: with
     a few trials of a category, all far from where it is good, "the category does not matter" fits
@@ -702,7 +746,7 @@ def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = No
             _HYPER_CACHE.move_to_end(key)
             return hit
     z_all = _warp(y_all)
-    idx = _select(X_all, z_all, HYPER_CAP)
+    idx = _select(X_all if n_sel is None else X_all[:, :n_sel], z_all, HYPER_CAP)
     X, z = X_all[idx], z_all[idx]
     kernel = (
         ConstantKernel(1.0, (0.05, 20.0))
@@ -725,14 +769,31 @@ def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = No
         if ls.size == 1:
             ls = np.full(d, float(ls[0]))
         noise = float(k.k2.noise_level)
-        out = (amp, ls, noise)
+        out = (amp, ls, noise, float(gp.log_marginal_likelihood_value_))
     except (LinAlgError, ValueError, np.linalg.LinAlgError):
-        out = (1.0, np.full(d, 0.3), 1e-3)
+        out = (1.0, np.full(d, 0.3), 1e-3, -math.inf)
     with _LOCK:
         _HYPER_CACHE[key] = out
         while len(_HYPER_CACHE) > 512:
             _HYPER_CACHE.popitem(last=False)
     return out
+
+
+def _fit_model(space: _Space, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float, bool]:
+    """Kernel hyper-parameters, and whether the model uses the log-pair features.
+
+    The pair features enter only when they earn it: fitted with and without them on the same rows,
+    they must raise the log marginal likelihood by more than ``PAIR_EVIDENCE``. Where two scale
+    parameters do not interact they are irrelevant dimensions, and with them convergence near the
+    optimum measured slower (docs/bayes.md, "Pairs of log-scale parameters").
+    """
+    amp, ls, noise, lml = _fit_hyper(X, y, space.cat_mask)
+    if space.log_pairs:
+        p_amp, p_ls, p_noise, p_lml = _fit_hyper(space.model_features(X), y, space.model_cat_mask,
+                                                 n_sel=space.n_features)
+        if p_lml > lml + PAIR_EVIDENCE:
+            return p_amp, p_ls, p_noise, True
+    return amp, ls, noise, False
 
 
 def _lbfgs(obj_func: Callable[..., Any], theta0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
@@ -931,20 +992,21 @@ def suggest_with_info(
     # Hyper-parameters: fitted at a scheduled data size on the first observations, so repeated
     # calls between refit points reuse them (memoised), and an empty cache gives the same answer.
     n_fit = _refit_point(n_obs)
-    amp, ls, noise = _fit_hyper(data.X_obs[:n_fit], y[:n_fit], space.cat_mask)
+    amp, ls, noise, pairs = _fit_model(space, data.X_obs[:n_fit], y[:n_fit])
+    mf: Callable[[np.ndarray], np.ndarray] = space.model_features if pairs else np.asarray
 
     idx = _select(data.X_obs, z, MODEL_CAP)
     Xm, zm = data.X_obs[idx], z[idx]
     lie = {"max": float(np.max(zm)), "mean": float(np.mean(zm)), "min": float(np.min(zm))}.get(LIE)
     if lie is None:  # kriging believer: each pending point believes the current GP mean there
-        post = _Posterior(Xm, zm, amp, ls, noise)
-        for xp in data.X_pend:
+        post = _Posterior(mf(Xm), zm, amp, ls, noise)
+        for xp in mf(data.X_pend) if len(data.X_pend) else []:
             mu_p, _ = post.predict(post.project(xp[None, :]))
             post.add(xp, float(mu_p[0]), [])
     else:
         X_train = np.vstack([Xm, data.X_pend]) if len(data.X_pend) else Xm
         y_train = np.concatenate([zm, np.full(len(data.X_pend), lie)])
-        post = _Posterior(X_train, y_train, amp, ls, noise)
+        post = _Posterior(mf(X_train), y_train, amp, ls, noise)
     best = float(np.min(zm))
 
     # Stage 1 candidates: global Sobol pool + moves around the best observations.
@@ -953,12 +1015,13 @@ def suggest_with_info(
         space.sobol(N_GLOBAL, rng),
         _perturb(space, centres, N_LOCAL_EACH, (0.005, 0.02, 0.08), rng, cat_prob=0.15),
     ])
-    v1 = post.project(C1)
+    C1f = mf(C1)
+    v1 = post.project(C1f)
     # Kriging believer alone lets a batch pile up next to one promising point (W&B's failure);
     # a soft hole around each pending point, in length-scale units, keeps picks apart.
     ls_eff = np.minimum(ls, 1.0)
-    pending = [xp for xp in data.X_pend]
-    pen1 = _log_penalty(C1, pending, ls_eff)
+    pending = list(mf(data.X_pend)) if len(data.X_pend) else []
+    pen1 = _log_penalty(C1f, pending, ls_eff)
 
     for _ in range(max(n, 0)):
         if len(seen) >= limit:
@@ -967,9 +1030,10 @@ def suggest_with_info(
         a1 = _log_ei(mu1, sd1, best) + pen1
         top = C1[np.argsort(-a1)[:N_REFINE_CENTRES]]
         C2 = _perturb(space, top, N_REFINE_EACH, (0.002, 0.008, 0.03), rng, cat_prob=0.05)
-        v2 = post.project(C2)
+        C2f = mf(C2)
+        v2 = post.project(C2f)
         mu2, sd2 = post.predict(v2)
-        a2 = _log_ei(mu2, sd2, best) + _log_penalty(C2, pending, ls_eff)
+        a2 = _log_ei(mu2, sd2, best) + _log_penalty(C2f, pending, ls_eff)
         C = np.vstack([C1, C2])
         a = np.concatenate([a1, a2])
         mu = np.concatenate([mu1, mu2])
@@ -998,9 +1062,10 @@ def suggest_with_info(
             y_lie = pred[0] if pred is not None else float(np.mean(zm))
         else:
             y_lie = lie
-        (v1,) = post.add(x, y_lie, [(C1, v1)])
-        pending.append(x)
-        pen1 = pen1 + _log_penalty(C1, [x], ls_eff)
+        xf = mf(x[None, :])[0]
+        (v1,) = post.add(xf, y_lie, [(C1f, v1)])
+        pending.append(xf)
+        pen1 = pen1 + _log_penalty(C1f, [xf], ls_eff)
     return out, info
 
 

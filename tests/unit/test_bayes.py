@@ -223,7 +223,7 @@ def test_an_undersampled_category_stays_uncertain() -> None:
     trials += [trial(16 + i, {"x": x, "kind": "b"}, f({"x": x})) for i, x in enumerate([0.9, 0.95])]
     space = bayes._space_for(c["parameters"])
     data = bayes._collect(space, c["metric"], trials)
-    amp, ls, noise = bayes._fit_hyper(data.X_obs, data.y_obs, space.cat_mask)
+    amp, ls, noise, _ = bayes._fit_hyper(data.X_obs, data.y_obs, space.cat_mask)
     assert (ls[space.cat_mask] <= bayes.CAT_LS_MAX).all()
     post = bayes._Posterior(data.X_obs, bayes._warp(data.y_obs), amp, ls, noise)
     at = space.encode_trials([{"x": 0.3, "kind": k} for k in ("a", "b")])[0]
