@@ -17,6 +17,8 @@ def bench_path(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, "1")
 
 
+# W&B's engine fits scikit-learn's GP with length-scale bounds its data often reaches
+@pytest.mark.filterwarnings("ignore:The optimal value found for dimension")
 @pytest.mark.parametrize("problem", ["hartmann6", "mixed"])
 def test_suggest_latency_runs_on_each_kind_of_space(bench_path: None, problem: str,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
