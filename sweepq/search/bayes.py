@@ -994,13 +994,14 @@ def suggest_with_info(
     n_fit = _refit_point(n_obs)
     amp, ls, noise, pairs = _fit_model(space, data.X_obs[:n_fit], y[:n_fit])
     mf: Callable[[np.ndarray], np.ndarray] = space.model_features if pairs else np.asarray
+    pend_f = mf(data.X_pend)  # pending trials as the model sees them
 
     idx = _select(data.X_obs, z, MODEL_CAP)
     Xm, zm = data.X_obs[idx], z[idx]
     lie = {"max": float(np.max(zm)), "mean": float(np.mean(zm)), "min": float(np.min(zm))}.get(LIE)
     if lie is None:  # kriging believer: each pending point believes the current GP mean there
         post = _Posterior(mf(Xm), zm, amp, ls, noise)
-        for xp in mf(data.X_pend) if len(data.X_pend) else []:
+        for xp in pend_f:
             mu_p, _ = post.predict(post.project(xp[None, :]))
             post.add(xp, float(mu_p[0]), [])
     else:
@@ -1020,7 +1021,7 @@ def suggest_with_info(
     # Kriging believer alone lets a batch pile up next to one promising point (W&B's failure);
     # a soft hole around each pending point, in length-scale units, keeps picks apart.
     ls_eff = np.minimum(ls, 1.0)
-    pending = list(mf(data.X_pend)) if len(data.X_pend) else []
+    pending = list(pend_f)
     pen1 = _log_penalty(C1f, pending, ls_eff)
 
     for _ in range(max(n, 0)):
