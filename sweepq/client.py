@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,11 +159,14 @@ def log(data: dict[str, Any], step: int | None = None) -> None:
 
 # -- in-process sweeps ----------------------------------------------------------------------------
 def sweep(config: Any, **_: Any) -> str:
-    """Register a sweep from a dict, YAML text or path; returns its id."""
+    """Register a sweep from a dict, YAML text or path; returns its id.
+
+    A dict is checked in full even if ``load_config`` made it: it may have been changed since,
+    and what enters the store is run by every worker."""
     from sweepq.config import load_config
     from sweepq.store import Store
 
-    return Store().create_sweep(load_config(config))
+    return Store().create_sweep(load_config(dict(config) if isinstance(config, Mapping) else config))
 
 
 def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int | None = None,

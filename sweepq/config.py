@@ -17,6 +17,13 @@ Where sweepq deliberately differs from W&B (the "rulings" of ``WANDB-COMPAT.md``
 
 :func:`validate` never raises, whatever it is given; :func:`load_config` raises
 :class:`ConfigError`. Both accept a path, YAML text (bytes or str) or a dict.
+
+Trust: every config from outside (a file, YAML text, a JSON body, any plain dict) is checked in
+full. Only the dict that :func:`validate` itself returns (a private ``dict`` subclass, a type no
+YAML or JSON can produce) skips the check when handed back, so the controller can call
+``engine.suggest`` on every pass cheaply. ``_normalised``, the key that used to mark a normalised
+config, carries no trust: it is dropped with a warning (configs stored by earlier versions carry
+it); every other key starting with ``_`` is refused as unknown.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ __all__ = [
     "DISTRIBUTIONS",
     "GRID_DISTRIBUTIONS",
     "SWEEPQ_DEFAULTS",
+    "is_normalised",
     "load_config",
+    "nesting_depth",
     "to_yaml",
     "validate",
 ]
@@ -117,12 +126,23 @@ _W_AND_B_KEYS = (
     "description", "project", "entity", "run_cap", "controller", "scheduler", "job", "image_uri",
     "apiVersion", "kind",
 )  # fmt: skip
-_TOP_LEVEL_KEYS = frozenset(_W_AND_B_KEYS) | frozenset(SWEEPQ_DEFAULTS) | {"_normalised"}
+_TOP_LEVEL_KEYS = frozenset(_W_AND_B_KEYS) | frozenset(SWEEPQ_DEFAULTS)
+_OLD_MARKER = "_normalised"
+"""The key earlier versions wrote into normalised configs (and so into every stored sweep)."""
 
 _METHODS = ("grid", "random", "bayes")
 _GOALS = ("minimize", "maximize")
 _IMPUTES = ("latest", "best", "worst")
 _IMPUTES_WHILE_RUNNING = ("false", "latest", "best", "worst")
+
+
+class _Normalised(dict):
+    """A config :func:`validate` produced. Only this type skips re-validation: a user can write
+    any key into YAML or JSON, but cannot make either produce an instance of a private class.
+    Derived from ``dict`` so that ``json.dumps``, ``copy`` and item access work unchanged;
+    ``dict(config)`` is a plain dict again, and is checked in full if passed back."""
+
+    __slots__ = ()
 
 
 class ConfigError(ValueError):
@@ -246,7 +266,7 @@ def _parse_yaml(text: str | bytes, where: str) -> tuple[Any, list[str], list[str
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             return None, [f"{where}: not UTF-8 text (bad byte at offset {exc.start})"], []
-    if _flow_depth(text) > MAX_DEPTH:
+    if nesting_depth(text) > MAX_DEPTH:
         return None, [f"{where}: nested deeper than {MAX_DEPTH} levels; not a sweep config"], []
     loader = _Loader(text)
     try:
@@ -270,10 +290,13 @@ def _parse_yaml(text: str | bytes, where: str) -> tuple[Any, list[str], list[str
 _BRACKETS_RE = re.compile(r"[\[\]{}]")
 
 
-def _flow_depth(text: str) -> int:
+def nesting_depth(text: str | bytes) -> int:
     """Deepest ``[``/``{`` nesting, counting brackets inside strings too (an over-estimate that
-    no real config comes near). PyYAML recurses per level, so thousands of levels would cost
-    seconds before failing; this refuses them up front."""
+    no real config comes near). PyYAML and ``json`` recurse per level, so thousands of levels
+    would cost seconds (or a ``RecursionError``) before failing; callers refuse text deeper than
+    :data:`MAX_DEPTH` up front."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
     depth = deepest = 0
     for m in _BRACKETS_RE.finditer(text):
         if m.group() in "[{":
@@ -844,7 +867,7 @@ def _check_scheduler(ck: _Checker, cfg: Mapping[str, Any]) -> None:
     ck.warn("scheduler", "is a W&B Launch setting; sweepq ignores it")
 
 
-def _normalise(raw: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+def _normalise(raw: Any) -> tuple[_Normalised | None, list[str], list[str]]:
     ck = _Checker()
     if not isinstance(raw, Mapping):
         ck.error("config", f"must be a mapping of keys such as method and parameters (got {_describe(raw)})")
@@ -852,17 +875,22 @@ def _normalise(raw: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     cfg = _plain(raw, "config", ck.errors)
     if ck.errors:
         return None, ck.errors, ck.warnings
+    if _OLD_MARKER in cfg:
+        del cfg[_OLD_MARKER]
+        ck.warn(_OLD_MARKER, "ignored: an internal marker, not a setting (the config is checked in full)")
 
     for key in cfg:
         if key not in _TOP_LEVEL_KEYS:
-            if key == "count":
+            if key.startswith("_"):
+                ck.error(key, "keys starting with _ are sweepq's internal keys and cannot be set in a config")
+            elif key == "count":
                 ck.error(
                     "count",
                     "is not a sweep config key: give the number of trials to the agent "
                     "(sweepq agent --count N, or sweepq run --count N)",
                 )
             else:
-                hint = _did_you_mean(key, _TOP_LEVEL_KEYS - {"_normalised"})
+                hint = _did_you_mean(key, _TOP_LEVEL_KEYS)
                 ck.error(key, f"unknown top-level key{hint}")
 
     out: dict[str, Any] = {}
@@ -968,7 +996,7 @@ def _normalise(raw: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     if ck.errors:
         return None, ck.errors, ck.warnings
     for key, value in cfg.items():
-        if key == "_normalised" or key in SWEEPQ_DEFAULTS:
+        if key in SWEEPQ_DEFAULTS:
             continue
         out[key] = value
     out["method"] = method
@@ -979,37 +1007,16 @@ def _normalise(raw: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
         out["early_terminate"] = early
     out["command"] = command
     out.update(sq)
-    out["_normalised"] = True
-    return out, ck.errors, ck.warnings
+    return _Normalised(out), ck.errors, ck.warnings
 
 
 # --------------------------------------------------------------------------------------------
 # Public API
 
 
-def _looks_normalised(config: Mapping[str, Any]) -> bool:
-    """A cheap shape check of a dict marked ``_normalised``: what the engine relies on is there."""
-    params = config.get("parameters")
-    if config.get("method") not in _METHODS or not isinstance(params, Mapping) or not params:
-        return False
-    if not isinstance(config.get("command"), list) or any(k not in config for k in SWEEPQ_DEFAULTS):
-        return False
-
-    def ok(specs: Any, depth: int) -> bool:
-        if not isinstance(specs, Mapping) or not specs or depth > MAX_DEPTH:
-            return False
-        for spec in specs.values():
-            dist = spec.get("distribution") if isinstance(spec, Mapping) else None
-            if dist not in DISTRIBUTIONS:
-                return False
-            required, optional = DISTRIBUTIONS[dist]
-            if any(k not in spec for k in (*required, *optional)):
-                return False
-            if dist == "param_dict" and not ok(spec["parameters"], depth + 1):
-                return False
-        return True
-
-    return ok(params, 0)
+def is_normalised(config: Any) -> bool:
+    """True for a config that :func:`validate` returned (and that is therefore not checked again)."""
+    return isinstance(config, _Normalised)
 
 
 def validate(source: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
@@ -1018,15 +1025,13 @@ def validate(source: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     ``source`` is a path (``str`` or ``Path``), YAML/JSON text (``str`` or ``bytes``) or a dict.
     Returns ``(config, errors, warnings)``: ``config`` is the normalised dict (see
     docs/design.md) or ``None`` when ``errors`` is non-empty. Each error and warning is one line
-    that starts with the key path it is about. A dict already marked ``_normalised`` is returned
-    as it is, so the engine can call this on every suggestion cheaply.
+    that starts with the key path it is about. Only a config this function returned is passed
+    through unchecked (as a shallow copy), so the engine can call it on every suggestion cheaply;
+    any other dict, whatever keys it carries, is checked in full.
     """
+    if isinstance(source, _Normalised):
+        return _Normalised(source), [], []
     try:
-        if isinstance(source, Mapping) and source.get("_normalised") is True:
-            if _looks_normalised(source):
-                return dict(source), [], []
-            # marked but not our shape (hand-made, or a JSON body claiming it): check it fully
-            source = {k: v for k, v in source.items() if k != "_normalised"}
         raw, errors, read_warnings = _read_source(source)
         if errors:
             return None, errors, read_warnings
@@ -1054,11 +1059,11 @@ def load_config(source: Any) -> dict[str, Any]:
 
 
 def to_yaml(config: Mapping[str, Any]) -> str:
-    """A normalised config as YAML (key order kept, without the ``_normalised`` marker).
+    """A normalised config as YAML (key order kept; the old ``_normalised`` marker left out).
 
     Floats are written so that they read back as floats under YAML 1.1 too (``1.0e-05``).
     """
-    data = {k: copy.deepcopy(v) for k, v in config.items() if k != "_normalised"}
+    data = {k: copy.deepcopy(v) for k, v in config.items() if k != _OLD_MARKER}
     options = {"Dumper": _Dumper, "sort_keys": False, "default_flow_style": False, "width": 100}
     text = yaml.dump(data, allow_unicode=True, **options)
     if any(ch in text for ch in "\x85\u2028\u2029"):

@@ -17,7 +17,8 @@ __all__ = ["suggest", "to_stop"]
 
 
 def _config(config: Any) -> dict[str, Any]:
-    # load_config returns an already-normalised dict unchanged, so this is cheap per call.
+    # A config load_config returned comes back unchecked (cheap on every controller pass); any
+    # other dict, whatever keys it carries, is checked in full.
     return load_config(config)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweepq.config import ConfigError, load_config, to_yaml, validate
+from sweepq.config import ConfigError, is_normalised, load_config, to_yaml, validate
 
 BASE = {"method": "random", "parameters": {"lr": {"min": 0.001, "max": 0.1}}}
 
@@ -84,15 +84,45 @@ def test_missing_file_and_directory(tmp_path: Path):
     assert "directory" in errors_of(tmp_path)[0]
 
 
-def test_normalised_dict_is_not_renormalised():
+def test_only_validates_own_output_skips_the_check():
     c = load_config(BASE)
-    assert c["_normalised"] is True
-    c2 = dict(c, name=5)  # would fail a re-check; the marker skips it
-    assert load_config(c2)["name"] == 5
-    # a dict that claims the marker but lacks the normalised shape is checked in full
-    forged = {"_normalised": True, "method": "random", "parameters": {"lr": {"min": 2, "max": 1}}}
-    one_error(forged, "parameters.lr.min", "less than max")
-    assert load_config({**BASE, "_normalised": True}) == c
+    assert is_normalised(c) and "_normalised" not in c
+    again = load_config(c)
+    assert again == c and is_normalised(again) and again is not c  # a shallow copy, unchecked
+    # anything else is checked in full: a plain copy, a JSON round trip (what a store holds)
+    one_error(dict(c, name=5), "name", "must be a string")
+    stored = json.loads(json.dumps(c))
+    assert not is_normalised(stored) and load_config(stored) == c
+
+
+def _forged(**over) -> dict:
+    """A normalised config as JSON (the shape the engine relies on) claiming the old marker."""
+    c = json.loads(json.dumps(load_config({**BASE, "metric": {"name": "loss"}})))
+    c.update(over, _normalised=True)
+    return c
+
+
+@pytest.mark.parametrize(("over", "path", "needle"), [
+    ({"parameters": {"lr": {"distribution": "uniform", "min": 2.0, "max": 1.0}}}, "parameters.lr.min", "less than max"),
+    ({"run_cap": -7}, "run_cap", "at least 1"),
+    ({"queue": "bad queue!!"}, "queue", "queue name"),
+    ({"parameters": {"<img src=x onerror=alert(1)>": {"distribution": "constant", "value": 1}}},
+     "parameters.<img src=x onerror=alert(1)>", "not allowed"),
+    ({"method": "grid"}, "parameters.lr", "grid search cannot enumerate"),
+    ({"max_concurrent": "abc"}, "max_concurrent", "must be an integer"),
+    ({"retries": -1}, "retries", "at least 0"),
+    ({"early_terminate": {"type": "hyperband", "min_iter": 0}}, "early_terminate.min_iter", "at least 1"),
+])  # fmt: skip
+def test_the_old_marker_gives_no_trust(over, path, needle):
+    one_error(_forged(**over), path, needle)
+
+
+def test_the_old_marker_is_dropped_with_a_warning_other_internal_keys_refused():
+    config, errors, warnings = validate(_forged())
+    assert not errors and "_normalised" not in config and is_normalised(config)
+    assert [w for w in warnings if w.startswith("_normalised:")]
+    one_error(cfg(_trusted=True), "_trusted", "internal keys")
+    one_error(cfg(_id="x"), "_id", "internal keys")
 
 
 def test_config_error_is_value_error():

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sweepq import engine
 from sweepq.cli import main
 from sweepq.command import render
-from sweepq.config import _Loader, to_yaml, validate
+from sweepq.config import _Loader, is_normalised, to_yaml, validate
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "wandb-configs"
 VALID = []
@@ -62,7 +62,10 @@ def check_answer(result) -> None:
     if config is None:
         assert errors
     else:
-        assert not errors and config["_normalised"] is True
+        assert not errors and is_normalised(config)
+        # checking a plain copy again (what a config read back from JSON gets) changes nothing
+        again, errors2, _ = validate(json.loads(json.dumps(config)))
+        assert not errors2 and json.dumps(again) == json.dumps(config)
 
 
 @settings(FAST, max_examples=700)
