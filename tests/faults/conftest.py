@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import pytest
 import redis
 
 from tests.conftest import PROGRAMS, pid_alive, trial_config, wait_for
+from tests.netns import Lab, prerequisite_problem
 
 TRIAL = str(PROGRAMS / "trial.py")
 FINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
@@ -93,6 +95,26 @@ elif mode.startswith("fork"):
         rec["children"].append(pid)
     save()
     time.sleep(600)
+elif mode.startswith("daemon"):
+    # a daemon as daemons are made: fork, setsid (a new session and process group), fork again,
+    # stdio detached; the trial learns its pid through a pipe and records it among its children
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.write(w, str(os.getpid()).encode())
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            time.sleep(600)
+            os._exit(0)
+        os._exit(0)
+    os.close(w)
+    rec["children"].append(int(os.read(r, 32)))
+    save()
+    metric({"loss": 0.5})
+    if mode != "daemon":  # daemon: exit at once, leaving it behind; other modes wait to be stopped
+        time.sleep(600)
 elif mode == "ignore_term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(600)
@@ -190,6 +212,63 @@ def watch_dead(pids: list[int], timeout: float = 15.0) -> dict[int, float]:
         assert time.monotonic() < deadline, f"processes still alive: {set(pids) - set(seen)}"
         time.sleep(0.02)
     return seen
+
+
+class PidWatch:
+    """Notes when each recorded training process is first seen gone (a thread polling every
+    ``interval`` s), for :func:`check_no_overlap`'s ``dead_at``: an execution killed mid-run has
+    no ``end`` in its record, and a test cannot know beforehand which one it will need.
+
+    Pids come from the record file names (``<run>.<pid>.json``), so nothing is parsed while a
+    trial rewrites its record. A death is noted at most ``interval`` late: later, never earlier,
+    so an overlap is never hidden.
+    """
+
+    def __init__(self, rec: Path, interval: float = 0.05) -> None:
+        self.rec, self.interval = rec, interval
+        self.dead_at: dict[int, float] = {}
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pid-watch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def poll(self) -> None:
+        for p in self.rec.glob("*.json"):
+            try:
+                self.pids.add(int(p.name.rsplit(".", 2)[1]))
+            except (IndexError, ValueError):
+                continue
+        for pid in self.pids - self.dead_at.keys():
+            if not pid_alive(pid):
+                self.dead_at[pid] = time.time()  # after the check: never before the death
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def pid_watch(rec_dir: Path) -> Iterator[PidWatch]:
+    """A :class:`PidWatch` on this test's record directory, stopped at teardown."""
+    watch = PidWatch(rec_dir)
+    yield watch
+    watch.stop()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """A network of hosts in network namespaces (tests/netns.py), torn down after the test even
+    if it fails midway; teardown fails the test if anything of it is left. Needs root."""
+    problem = prerequisite_problem()
+    if problem:
+        pytest.fail(problem)
+    with Lab() as built:
+        yield built
 
 
 @pytest.fixture
