@@ -14,6 +14,9 @@ Where sweepq deliberately differs from W&B (the "rulings" of ``WANDB-COMPAT.md``
   then samples NaN.
 * Problems that W&B only reports when the sweep runs (grid over a continuous distribution, bayes
   without a metric, hyperband without a metric) are reported here, before any GPU time is spent.
+* A grid axis of more than :data:`MAX_GRID_AXIS` values is refused, and so is a q_uniform grid
+  axis whose q is below the float precision of its range (its values would repeat). The grid
+  as a whole has no limit: grid search enumerates it lazily (``sweepq/search/grid.py``).
 
 :func:`validate` never raises, whatever it is given; :func:`load_config` raises
 :class:`ConfigError`. Both accept a path, YAML text (bytes or str) or a dict.
@@ -718,6 +721,18 @@ def _grid_axis_size(spec: Mapping[str, Any]) -> int:
     return 1
 
 
+def _grid_values_distinct(spec: Mapping[str, Any]) -> bool:
+    """Whether a q_uniform axis's values (``numpy.arange`` in doubles) cannot repeat: q is well
+    above the spacing of doubles at the range's magnitude. Only absurd configs fail this (a q of
+    1e-15 on 1.0); it lets grid search take distinct digits for distinct points."""
+    if spec["distribution"] != "q_uniform":
+        return True
+    lo, hi, q = spec["min"], spec["max"], spec["q"]
+    if all(_is_int(x) for x in (lo, hi, q)):
+        return True
+    return q > 8 * math.ulp(max(abs(float(lo)), abs(float(hi))))
+
+
 # --------------------------------------------------------------------------------------------
 # Other sections
 
@@ -966,6 +981,8 @@ def _normalise(raw: Any) -> tuple[_Normalised | None, list[str], list[str]]:
                 )
             elif _grid_axis_size(spec) > MAX_GRID_AXIS:
                 ck.error(path, f"gives more than {MAX_GRID_AXIS} grid points; narrow the range or raise q")
+            elif not _grid_values_distinct(spec):
+                ck.error(path, "q is below the float precision of min and max: grid values would repeat; raise q")
     if params is not None and method == "bayes":
         if "metric" not in cfg:
             ck.error("metric", "bayes search needs a metric to optimise: add metric: {name: ..., goal: ...}")

@@ -357,6 +357,13 @@ def test_grid_rules():
     assert validate(ok)[0] is not None
 
 
+def test_grid_refuses_a_q_below_float_precision():
+    """Its values would repeat (numpy.arange in doubles); grid search relies on distinct values."""
+    fine = {"distribution": "q_uniform", "min": 1.0, "max": 1.0000000005, "q": 1e-15}
+    one_error(cfg(method="grid", parameters={"a": fine}), "parameters.a", "float precision")
+    assert validate(cfg(method="random", parameters={"a": fine}))[0] is not None  # sampling is fine
+
+
 def test_bayes_rules():
     one_error(cfg(method="bayes"), "metric", "bayes search needs a metric")
     one_error(cfg(method="bayes", metric={"name": "l"}, parameters={"a": {"value": 1}}), "parameters", "at least one parameter that varies")

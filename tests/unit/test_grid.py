@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
+import numpy
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from sweepq import engine
-from sweepq.config import load_config
+from sweepq.config import load_config, validate
 from sweepq.search import grid
 
 
@@ -65,6 +70,29 @@ def test_int_uniform_includes_max_q_uniform_excludes_it():
     assert [p["a"] for p in ints] == [0, 3, 6, 9] and all(type(p["a"]) is int for p in ints)
     floats = grid.points(config({"a": {"distribution": "q_uniform", "min": 0, "max": 3}}))  # default q 1.0
     assert [p["a"] for p in floats] == [0.0, 1.0, 2.0] and all(type(p["a"]) is float for p in floats)
+    mixed = grid.points(config({"a": {"distribution": "q_uniform", "min": 0, "max": 10.5, "q": 3}}))
+    assert [p["a"] for p in mixed] == [0.0, 3.0, 6.0, 9.0] and all(type(p["a"]) is float for p in mixed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lo=st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6)),
+       width=st.one_of(st.integers(1, 3000), st.floats(1e-3, 1e4)),
+       q=st.one_of(st.integers(1, 50), st.floats(1e-3, 100)))
+def test_q_uniform_values_are_numpy_arange(lo, width, q):
+    """Grid values are computed, not listed: they must still be numpy.arange's, float noise and
+    int-or-float type included (W&B enumerates numpy.arange)."""
+    hi = lo + width
+    assume(hi > lo and (hi - lo) / q <= 20_000)
+    spec = {"distribution": "q_uniform", "min": lo, "max": hi, "q": q}
+    values, errors, _ = validate({"method": "grid", "parameters": {"a": spec}})
+    assume(values is not None)
+    want = numpy.arange(lo, hi, q).tolist()
+    got = [p["a"] for p in grid.points(values)]
+    assert got == want and [type(v) for v in got] == [type(v) for v in want]
+    # and every value maps back to its own point: a trial holding it covers exactly that one
+    some = got[:: max(1, len(got) // 7)]
+    rest = engine.suggest(values, [trial({"a": v}, i=i) for i, v in enumerate(some)], n=len(got))
+    assert len(rest) == len(got) - len(some) and not {repr(v) for v in some} & {repr(p["a"]) for p in rest}
 
 
 def test_only_constants_is_one_point():
@@ -129,3 +157,25 @@ def test_large_grid_is_lazy():
     cfg = config({f"p{i}": {"min": 0, "max": 99} for i in range(6)})  # 10^12 points
     got = engine.suggest(cfg, [], n=3)
     assert [p["p5"] for p in got] == [0, 1, 2] and all(p["p0"] == 0 for p in got)
+
+
+def test_huge_grid_costs_what_its_trials_cost_not_its_size():
+    """Six axes of 1,000,000 values (10^36 points, the most each axis may have): suggestions
+    past 500 trials in a few MB (the grid used to be listed axis by axis on every call: hundreds
+    of MB per controller pass), and trials map back to their points wherever they lie."""
+    cfg = config({f"p{i}": {"min": 1, "max": 1_000_000} for i in range(5)}
+                 | {"q": {"distribution": "q_uniform", "min": 0.5, "max": 1000.5, "q": 0.001}})
+    qs = numpy.arange(0.5, 1000.5, 0.001)
+    first = engine.suggest(cfg, [], n=500)
+    assert [p["q"] for p in first] == qs[:500].tolist()
+    far = {f"p{i}": 999_999 for i in range(5)} | {"q": qs[7].item()}
+    as_floats = {f"p{i}": 1.0 for i in range(5)} | {"q": qs[500].item()}  # point 500, written otherwise
+    trials = [trial(p, i=i) for i, p in enumerate([*first, far, as_floats])]
+    tracemalloc.start()
+    try:
+        got = engine.suggest(cfg, trials, n=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB"
+    assert got == [{f"p{i}": 1 for i in range(5)} | {"q": v} for v in qs[501:504].tolist()]
