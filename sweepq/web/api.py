@@ -1,8 +1,10 @@
 """The HTTP API (ARCHITECTURE.md section 5): same JSON shapes as ``sweepq ... --json``.
 
 Answers are JSON; errors are ``{"error": "..."}`` (plus ``"errors": [...]`` for invalid configs)
-with 400 (bad input), 401 (token), 404 (unknown sweep or run), 409 (an action the sweep's state
-forbids, e.g. pausing a finished sweep). ``GET /api/sweeps/<id>/runs`` without query parameters
+with 400 (bad input, including an id sweepq could not have made), 401 (token), 404 (unknown
+sweep or run), 409 (an action the sweep's state forbids, e.g. pausing a finished sweep), 503 (the
+store cannot serve: Redis out of memory, read-only or unreachable) and 500 for anything else:
+always one JSON line, never an HTML page or a traceback (those go to the server log). ``GET /api/sweeps/<id>/runs`` without query parameters
 is the plain list of ``sweepq runs --json``; with ``offset``/``limit``/``state``/``sort`` the
 server pages, filters and sorts (totals in the ``X-Total-Count`` header), so the dashboard stays
 fast on sweeps with 10,000+ trials.
@@ -15,7 +17,11 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
 
+from sweepq.config import MAX_DEPTH, nesting_depth
+from sweepq.ids import RUN_ID_RE, SWEEP_ID_RE, is_run_id, is_sweep_id
 from sweepq.store import NotFound, Store, StoreError
 from sweepq.web import data
 
@@ -74,6 +80,24 @@ def _auth() -> Response | None:
     return None
 
 
+@bp.before_request
+def _check_ids() -> Response | None:
+    """Ids in the path are checked before any view runs, so none reaches a Redis key name
+    unless sweepq could have made it."""
+    args = request.view_args or {}
+    if "sid" in args and not is_sweep_id(args["sid"]):
+        return error(400, f"not a sweep id: {_shown(args['sid'])} (sweep ids are 1-64 lowercase letters and digits)")
+    if "run_id" in args and not is_run_id(args["run_id"]):
+        return error(400, f"not a run id: {_shown(args['run_id'])} (run ids are <sweep id>-<number>)")
+    return None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A value from the request as one short printable line, for an error message."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _int_arg(name: str, default: int | None, lo: int = 0, hi: int | None = None) -> int | None:
     raw = request.args.get(name)
     if raw in (None, ""):
@@ -115,6 +139,27 @@ def _conflict(exc: StoreError) -> Response:
     return error(409, str(exc))
 
 
+# App-wide (the dashboard's and /metrics' errors too): every exception becomes one JSON line.
+@bp.app_errorhandler(RedisError)
+def _store_unavailable(exc: RedisError) -> Response:
+    """Redis out of memory, read-only or unreachable: the service, not the request, is at fault.
+    (A sweepq exception naming such a store failure belongs here too, as a 503.)"""
+    current_app.logger.warning("store error on %s %s: %s", request.method, request.path, exc)
+    return error(503, f"the store (Redis) cannot serve this request: {_shown(str(exc), 200)[1:-1]}")
+
+
+@bp.app_errorhandler(Exception)
+def _any_error(exc: Exception) -> Response | HTTPException:
+    """HTTP errors keep their status (as JSON under /api); anything else is a bug: logged with
+    its traceback on the server, answered as a JSON 500 without one."""
+    if isinstance(exc, HTTPException):
+        if request.path.startswith("/api/"):
+            return error(exc.code or 500, exc.description or exc.name)
+        return exc
+    current_app.logger.error("error on %s %s", request.method, request.path, exc_info=exc)
+    return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+
 # -- sweeps -------------------------------------------------------------------------------------
 @bp.get("/sweeps")
 def list_sweeps() -> Response:
@@ -137,6 +182,8 @@ def _read_config_body() -> tuple[Any, list[str]]:
         return None, ["config: the request body is empty; send the sweep config as YAML or JSON"]
     ctype = (request.mimetype or "").lower()
     if ctype == "application/json" or ctype.endswith("+json"):
+        if nesting_depth(raw) > MAX_DEPTH:  # json recurses per level: refuse before it does
+            return None, [f"config: nested deeper than {MAX_DEPTH} levels; not a sweep config"]
         try:
             body = json.loads(raw)
         except ValueError as exc:
@@ -180,8 +227,6 @@ def validate_config() -> Response:
     config = None
     if not errors:
         config, errors, warnings = validate(source)
-    if config is not None:
-        config = {k: v for k, v in config.items() if k != "_normalised"}
     return jsonify({"ok": config is not None, "errors": errors, "warnings": warnings, "config": config})
 
 
@@ -195,6 +240,7 @@ def get_sweep(sid: str) -> Response:
 def get_config(sid: str) -> Response:
     """The normalised config the sweep runs with."""
     cfg = web().store.sweep_config(sid)
+    # sweeps stored by earlier versions carry the old "_normalised" marker: not part of the config
     return jsonify({k: v for k, v in cfg.items() if k != "_normalised"})
 
 
@@ -338,7 +384,7 @@ def openapi_spec() -> dict[str, Any]:
         return r
 
     err = ok(ref("Error"), "Error")
-    sid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    sid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{SWEEP_ID_RE.pattern}$"}}
     nullable_num = {"type": "number", "nullable": True}
     counts = {"type": "object", "properties": {s: {"type": "integer"} for s in
                                                ("queued", "running", "finished", "failed", "crashed",
@@ -413,7 +459,8 @@ def openapi_spec() -> dict[str, Any]:
                 "X-Total-Unfiltered": {"schema": {"type": "integer"}}}), "400": err, "404": err}}},
         "/api/sweeps/{id}/runs/{run_id}": {"get": {
             "summary": "One run with its log tail and logged metric rows",
-            "parameters": [sid, {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            "parameters": [sid, {"name": "run_id", "in": "path", "required": True,
+                                 "schema": {"type": "string", "pattern": f"^{RUN_ID_RE.pattern}$"}},
                            {"name": "rows", "in": "query", "schema": {"type": "integer"}}],
             "responses": {"200": ok(ref("RunDetail")), "404": err}}},
         "/api/sweeps/{id}/curves": {"get": {
@@ -433,6 +480,12 @@ def openapi_spec() -> dict[str, Any]:
             "summary": f"{action.capitalize()} the sweep", "parameters": [sid],
             "responses": {"200": ok({"type": "object", "properties": {
                 "id": {"type": "string"}, "state": {"type": "string"}}}), "404": err, "409": err, "401": err}}}
+    for path, ops in paths.items():
+        for op in ops.values():
+            if "{id}" in path:
+                op["responses"].setdefault("400", ok(ref("Error"), "Not a sweep id or run id"))
+            op["responses"].setdefault("503", ok(ref("Error"), "The store (Redis) cannot serve"))
+            op["responses"].setdefault("500", ok(ref("Error"), "Internal error (one JSON line)"))
     return {
         "openapi": "3.0.3",
         "info": {"title": "sweepq API", "version": "1",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.exceptions
 
 from sweepq.store import Store
 
@@ -507,3 +508,83 @@ def test_web_command_busy_port_is_one_line_error(store: Store) -> None:
         r = CliRunner().invoke(main, ["web", "--port", str(port)])
     assert r.exit_code == 2, r.output
     assert "cannot listen on 127.0.0.1" in r.output and "Traceback" not in r.output
+
+
+# -- edges: ids, deep bodies, every exception as JSON (issue 17) --------------------------------
+class _NoRedis:
+    """Stands in for the store's Redis client: any use fails the test (the view would 500)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"Redis reached ({name})")
+
+
+BAD_SWEEP_IDS = ["ABC", "a:b", "%2A", "x" * 65, "a%20b", "a-1", "%C3%A9t%C3%A9", "..", "a%0Ab"]
+
+
+@pytest.mark.parametrize("bad", BAD_SWEEP_IDS)
+def test_bad_sweep_ids_are_400_before_redis(client, store: Store, monkeypatch, bad: str) -> None:  # noqa: ANN001
+    monkeypatch.setattr(store, "r", _NoRedis())
+    gets = ["", "/runs", "/runs/abc-1", "/config", "/curves", "/parallel", "/importance", "/best"]
+    for method, path in [("get", p) for p in gets] + [("post", f"/{a}") for a in ("pause", "cancel")]:
+        r = getattr(client, method)(f"/api/sweeps/{bad}{path}")
+        assert r.status_code == 400, (path, r.status_code, r.get_data(as_text=True)[:200])
+        assert r.is_json and r.json["error"].startswith("not a sweep id:") and "\n" not in r.json["error"]
+
+
+@pytest.mark.parametrize("bad", ["abc", "abc-", "abc-x", "ABC-1", "a:b-1", "abc-1-2", "abc-%2A", "abc-" + "9" * 19])
+def test_bad_run_ids_are_400_before_redis(client, store: Store, monkeypatch, bad: str) -> None:  # noqa: ANN001
+    monkeypatch.setattr(store, "r", _NoRedis())
+    r = client.get(f"/api/sweeps/abc/runs/{bad}")
+    assert r.status_code == 400 and r.json["error"].startswith("not a run id:"), r.get_data(as_text=True)[:200]
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000])
+def test_deeply_nested_json_is_400(client, store: Store, body: str) -> None:  # noqa: ANN001
+    r = client.post("/api/sweeps", data=body, content_type="application/json")
+    assert r.status_code == 400 and r.is_json
+    assert any("nested deeper than" in e for e in r.json["errors"]), r.json
+    r = client.post("/api/validate", data=body, content_type="application/json")
+    assert r.status_code == 200 and r.json["ok"] is False and "nested deeper than" in r.json["errors"][0]
+    assert store.list_sweeps() == []
+
+
+def test_unexpected_exception_is_json_500_without_traceback(client, store: Store, monkeypatch) -> None:  # noqa: ANN001
+    sid = make_sweep(store)
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("secret internals at /srv/x.py line 3")
+
+    monkeypatch.setattr(store, "status", boom)
+    r = client.get(f"/api/sweeps/{sid}")
+    assert r.status_code == 500 and r.is_json
+    assert r.json == {"error": "internal error (RuntimeError); the server log has the details"}
+
+
+@pytest.mark.parametrize("error", [
+    redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+    redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+    redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+], ids=["oom", "readonly", "unreachable"])
+def test_redis_errors_are_json_503(client, store: Store, monkeypatch, error: Exception) -> None:  # noqa: ANN001
+    sid = make_sweep(store)
+
+    def fail(*_a: Any, **_k: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(store, "list_sweeps", fail)
+    monkeypatch.setattr(store, "sweep_action", fail)
+    for r in (client.get("/api/sweeps"), client.post(f"/api/sweeps/{sid}/pause")):
+        assert r.status_code == 503 and r.is_json, r.get_data(as_text=True)[:200]
+        assert r.json["error"].startswith("the store (Redis) cannot serve this request: ")
+        assert str(error).split()[0] in r.json["error"]
+
+
+def test_http_errors_keep_their_status_as_json_under_api(app, client) -> None:  # noqa: ANN001
+    from flask import abort
+
+    app.add_url_rule("/api/teapot", "teapot", lambda: abort(418))
+    app.add_url_rule("/teapot", "teapot_page", lambda: abort(418))
+    r = client.get("/api/teapot")
+    assert r.status_code == 418 and r.is_json and r.json["error"]
+    r = client.get("/teapot")  # outside /api: werkzeug's own page, as before
+    assert r.status_code == 418 and not r.is_json
