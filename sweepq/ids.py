@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["RUN_ID_RE", "SWEEP_ID_RE", "is_run_id", "is_sweep_id"]
+__all__ = ["RUN_ID_RE", "SWEEP_ID_RE", "is_run_id", "is_sweep_id", "shown"]
 
 SWEEP_ID_RE = re.compile(r"[a-z0-9]{1,64}")
 RUN_ID_RE = re.compile(r"[a-z0-9]{1,64}-[0-9]{1,18}")
@@ -26,3 +26,9 @@ def is_sweep_id(text: object) -> bool:
 def is_run_id(text: object) -> bool:
     """True when ``text`` could be a run id, ``<sweep id>-<n>`` (it may still name no run)."""
     return isinstance(text, str) and RUN_ID_RE.fullmatch(text) is not None
+
+
+def shown(text: object, limit: int = 80) -> str:
+    """A value from outside as one short printable quoted string, for a one-line error."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    return repr(text if len(text) <= limit else text[:limit] + "...")

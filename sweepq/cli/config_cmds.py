@@ -50,7 +50,7 @@ def validate_cmd(config: str) -> None:
 
         cfg = _load(config)
         click.echo(to_yaml(cfg), nl=False)
-    except (click.ClickException, click.exceptions.Exit):
+    except (click.ClickException, click.exceptions.Exit, BrokenPipeError):  # a closed pipe: sweepq.cli exits quietly
         raise
     except Exception as exc:  # never a traceback for a user's input
         raise CliError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from None
@@ -135,7 +135,7 @@ def preview(config: str, params_json: str | None, count: int, as_json: bool, see
             click.echo(json.dumps(argv) if as_json else shlex.join(argv))
             if uses_args_json_file(cfg):
                 click.echo(f"# {args_json_path(sweep_id, rid)}: {args_json_text(params)}", err=True)
-    except (click.ClickException, click.exceptions.Exit):
+    except (click.ClickException, click.exceptions.Exit, BrokenPipeError):  # a closed pipe: sweepq.cli exits quietly
         raise
     except Exception as exc:  # never a traceback for a user's input
         raise CliError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from None

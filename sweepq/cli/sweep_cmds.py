@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, CliError, main
+from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, SWEEP_ID, CliError, main
 from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError
 
 log = logging.getLogger("sweepq.cli")
@@ -252,7 +252,7 @@ def run_agent_process(sweep_id: str, count: int | None = None, gpus: str | None 
 
 
 @main.command("agent")
-@click.argument("sweep_id")
+@click.argument("sweep_id", type=SWEEP_ID)
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N trials.")
 @click.option("--gpus", default=None, help="GPU ids to use, e.g. 0,1 (default: all detected).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -399,7 +399,7 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
 
 # -- reading --------------------------------------------------------------------------------------
 @main.command("status")
-@click.argument("sweep_id")
+@click.argument("sweep_id", type=SWEEP_ID)
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(sweep_id: str, as_json: bool) -> None:
     """State, counts per trial state, best so far."""
@@ -446,7 +446,7 @@ RUN_FIELDS = ["id", "state", "params", "metric", "steps", "started_at", "ended_a
 
 
 @main.command("runs")
-@click.argument("sweep_id")
+@click.argument("sweep_id", type=SWEEP_ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True)
 def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
@@ -470,7 +470,7 @@ def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
 
 
 @main.command("best")
-@click.argument("sweep_id")
+@click.argument("sweep_id", type=SWEEP_ID)
 @click.option("--json", "as_json", is_flag=True)
 def best_cmd(sweep_id: str, as_json: bool) -> None:
     """The best finished trial (exit 3 if none yet)."""
@@ -487,7 +487,7 @@ def best_cmd(sweep_id: str, as_json: bool) -> None:
 
 def _action(name: str, doc: str) -> None:
     @main.command(name, help=doc)
-    @click.argument("sweep_id")
+    @click.argument("sweep_id", type=SWEEP_ID)
     def cmd(sweep_id: str) -> None:
         with session(sweep_id) as s:
             _need_sweep(s.store, sweep_id)

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from sweepq.config import MAX_DEPTH, nesting_depth
-from sweepq.ids import RUN_ID_RE, SWEEP_ID_RE, is_run_id, is_sweep_id
+from sweepq.ids import RUN_ID_RE, SWEEP_ID_RE, is_run_id, is_sweep_id, shown
 from sweepq.store import NotFound, Store, StoreError
 from sweepq.web import data
 
@@ -86,16 +86,10 @@ def _check_ids() -> Response | None:
     unless sweepq could have made it."""
     args = request.view_args or {}
     if "sid" in args and not is_sweep_id(args["sid"]):
-        return error(400, f"not a sweep id: {_shown(args['sid'])} (sweep ids are 1-64 lowercase letters and digits)")
+        return error(400, f"not a sweep id: {shown(args['sid'])} (sweep ids are 1-64 lowercase letters and digits)")
     if "run_id" in args and not is_run_id(args["run_id"]):
-        return error(400, f"not a run id: {_shown(args['run_id'])} (run ids are <sweep id>-<number>)")
+        return error(400, f"not a run id: {shown(args['run_id'])} (run ids are <sweep id>-<number>)")
     return None
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """A value from the request as one short printable line, for an error message."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _int_arg(name: str, default: int | None, lo: int = 0, hi: int | None = None) -> int | None:
@@ -145,7 +139,7 @@ def _store_unavailable(exc: RedisError) -> Response:
     """Redis out of memory, read-only or unreachable: the service, not the request, is at fault.
     (A sweepq exception naming such a store failure belongs here too, as a 503.)"""
     current_app.logger.warning("store error on %s %s: %s", request.method, request.path, exc)
-    return error(503, f"the store (Redis) cannot serve this request: {_shown(str(exc), 200)[1:-1]}")
+    return error(503, f"the store (Redis) cannot serve this request: {' '.join(str(exc).split())[:200]}")
 
 
 @bp.app_errorhandler(Exception)

@@ -195,3 +195,63 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     assert f"resuming sweep {sid}" in r2.stderr
     final = json.loads(r2.stdout.strip().splitlines()[-1])
     assert final["id"] == sid and final["counts"]["finished"] == 3 and final["trials"] == 3
+
+
+# -- edges (issue 17) -----------------------------------------------------------------------------
+BAD_IDS = ["ABC", "a:b", "a*", "x" * 65, "a b", "abc-1", "été", "a\nb"]
+
+
+def test_bad_sweep_ids_exit_2_with_one_line_before_redis(sq_env) -> None:  # noqa: ANN001
+    # an unreachable store: a command that got past the id check would fail differently (exit 1)
+    env = {**sq_env, "SWEEPQ_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0"}
+    cmds = [["status", "{}"], ["status", "{}", "--json"], ["runs", "{}", "--csv"], ["best", "{}"],
+            ["pause", "{}"], ["resume", "{}"], ["stop", "{}"], ["cancel", "{}"], ["agent", "{}", "--count", "1"]]
+    for i in range(max(len(BAD_IDS), len(cmds))):  # every id and every command at least once
+        cmd = [a.format(BAD_IDS[i % len(BAD_IDS)]) for a in cmds[i % len(cmds)]]
+        r = sq(cmd, env, timeout=60)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert r.stderr.startswith("error: not a sweep id: ") and r.stderr.count("\n") == 1, (cmd, r.stderr)
+
+
+def _closed_pipe_run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``sweepq ARGS`` writing to a pipe whose reader has already gone."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([*SWEEPQ, *args], env=env, stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+
+
+def test_closed_pipe_exits_quietly(sq_env, store, tmp_path) -> None:  # noqa: ANN001
+    from sweepq.config import load_config
+
+    cfg = write_config(tmp_path / "s.yaml")
+    sid = store.create_sweep(load_config(cfg))
+    store.create_trials(sid, [{"x": i / 3000, "steps": 2, "sleep": 0.01} for i in range(3000)])
+    for args in (["runs", sid], ["runs", sid, "--json"], ["runs", sid, "--csv"], ["status", sid],
+                 ["list", "--json"], ["validate", str(cfg)], ["preview", "-n", "50", str(cfg)]):
+        r = _closed_pipe_run(args, sq_env)
+        assert r.returncode == 141 and r.stderr == "", (args, r.returncode, r.stderr)
+    # the real thing: `sweepq runs ID | head -1` (300 KB through a 64 KB pipe) under pipefail
+    sh = f"set -o pipefail; {' '.join(SWEEPQ)} runs {sid} | head -1"
+    r = subprocess.run(["bash", "-c", sh], env=sq_env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith(f"{sid}-1 ") and r.stdout.count("\n") == 1
+    assert r.returncode == 141 and r.stderr == "", (r.returncode, r.stderr)
+
+
+def test_preview_of_the_largest_grid_stays_small(sq_env, tmp_path) -> None:  # noqa: ANN001
+    """Six axes of 1,000,000 values each (the most an axis may have): 10^36 points, previewed
+    in the memory of an idle interpreter (each axis used to be listed in full: 320 MB)."""
+    cfg = tmp_path / "huge.yaml"
+    cfg.write_text(yaml.safe_dump({"method": "grid", "program": "train.py",
+                                   "parameters": {f"p{i}": {"min": 1, "max": 1_000_000} for i in range(6)}}))
+    out = tmp_path / "out.txt"
+    with open(out, "w") as fh:
+        proc = subprocess.Popen([*SWEEPQ, "preview", "-n", "3", str(cfg)], env=sq_env, stdout=fh,
+                                stderr=subprocess.DEVNULL)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    assert out.read_text().splitlines()[2].endswith("--p0=1 --p1=1 --p2=1 --p3=1 --p4=1 --p5=3")
+    assert usage.ru_maxrss < 150 * 1024, f"{usage.ru_maxrss // 1024} MB"  # KiB on Linux
