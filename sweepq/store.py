@@ -40,6 +40,9 @@ SWEEP_STATES = ("running", "paused", "stopped", "canceled", "finished")
 
 EVENTS_MAXLEN = 20000
 ROWS_CAP = 5000
+# Values of the sweep metric kept per trial (about 20 bytes each): a program logging millions of
+# steps cannot fill Redis. The first ones are kept, because the stopping rules judge early rungs.
+HISTORY_CAP = 100_000
 
 
 class StoreError(Exception):
@@ -50,15 +53,73 @@ class NotFound(StoreError):
     """Unknown sweep or trial."""
 
 
+class StoreUnavailable(Exception):
+    """Redis cannot do what was asked, through no fault of the sweep: unreachable, out of memory,
+    read-only, a wrong URL or password. ``str()`` is one line naming the cause and the fix; the CLI
+    exits with ``exit_code`` and the HTTP API answers ``http_status``."""
+
+    exit_code = 1
+    http_status = 503
+
+
+class BadRedisURL(StoreUnavailable):
+    """The Redis URL itself is wrong (scheme, database): bad input, not an outage."""
+
+    exit_code = 2
+
+
+OUT_OF_MEMORY = ("Redis is out of memory (maxmemory reached, policy noeviction) and refuses writes; "
+                 "free memory (delete old sweeps) or raise maxmemory")
+# Seconds a socket may wait for a reply. Every blocking read sweepq makes is far shorter (a stop
+# list is polled for 1 s, the event stream for at most a tick), so a longer silence means the
+# connection is dead (a partition, a hung proxy) and the command is retried on a fresh one.
+SOCKET_TIMEOUT = 10.0
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def unavailable(exc: BaseException, url: str = "") -> StoreUnavailable | None:
+    """The ``StoreUnavailable`` a Redis error means (``None`` if it is not one: a bug of ours)."""
+    from redis import exceptions as rx
+
+    where = f" at {redact(url)}" if url else ""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, rx.OutOfMemoryError) or text.startswith("OOM "):
+        return StoreUnavailable(OUT_OF_MEMORY.replace("Redis", f"Redis{where}", 1))
+    if isinstance(exc, rx.ReadOnlyError):
+        return StoreUnavailable(f"Redis{where} is a read-only replica and refuses writes; point "
+                                "SWEEPQ_REDIS_URL at the primary")
+    if isinstance(exc, rx.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
+        return StoreUnavailable(f"Redis{where} refused the credentials ({text}); put the password in "
+                                "the URL: redis://:PASSWORD@host:6379/0")
+    if "DB index is out of range" in text:
+        db = url.rsplit("/", 1)[-1].split("?", 1)[0] if url else "?"
+        return BadRedisURL(f"Redis database {db} does not exist{where} (a server has 16 unless "
+                           "configured otherwise: /0 to /15)")
+    if isinstance(exc, (rx.ConnectionError, rx.TimeoutError)):
+        return StoreUnavailable(f"cannot reach Redis{where}: {text or type(exc).__name__}")
+    return None
+
+
 def redis_url_from_env() -> str:
     return os.environ.get("SWEEPQ_REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
-    """A client that rides out Redis restarts and dropped connections.
+    """A client that rides out Redis restarts and dropped connections and never hangs.
 
     Retries with exponential backoff on connection errors (redis-py re-connects transparently),
-    TCP keepalive, and a health check so a half-open connection is noticed before a command hangs.
+    TCP keepalive, a health check so a half-open connection is noticed, and a socket timeout so a
+    command on a connection that went silent (a partition, a hung proxy) fails instead of waiting
+    forever. A URL redis-py cannot use raises :class:`BadRedisURL` with one line.
     """
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RConnErr
@@ -70,11 +131,17 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
         "socket_keepalive": True,
         "health_check_interval": 25,
         "socket_connect_timeout": 5,
+        "socket_timeout": SOCKET_TIMEOUT,
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
         "retry_on_error": [RConnErr, RTimeout],
     }
     opts.update(kwargs)
-    return redis.Redis.from_url(url or redis_url_from_env(), **opts)
+    url = url or redis_url_from_env()
+    try:
+        return redis.Redis.from_url(url, **opts)
+    except ValueError as exc:  # scheme, port, database number
+        raise BadRedisURL(f"{redact(url)} is not a usable Redis URL ({exc}); write "
+                          "redis://[:PASSWORD@]HOST:PORT/DB, rediss://... or unix:///path") from None
 
 
 def _new_id(n: int = 8) -> str:
@@ -110,13 +177,26 @@ def finite_number(v: Any) -> float | None:
 _XADD = "redis.call('XADD', KEYS[{ev}], 'MAXLEN', '~', {maxlen}, '*', 'sweep', {sid}, 'trial', {tid}, 'kind', {kind})"
 
 
+# Lease expiries are on Redis's own clock: the worker that renews a lease and the controller that
+# reaps it may run on hosts whose clocks disagree, but they agree on the one server's clock.
+_NOW = """
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+
 def _xadd(ev: int, sid: str, tid: str, kind: str) -> str:
     return _XADD.format(ev=ev, maxlen=EVENTS_MAXLEN, sid=sid, tid=tid, kind=kind)
 
 
 _APPEND_METRICS = """
 local nv = tonumber(ARGV[{nv}])
-for i = {first}, {first} - 1 + nv do
+-- the history keeps its first HISTORY_CAP values (what the stopping rules' rungs read); the
+-- summary value below still follows every value logged
+local room = {hcap} - redis.call('LLEN', KEYS[{hist}])
+for i = {first}, math.min({first} - 1 + nv, {first} - 1 + room) do
   redis.call('RPUSH', KEYS[{hist}], ARGV[i])
 end
 if nv > 0 then
@@ -137,7 +217,7 @@ end
 def _append_metrics(*, trial: int, hist: int, rows: int, cap: int, nv: int, first: int) -> str:
     """Lua appending ARGV[nv] metric values (from ARGV[first]) to the history list and the rest of
     ARGV to the rows list (capped at ARGV[cap] rows): shared by the metrics and finish scripts."""
-    return _APPEND_METRICS.format(trial=trial, hist=hist, rows=rows, cap=cap, nv=nv, first=first)
+    return _APPEND_METRICS.format(trial=trial, hist=hist, rows=rows, cap=cap, nv=nv, first=first, hcap=HISTORY_CAP)
 
 
 LUA_CREATE = """
@@ -175,9 +255,9 @@ end
 return ids
 """
 
-LUA_CLAIM = """
+LUA_CLAIM = _NOW + """
 -- KEYS: trial, sweep, counts, inflight, leases, events
--- ARGV: owner, worker, now, lease_expiry, tid, sid, gpus, lease_ttl
+-- ARGV: owner, worker, now, (unused), tid, sid, gpus, lease_ttl
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing'} end
 if st ~= 'queued' then
@@ -207,17 +287,17 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'worker', ARGV
   'started_at', ARGV[3], 'stop', '', 'gpus', ARGV[7], 'lease_ttl', ARGV[8])
 redis.call('HINCRBY', KEYS[3], 'queued', -1)
 redis.call('HINCRBY', KEYS[3], 'running', 1)
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[5], redis_now() + tonumber(ARGV[8]), ARGV[5])
 """ + _xadd(6, "ARGV[6]", "ARGV[5]", "'started'") + """
 return {'ok', tostring(attempt), redis.call('HGET', KEYS[1], 'params')}
 """
 
-LUA_HEARTBEAT = """
--- KEYS: trial, leases ; ARGV: owner, expiry, tid
+LUA_HEARTBEAT = _NOW + """
+-- KEYS: trial, leases ; ARGV: owner, lease_ttl, tid
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return {0, ''}
 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[2], redis_now() + tonumber(ARGV[2]), ARGV[3])
 return {1, redis.call('HGET', KEYS[1], 'stop') or ''}
 """
 
@@ -268,7 +348,7 @@ end
 return 1
 """
 
-LUA_REAP = """
+LUA_REAP = _NOW + """
 -- KEYS: trial, counts, inflight, leases, events, hist, rows, sweep, stopq
 -- ARGV: now, retries, tid, sid, reason
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -277,7 +357,7 @@ if st ~= 'running' then
   return 'gone'
 end
 local exp = redis.call('ZSCORE', KEYS[4], ARGV[3])
-if exp and tonumber(exp) > tonumber(ARGV[1]) then return 'alive' end
+if exp and tonumber(exp) > redis_now() then return 'alive' end
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('DEL', KEYS[9])
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '1')
@@ -418,6 +498,22 @@ end
 return 1
 """
 
+LUA_EXPIRED = _NOW + """
+-- KEYS: leases ; the running trials whose lease is past its expiry, on Redis's clock
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', redis_now())
+"""
+
+LUA_CREATE_SWEEP = """
+-- KEYS: sweep, sweeps, active, events ; ARGV: sid, created_at, events_maxlen, field, value, ...
+-- one script, so a sweep exists whole or not at all (a full Redis refuses it before it starts)
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'sweep', ARGV[1], 'trial', '', 'kind', 'sweep')
+return 1
+"""
+
 LUA_RENEW_LEADER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -430,6 +526,17 @@ LUA_RELEASE_LEADER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+_WRITE = "#!lua\n"
+_READ_ONLY = "#!lua flags=no-writes\n"
+_SCRIPTS = {
+    "create": LUA_CREATE, "claim": LUA_CLAIM, "heartbeat": LUA_HEARTBEAT, "metrics": LUA_METRICS,
+    "finish": LUA_FINISH, "reap": LUA_REAP, "release": LUA_RELEASE, "sweep_action": LUA_SWEEP_ACTION,
+    "request_stop": LUA_REQUEST_STOP, "renew_leader": LUA_RENEW_LEADER, "release_leader": LUA_RELEASE_LEADER,
+    "unpublish": LUA_UNPUBLISH, "expired": LUA_EXPIRED, "create_sweep": LUA_CREATE_SWEEP,
+}
+_READ_SCRIPTS = frozenset({"expired"})  # may run while Redis is out of memory
 
 
 def client_url(client: redis.Redis) -> str:
@@ -448,6 +555,7 @@ class Claim:
     attempt: int = 0
     state: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    sent_at: float = 0.0  # time.monotonic() when the claim was sent: its lease started after that
 
     @property
     def ok(self) -> bool:
@@ -463,19 +571,26 @@ class Store:
         # the URL as given (TLS options, escaped passwords intact): the broker defaults to it
         self.url = url or (redis_url_from_env() if client is None else client_url(self.r))
         self.keys = Keys(namespace or namespace_from_env())
-        reg = self.r.register_script
-        self._create = reg(LUA_CREATE)
-        self._claim = reg(LUA_CLAIM)
-        self._heartbeat = reg(LUA_HEARTBEAT)
-        self._metrics = reg(LUA_METRICS)
-        self._finish = reg(LUA_FINISH)
-        self._reap = reg(LUA_REAP)
-        self._release = reg(LUA_RELEASE)
-        self._sweep_action = reg(LUA_SWEEP_ACTION)
-        self._request_stop = reg(LUA_REQUEST_STOP)
-        self._renew_leader = reg(LUA_RENEW_LEADER)
-        self._release_leader = reg(LUA_RELEASE_LEADER)
-        self._unpublish = reg(LUA_UNPUBLISH)
+        self._scripts: dict[str, Any] | None = None  # registered on first use (no I/O here)
+        self._health: tuple[float, str | None] = (-1e9, None)
+
+    def _script(self, name: str) -> Any:
+        """The registered Lua script ``name`` (a ``redis.commands.core.Script``).
+
+        On servers that read script flags (Redis >= 7, Valkey) every writing script starts with a
+        ``#!lua`` line: a script so marked is refused whole when Redis is out of memory, instead of
+        failing at its first memory-growing command after earlier writes (a lease removed, a count
+        changed) have already happened. Older servers and fakeredis run them without the line.
+        """
+        if self._scripts is None:
+            try:
+                self.r.eval(_READ_ONLY + "return 1", 0)
+                write, read = _WRITE, _READ_ONLY
+            except redis.exceptions.ResponseError:  # no script flags: Redis < 7, fakeredis
+                write = read = ""
+            reg = self.r.register_script
+            self._scripts = {n: reg((read if n in _READ_SCRIPTS else write) + text) for n, text in _SCRIPTS.items()}
+        return self._scripts[name]
 
     @property
     def ns(self) -> str:
@@ -493,14 +608,10 @@ class Store:
             "metric_name": metric.get("name", ""), "goal": metric.get("goal", "minimize"),
             "name": str(config.get("name") or ""), "created_at": now, "next_trial": 0,
         }
-        if not self.r.hsetnx(k.sweep(sid), "id", sid):
+        flat = [str(x) for kv in fields.items() for x in kv]
+        if not self._script("create_sweep")(keys=[k.sweep(sid), k.sweeps, k.active_sweeps, k.events],
+                                            args=[sid, now, EVENTS_MAXLEN, *flat]):
             raise StoreError(f"sweep {sid} already exists")
-        p = self.r.pipeline()
-        p.hset(k.sweep(sid), mapping=fields)
-        p.zadd(k.sweeps, {sid: now})
-        p.sadd(k.active_sweeps, sid)
-        p.xadd(k.events, {"sweep": sid, "trial": "", "kind": "sweep"}, maxlen=EVENTS_MAXLEN, approximate=True)
-        p.execute()
         return sid
 
     def sweep_exists(self, sid: str) -> bool:
@@ -537,7 +648,7 @@ class Store:
             p.hmget(k.sweep(sid), self._HEAD)
             p.smembers(k.sweep_inflight(sid))
         if leases:
-            p.zrangebyscore(k.leases, "-inf", time.time())
+            self._script("expired")(keys=[k.leases], client=p)
         self._read_trials(p, list(trials), history)
         res = p.execute()
         heads = {sid: (self._head(res[1 + 2 * i]), set(res[2 + 2 * i])) for i, sid in enumerate(sids)}
@@ -564,7 +675,7 @@ class Store:
     def sweep_action(self, sid: str, action: str) -> str:
         """pause | resume | stop | cancel; returns the new state or raises StoreError."""
         k = self.keys
-        res = self._sweep_action(
+        res = self._script("sweep_action")(
             keys=[k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events, k.active_sweeps],
             args=[k.ns, sid, action, time.time()])
         if res[0] == "missing":
@@ -613,11 +724,36 @@ class Store:
             "metric": {"name": sw.get("metric_name") or None, "goal": sw.get("goal") or "minimize"},
             "counts": self.counts(sid), "best": self.best(sid),
         }
+        warnings = list(sw.get("warnings", []))
+        full = self.memory_full() if out["state"] in ("running", "paused", "stopped", "canceled") else None
+        if full:
+            warnings.append(full)
         extra = {"name": sw.get("name") or "", "created_at": _num(sw.get("created_at")),
                  "ended_at": _num(sw.get("ended_at")), "trials": self.n_trials(sid),
-                 "warnings": sw.get("warnings", []), "end_reason": sw.get("end_reason", "")}
+                 "warnings": warnings, "end_reason": sw.get("end_reason", "")}
         out.update(extra)
         return out
+
+    def memory_full(self, max_age: float = 2.0) -> str | None:
+        """A one-line warning while Redis is out of memory and refusing writes, else None.
+
+        Nothing can be written to a sweep then, so readers (status, the dashboard) ask Redis itself
+        (``INFO memory``, cached ``max_age`` seconds). A server without INFO (fakeredis) is never full.
+        """
+        at, cached = self._health
+        now = time.monotonic()
+        if now - at < max_age:
+            return cached
+        try:
+            info = self.r.info("memory")
+            limit = int(info.get("maxmemory") or 0)
+            full = (limit > 0 and int(info.get("used_memory") or 0) > limit
+                    and info.get("maxmemory_policy") == "noeviction")
+        except redis.exceptions.ResponseError:
+            full = False
+        msg = OUT_OF_MEMORY if full else None
+        self._health = (now, msg)
+        return msg
 
     # -- trials ---------------------------------------------------------------------------------
     def create_trials(self, sid: str, params_list: list[dict[str, Any]], run_cap: int | None = None,
@@ -632,7 +768,7 @@ class Store:
         k = self.keys
         qs = list(queues or [])
         qs += [""] * (len(params_list) - len(qs))
-        return list(self._create(
+        return list(self._script("create")(
             keys=[k.sweep(sid), k.sweep_trials(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events,
                   k.suggest_times],
             args=[k.ns, sid, time.time(), int(run_cap or 0),
@@ -642,7 +778,7 @@ class Store:
     def unpublish(self, tid: str) -> None:
         """A delivery declined a queued trial (agent at its --count), or its send failed: the
         controller sends it again."""
-        self._unpublish(keys=[self.keys.trial(tid), self.keys.events], args=[tid])
+        self._script("unpublish")(keys=[self.keys.trial(tid), self.keys.events], args=[tid])
 
     def mark_published_many(self, items: list[tuple[str, str]]) -> None:
         """Mark trials sent to their queues, in one round trip."""
@@ -659,22 +795,25 @@ class Store:
         """Take a queued trial (idempotent for the same ``owner``). ``client``: a pipeline to queue
         the claim on; the ``Claim`` then comes from ``claim_result`` of its reply."""
         k = self.keys
-        now = time.time()
-        res = self._claim(
+        sent = time.monotonic()
+        res = self._script("claim")(
             keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
-            args=[owner, worker, now, now + lease_ttl, tid, sid, gpus, lease_ttl], client=client)
-        return res if client is not None else self.claim_result(res)
+            args=[owner, worker, time.time(), "", tid, sid, gpus, lease_ttl], client=client)
+        return res if client is not None else self.claim_result(res, sent)
 
     @staticmethod
-    def claim_result(res: list[Any]) -> Claim:
+    def claim_result(res: list[Any], sent_at: float) -> Claim:
+        """The ``Claim`` a claim script answered; ``sent_at``: ``time.monotonic()`` before the
+        request left, the earliest its lease could have started (the worker's fence counts from it)."""
         if res[0] == "ok":
-            return Claim("ok", attempt=int(res[1]), params=json.loads(res[2] or "{}"))
-        return Claim(res[0], state=res[1] if len(res) > 1 else "")
+            return Claim("ok", attempt=int(res[1]), params=json.loads(res[2] or "{}"), sent_at=sent_at)
+        return Claim(res[0], state=res[1] if len(res) > 1 else "", sent_at=sent_at)
 
     def heartbeat(self, tid: str, owner: str, lease_ttl: float) -> tuple[bool, str]:
-        """Renew the lease; returns (still_owner, stop_request)."""
-        res = self._heartbeat(keys=[self.keys.trial(tid), self.keys.leases],
-                              args=[owner, time.time() + lease_ttl, tid])
+        """Renew the lease for ``lease_ttl`` seconds from now on Redis's clock; returns
+        (still_owner, stop_request)."""
+        res = self._script("heartbeat")(keys=[self.keys.trial(tid), self.keys.leases],
+                                        args=[owner, lease_ttl, tid])
         return bool(int(res[0])), res[1] or ""
 
     def log_metrics(self, sid: str, tid: str, owner: str, values: list[float], rows: list[str]) -> bool:
@@ -682,7 +821,7 @@ class Store:
         if not values and not rows:
             return True
         k = self.keys
-        return bool(self._metrics(
+        return bool(self._script("metrics")(
             keys=[k.trial(tid), k.trial_history(tid), k.trial_rows(tid), k.events],
             args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows]))
 
@@ -704,8 +843,9 @@ class Store:
         self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
         nxt, nxt_owner, worker, lease_ttl, gpus = claim_next
         self.claim(sid, nxt, nxt_owner, worker, lease_ttl, gpus, client=p)
+        sent = time.monotonic()
         finished, claimed = p.execute()
-        return bool(finished), self.claim_result(claimed)
+        return bool(finished), self.claim_result(claimed, sent)
 
     def _finish_call(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None, reason: str,
                      log_tail: str, goal: str, values: list[float] | None, rows: list[str] | None,
@@ -713,7 +853,7 @@ class Store:
         assert state in FINAL_STATES, state
         k = self.keys
         values, rows = values or [], rows or []
-        return self._finish(
+        return self._script("finish")(
             keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
                   k.sweep(sid), k.trial_stopq(tid), k.trial_history(tid), k.trial_rows(tid)],
             args=[owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
@@ -723,18 +863,19 @@ class Store:
     def release_trial(self, sid: str, tid: str, owner: str, reason: str) -> bool:
         """Hand a running trial back to the queue without using a retry (worker shutdown)."""
         k = self.keys
-        return bool(self._release(
+        return bool(self._script("release")(
             keys=[k.trial(tid), k.sweep_counts(sid), k.leases, k.events, k.trial_history(tid),
                   k.trial_rows(tid), k.sweep(sid), k.sweep_inflight(sid), k.trial_stopq(tid)],
             args=[owner, tid, sid, reason, time.time()]))
 
-    def expired_leases(self, now: float | None = None) -> list[str]:
-        return list(self.r.zrangebyscore(self.keys.leases, "-inf", now if now is not None else time.time()))
+    def expired_leases(self) -> list[str]:
+        """Running trials whose lease is past its expiry (on Redis's clock)."""
+        return list(self._script("expired")(keys=[self.keys.leases]))
 
     def reap(self, sid: str, tid: str, retries: int, reason: str) -> str:
         """Requeue (retries left) or crash a running trial whose lease expired."""
         k = self.keys
-        return self._reap(
+        return self._script("reap")(
             keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
                   k.trial_history(tid), k.trial_rows(tid), k.sweep(sid), k.trial_stopq(tid)],
             args=[time.time(), retries, tid, sid, reason])
@@ -742,7 +883,7 @@ class Store:
     def request_stop(self, sid: str, tid: str, kind: str = "stop") -> str:
         """Ask the worker running ``tid`` to stop it (kind: stop | cancel | timeout)."""
         k = self.keys
-        return self._request_stop(
+        return self._script("request_stop")(
             keys=[k.trial(tid), k.trial_stopq(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events],
             args=[kind, time.time(), tid, sid])
 
@@ -893,10 +1034,10 @@ class Store:
     def acquire_leader(self, token: str, ttl_ms: int) -> bool:
         if self.r.set(self.keys.leader, token, nx=True, px=ttl_ms):
             return True
-        return bool(self._renew_leader(keys=[self.keys.leader], args=[token, ttl_ms]))
+        return bool(self._script("renew_leader")(keys=[self.keys.leader], args=[token, ttl_ms]))
 
     def release_leader(self, token: str) -> None:
-        self._release_leader(keys=[self.keys.leader], args=[token])
+        self._script("release_leader")(keys=[self.keys.leader], args=[token])
 
     # -- events ---------------------------------------------------------------------------------
     def last_event_id(self) -> str:
