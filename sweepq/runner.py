@@ -8,8 +8,14 @@ Why this shape (CELERY-NOTES sections 3 and 8):
 * Signal handlers only forward the signal and set a flag: waiting inside a handler deadlocks
   ``Popen.wait``. Escalation happens in the main loop.
 * Metrics are read from the program's stdout (``@sweepq {json}`` lines) by a reader thread and
-  written to Redis in batches by the main loop; a Redis outage never kills a healthy trial: writes
-  are buffered and retried, and the trial keeps running.
+  written to Redis in batches by the main loop; writes are buffered and retried through a Redis
+  outage.
+* A trial runs only while its lease is held. A worker that could not renew the lease for
+  ``FENCE_SHARE`` of its TTL (a partition, a hung socket, Redis down) kills the trial's processes
+  itself and hands the trial back, before the lease can expire and the controller gives the trial
+  to another worker: a trial never runs twice at once (docs/reliability.md, "Fencing").
+* Every process of the trial, daemons that left its process group included, dies with it
+  (``sweepq.tree``).
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq import command as command_mod
 from sweepq.store import Claim, Store, finite_number
+from sweepq.tree import TrialTree
 
 log = logging.getLogger("sweepq.runner")
 
@@ -317,6 +324,63 @@ def _cannot_execute(argv: list[str], path: str, cwd: str) -> str:
 
 
 FIRST_WAIT_S = 0.05
+# Heartbeats renew the lease every BEAT_SHARE of its TTL; a worker that has not renewed it for
+# FENCE_SHARE of the TTL (counted from when the last successful renewal was *sent*, so the lease
+# runs at least that long on Redis's clock) kills the trial's processes. The rest of the TTL is the
+# margin for the kill; the controller can only give the trial to another worker after the whole TTL.
+BEAT_SHARE = 0.2
+FENCE_SHARE = 0.75
+FENCED = "worker lost contact with Redis (lease not renewed in time): trial stopped and handed back"
+
+
+class _Watchdog:
+    """One daemon thread per process that kills the trials whose lease this process has not renewed
+    in time. It touches no socket, so it acts even while the trial's own thread hangs inside a
+    Redis call (a silent partition, a hung proxy); a process that was frozen (SIGSTOP, a paused VM)
+    acts the moment it runs again (docs/reliability.md states the bound)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, list[Any]] = {}  # key -> [deadline (monotonic), callback]
+        self._pid = -1
+
+    def arm(self, key: int, deadline: float, fire: Any) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # first use in this process (or a fork of one): own thread
+                self._pid = os.getpid()
+                self._armed = {}
+                threading.Thread(target=self._run, name="sweepq-fence", daemon=True).start()
+            self._armed[key] = [deadline, fire]
+            self._cond.notify()
+
+    def renew(self, key: int, deadline: float) -> None:
+        with self._cond:
+            entry = self._armed.get(key)
+            if entry is not None and deadline > entry[0]:
+                entry[0] = deadline
+
+    def disarm(self, key: int) -> None:
+        with self._cond:
+            self._armed.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                fires = [self._armed.pop(k)[1] for k, (d, _) in list(self._armed.items()) if d <= now]
+                if not fires:
+                    nxt = min((d for d, _ in self._armed.values()), default=now + 0.25)
+                    # short waits: after a freeze (SIGSTOP) the check runs at once, whatever the clock
+                    self._cond.wait(min(0.25, max(0.0, nxt - now)))
+                    continue
+            for fire in fires:
+                try:
+                    fire()
+                except Exception:
+                    log.exception("fencing a trial failed")
+
+
+WATCHDOG = _Watchdog()
 
 
 def _wait_for_end(proc: subprocess.Popen, timeout: float) -> None:
@@ -338,21 +402,6 @@ def _wait_for_end(proc: subprocess.Popen, timeout: float) -> None:
         os.close(fd)
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, sig)
-
-
 class TrialRunner:
     """Runs one claimed trial to its end and records the outcome in the store.
 
@@ -361,7 +410,8 @@ class TrialRunner:
 
     def __init__(self, store: Store, sweep_id: str, trial: dict[str, Any], config: dict[str, Any],
                  owner: str, *, lease_ttl: float = 30.0, workdir: str | None = None,
-                 gpus: str | None = None, log_dir: str | None = None) -> None:
+                 gpus: str | None = None, log_dir: str | None = None,
+                 claimed_at: float | None = None) -> None:
         self.store = store
         self.sid = sweep_id
         self.trial = trial
@@ -388,6 +438,10 @@ class TrialRunner:
         self._exit_lock = threading.Lock()
         self._exited = False  # the I/O thread saw the program end
         self._waiting = False  # the watch loop is (about to be) blocked in BLPOP on the stop list
+        # when the claim was sent (time.monotonic()): the lease is good for lease_ttl after it
+        self.claimed_at = time.monotonic() if claimed_at is None else claimed_at
+        self.tree: TrialTree | None = None
+        self.fenced = False  # the watchdog killed the trial: its lease went unrenewed too long
 
     # -- environment ----------------------------------------------------------------------------
     def _trial_env(self) -> dict[str, str]:
@@ -409,6 +463,8 @@ class TrialRunner:
         tenth of the runner's CPU per trial, profiled)."""
         env = dict(os.environb)
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in self._trial_env().items())
+        if self.tree is not None:
+            env.update((os.fsencode(k), os.fsencode(v)) for k, v in self.tree.env().items())
         return env
 
     @property
@@ -443,7 +499,9 @@ class TrialRunner:
                     raise
                 log.warning("redis unavailable (%s); retrying final write for %s", exc, self.tid)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                # at most a second apart: a hand-back must land before the controller, settling
+                # after Redis comes back (two lease TTLs), reaps the trial and spends a retry
+                delay = min(delay * 2, 1.0)
 
     def _drain_metrics(self, q: queue.Queue) -> None:
         rows = []
@@ -486,6 +544,7 @@ class TrialRunner:
             if SHUTDOWN.is_set():  # the worker is shutting down: hand the trial back unstarted
                 self._must(self.store.release_trial, self.sid, self.tid, self.owner, HANDED_BACK)
                 return TrialOutcome("released", None, HANDED_BACK)
+            self.tree = TrialTree(self.tid)
             env = self._spawn_env()
             missing = _cannot_execute(argv, os.fsdecode(env.get(b"PATH", os.defpath.encode())), self.workdir)
             if missing:
@@ -494,22 +553,25 @@ class TrialRunner:
             if _SETPRIV and argv:
                 spawn_argv, hook = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
             try:
-                proc = subprocess.Popen(spawn_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, start_new_session=True,
-                                        env=env, cwd=self.workdir,
+                proc = subprocess.Popen(self.tree.argv(spawn_argv), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        start_new_session=True, env=env, cwd=self.workdir,
                                         pass_fds=tuple(self.pass_fds), preexec_fn=hook)
             except (OSError, ValueError) as exc:
                 msg = f"cannot start {argv[0] if argv else 'command'!r}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
                 return self._finish("failed", 127, msg, msg)
             pgid = proc.pid
+            self.tree.started(pgid)
             self.forwarder.pgid = pgid
+            WATCHDOG.arm(id(self), self.claimed_at + FENCE_SHARE * self.lease_ttl, self._fence)
             io = _IOThread(proc, [(proc.stdout, out), (proc.stderr, err)], self._announce_exit)
             io.start()
-            outcome = self._watch(proc, pgid, mq)
-            # whatever of the group survived the main process goes too (the slot must be free),
+            outcome = self._watch(proc, mq)
+            # whatever of the trial survived the main process goes too (the slot must be free),
             # before waiting on the pipes: surviving children hold them open. The lease is kept
             # alive meanwhile, so the reaper never hands the trial to someone else too early.
-            self._reap_group(pgid)
+            self._end_tree()
+            WATCHDOG.disarm(id(self))  # nothing of the trial runs any more: nothing to fence
             io.join(timeout=5)  # also: its exit push lands before finish deletes the stop list
             tail = _tail_text(out, err)
             if out.bad_metric_lines:  # at the end: the tail is cut from the front
@@ -517,13 +579,18 @@ class TrialRunner:
             if outcome.state == "lost":
                 return outcome
             if outcome.state == "released":
-                self._must(self.store.release_trial, self.sid, self.tid, self.owner, outcome.reason)
+                if not self._must(self.store.release_trial, self.sid, self.tid, self.owner, outcome.reason):
+                    # reaped meanwhile (the lease expired): this copy's work is not the trial's any more
+                    return TrialOutcome("lost", outcome.exit_code, "lease lost")
                 return outcome
             self._drain_metrics(mq)  # the last rows travel with the final state (one round trip)
             return self._finish(outcome.state, outcome.exit_code, outcome.reason, tail)
         finally:
+            WATCHDOG.disarm(id(self))
             self.forwarder.uninstall()
             self.forwarder.pgid = None
+            if self.tree is not None:
+                self.tree.close()
             logf.close()
 
     def _announce_exit(self) -> None:
@@ -536,23 +603,54 @@ class TrialRunner:
         if waiting:
             self._try(self.store.r.rpush, self.store.keys.trial_stopq(self.tid), EXITED)
 
-    def _reap_group(self, pgid: int) -> None:
-        if not group_alive(pgid):
+    def _fence(self) -> None:
+        """The watchdog's verdict: the lease may be about to go to another worker. Kill every
+        process of the trial now; the watch loop hands the trial back when Redis answers again."""
+        self.fenced = True
+        log.warning("trial %s: lease not renewed for %.1f s; killing its processes (fencing)",
+                    self.tid, FENCE_SHARE * self.lease_ttl)
+        if self.tree is not None:
+            self.tree.kill()
+
+    def _beat(self) -> tuple[bool, str] | None:
+        """Renew the lease: (still owner, stop request), or None when Redis did not answer. A
+        renewal pushes the fence back; so does a refusal because Redis is out of memory: a server
+        that answers is up, it refuses the reaper's writes too, and the controller does not reap
+        while it is full (nor for two lease TTLs after)."""
+        sent = time.monotonic()
+        try:
+            owned, req = self.store.heartbeat(self.tid, self.owner, self.lease_ttl)
+        except OutOfMemoryError:
+            WATCHDOG.renew(id(self), sent + FENCE_SHARE * self.lease_ttl)
+            log.warning("Redis is out of memory; trial %s keeps running, its writes are retried", self.tid)
+            return None
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable (%s); trial %s keeps running", exc, self.tid)
+            return None
+        if owned:
+            WATCHDOG.renew(id(self), sent + FENCE_SHARE * self.lease_ttl)
+        return owned, req
+
+    def _end_tree(self) -> None:
+        """Stop whatever of the trial is still running: SIGTERM to every process, SIGKILL after the
+        grace (at most 5 s here: the program itself has ended), heartbeating meanwhile."""
+        tree = self.tree
+        if tree is None or not tree.alive():
             return
-        kill_group(pgid, signal.SIGTERM)
+        tree.signal(signal.SIGTERM)
         end = time.monotonic() + min(self.grace, 5.0)
         last_beat = time.monotonic()
-        while group_alive(pgid) and time.monotonic() < end:
-            if time.monotonic() - last_beat > max(0.2, self.lease_ttl / 3.0):
-                self._try(self.store.heartbeat, self.tid, self.owner, self.lease_ttl)
+        while tree.alive() and time.monotonic() < end:
+            if time.monotonic() - last_beat > max(0.1, self.lease_ttl * BEAT_SHARE):
+                self._beat()
                 last_beat = time.monotonic()
             time.sleep(0.05)
-        kill_group(pgid, signal.SIGKILL)
-        end = time.monotonic() + 5.0
-        while group_alive(pgid) and time.monotonic() < end:
-            time.sleep(0.02)
+        tree.kill()
+        tree.wait_gone(5.0)
 
-    def _watch(self, proc: subprocess.Popen, pgid: int, mq: queue.Queue) -> TrialOutcome:
+    def _watch(self, proc: subprocess.Popen, mq: queue.Queue) -> TrialOutcome:
+        tree = self.tree
+        assert tree is not None
         started = time.monotonic()
         # the claim has just written the lease, and a stop request arrives on the stop list: the
         # first renewal is due after beat_every, not now (one round trip less per trial)
@@ -561,39 +659,39 @@ class TrialRunner:
         # end is seen at once without a Redis round trip (a stop request arriving in this window
         # waits for it: at most FIRST_WAIT_S)
         _wait_for_end(proc, FIRST_WAIT_S)
-        beat_every = max(0.2, self.lease_ttl / 3.0)
+        beat_every = max(0.1, self.lease_ttl * BEAT_SHARE)
         stop_kind = ""
         term_at: float | None = None
         killed = False
         while True:
             rc = proc.poll()
-            if rc is not None:
+            if rc is not None or self.fenced:
                 break
             now = time.monotonic()
             if self.forwarder.signalled and not stop_kind:
                 stop_kind = "shutdown"
                 term_at = now
-                kill_group(pgid, signal.SIGTERM)
+                tree.signal(signal.SIGTERM)
             if now - last_beat >= beat_every:
-                res = self._try(self.store.heartbeat, self.tid, self.owner, self.lease_ttl)
+                res = self._beat()
                 if res is not None:
                     last_beat = now
                     owned, req = res
                     if not owned:
-                        # fenced: the reaper gave this trial to someone else; stop our copy now
-                        kill_group(pgid, signal.SIGKILL)
+                        # the reaper gave this trial to someone else: stop our copy now
+                        tree.kill()
                         proc.wait()
                         return TrialOutcome("lost", proc.returncode, "lease lost")
                     if req and not stop_kind:
                         stop_kind, term_at = req, now
-                        self._begin_stop(pgid)
+                        self._begin_stop()
             if self.timeout and not stop_kind and now - started > float(self.timeout):
                 stop_kind, term_at = "timeout", now
-                self._begin_stop(pgid)
+                self._begin_stop()
             if stop_kind and term_at is not None and not killed:
                 grace = self.shutdown_grace if stop_kind == "shutdown" else self.grace
                 if now - term_at >= grace:
-                    kill_group(pgid, signal.SIGKILL)
+                    tree.kill()
                     killed = True
             self._flush_metrics(mq)
             if not stop_kind:
@@ -608,9 +706,15 @@ class TrialRunner:
                     time.sleep(0.001)
                 if req and req != EXITED:
                     stop_kind, term_at = req, time.monotonic()
-                    self._begin_stop(pgid)
+                    self._begin_stop()
             else:
                 time.sleep(0.05)
+        if self.fenced:
+            # the watchdog killed it: the lease may go to another worker, this copy's result
+            # must not count, and the trial goes back to the queue if it is still ours
+            tree.kill()
+            proc.wait()
+            return TrialOutcome("released", proc.returncode, FENCED)
         rc = proc.returncode
         if not stop_kind and self.forwarder.signalled:
             # the forwarded signal killed the program before the loop saw the flag
@@ -635,10 +739,11 @@ class TrialRunner:
             return TrialOutcome("failed", rc, f"killed by signal {name}")
         return TrialOutcome("failed", rc, f"exit code {rc}")
 
-    def _begin_stop(self, pgid: int) -> None:
+    def _begin_stop(self) -> None:
         with contextlib.suppress(OSError):
             self.stop_file.touch()
-        kill_group(pgid, signal.SIGTERM)
+        if self.tree is not None:
+            self.tree.signal(signal.SIGTERM)
 
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)

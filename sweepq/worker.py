@@ -44,9 +44,12 @@ def celery_config(namespace: str | None = None) -> dict[str, Any]:
         # the controller's reaper, in seconds. Celery's own redelivery is only a last-resort net,
         # so its visibility timeout is longer than any trial could run.
         "visibility_timeout": float(os.environ.get("SWEEPQ_VISIBILITY_TIMEOUT", 7 * 24 * 3600)),
-        # notice half-open connections (NAT, a restarted Redis) before a BRPOP hangs forever
+        # notice half-open connections (NAT, a restarted Redis) before a BRPOP hangs forever, and
+        # never wait forever on a silent one (a partition, a hung proxy): kombu reconnects
         "health_check_interval": 25,
         "socket_keepalive": True,
+        "socket_timeout": 30.0,
+        "socket_connect_timeout": 10.0,
         # every broker key under the namespace: teams and tests share a Redis safely
         "global_keyprefix": keys.celery_prefix,
     }
@@ -224,7 +227,8 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
         return claim.status, None
     trial = {"id": trial_id, "params": claim.params}
     runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
-                         gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None)
+                         gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None,
+                         claimed_at=claim.sent_at)
     runner.pass_fds = lease.fds
     next_owner = ""
     if next_id is not None and not (agent and count):
@@ -328,6 +332,23 @@ def _default_concurrency_to_gpus(conf: Any = None, options: dict[str, Any] | Non
     gpus = detect_gpus()
     if gpus:
         conf.worker_concurrency = len(gpus)
+
+
+@signals.worker_process_init.connect
+def _pool_process_init(**_: Any) -> None:
+    """A pool process adopts its trials' orphans (so a double-forked daemon stays killable where
+    cgroups are not available), and kills what is left of trials whose pool process died before
+    it could (a SIGKILLed child this one replaces)."""
+    from sweepq import tree
+
+    tree.become_subreaper()
+    try:
+        n = tree.clean_stale()
+    except Exception as exc:  # cleaning is best effort; a worker must start anyway
+        log.warning("cleaning up after dead pool processes failed: %s", exc)
+        return
+    if n:
+        log.warning("killed the leftover processes of %d trial(s) whose worker process died", n)
 
 
 # -- worker registry: the controller sizes the queue from the slots of live workers ------------

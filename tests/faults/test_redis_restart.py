@@ -38,7 +38,8 @@ def own_controller(own_store: Any) -> Iterator[Any]:
 
 def _sweep_through_restart(own_redis: OwnRedis, own_store: Any, start_worker: Any, rec_dir: Any,
                            down_s: float, n: int = 12, steps: int = 12,
-                           min_done: int = 2, sig: int = signal.SIGTERM) -> tuple[str, list[dict[str, Any]]]:
+                           min_done: int = 2, sig: int = signal.SIGTERM,
+                           dead_at: dict[int, float] | None = None) -> tuple[str, list[dict[str, Any]]]:
     store = own_store
     sid = store.create_sweep(make_config(run_cap=n, parameters={
         "x": {"min": 0.0, "max": 1.0}, "steps": {"value": steps}, "sleep": {"value": 0.1}}))
@@ -53,7 +54,7 @@ def _sweep_through_restart(own_redis: OwnRedis, own_store: Any, start_worker: An
     assert running_before >= 2
     wait_for(lambda: sweep_done(store, sid), 90, what="sweep end after the restart",
              info=lambda: describe(store, sid))
-    trials = check_sweep(store, sid, rec_dir, n_trials=n)
+    trials = check_sweep(store, sid, rec_dir, n_trials=n, dead_at=dead_at)
     return sid, trials
 
 
@@ -67,14 +68,19 @@ def test_redis_restart_mid_sweep_nothing_lost(own_redis, own_store, own_controll
     assert own_redis.restarts == 1
 
 
-def test_redis_outage_longer_than_lease(own_redis, own_store, own_controller, start_worker, rec_dir):  # noqa: ANN001
-    """Redis down for longer than the lease TTL (5 s vs 3 s): running trials keep running (the
-    runner buffers), and when Redis is back no trial may run twice at once."""
+def test_redis_outage_longer_than_lease(own_redis, own_store, own_controller, start_worker, rec_dir,  # noqa: ANN001
+                                       pid_watch):
+    """Redis down for longer than the lease TTL (5 s vs 3 s): a worker cannot tell an outage from a
+    partition, so once its lease has gone unrenewed for the fence share of the TTL it stops its
+    trial and hands it back when Redis answers again; the trial then runs again from the start. A
+    hand-back spends no retry, and no trial ever runs twice at once."""
     sid, trials = _sweep_through_restart(own_redis, own_store, start_worker, rec_dir, down_s=5.0, n=4,
-                                         steps=80, min_done=0)
+                                         steps=80, min_done=0, dead_at=pid_watch.dead_at)
     assert all(t["state"] == "finished" for t in trials), describe(own_store, sid)
-    # a lease that expired while Redis itself was down must not cost the trial a retry
+    # neither the outage nor the hand-back cost a trial a retry
     assert all(t["attempt"] == 1 for t in trials), describe(own_store, sid)
+    runs = [r["run"] for r in records(rec_dir)]
+    assert any(runs.count(t["id"]) > 1 for t in trials), "no trial was fenced during a 5 s outage"
 
 
 def test_redis_crash_sigkill_mid_sweep(own_redis, own_store, own_controller, start_worker, rec_dir):  # noqa: ANN001

@@ -1,0 +1,306 @@
+"""A trial's processes: everything a trial starts dies with it, however it detaches.
+
+A process group is not enough: a program that double-forks a daemon with ``setsid`` puts it in a
+new session and group, out of reach of ``killpg``, and it would outlive the trial, holding a GPU
+lock or writing into the next trial's files. Two mechanisms, the first the machine allows:
+
+* **cgroup v2** (Linux, where this process may create cgroups below its own, e.g. as root or with
+  systemd's ``Delegate=yes``): each trial runs in a cgroup of its own. The program is placed in it
+  before it runs (a ``/bin/sh`` prefix writes its own pid into ``cgroup.procs`` and ``exec``s the
+  program), so no child can escape it, and ``cgroup.kill`` ends every member at once.
+* otherwise **a marker and a subreaper**: the trial's environment carries ``SWEEPQ_TRIAL_TOKEN``,
+  which its descendants inherit; a worker's pool process is a child subreaper
+  (``PR_SET_CHILD_SUBREAPER``), so orphaned descendants are re-parented to it instead of to init,
+  and at the end of the trial every child of the pool process carrying the token is killed. A
+  process that clears its environment and double-forks escapes this mode (not the cgroup mode).
+
+A worker that dies (SIGKILL, OOM killer) cannot clean up: its program dies with it (parent-death
+signal) and the next pool process started on the host kills what is left of trials whose worker
+process is gone (:func:`clean_stale`): cgroups named after a dead pool pid, or processes whose token
+names one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("sweepq.tree")
+
+TOKEN_ENV = "SWEEPQ_TRIAL_TOKEN"
+_PREFIX = "sweepq."
+_PR_SET_CHILD_SUBREAPER = 36
+_SH_JOIN = 'echo $$ > "$0"; exec "$@"'  # join the cgroup named by $0, then become the program
+
+
+def _cgroup_base() -> Path | None:
+    """This process's own cgroup directory on a cgroup v2 mount, or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        own = [ln.split("::", 1)[1] for ln in Path("/proc/self/cgroup").read_text().splitlines()
+               if ln.startswith("0::")]
+    except OSError:
+        return None
+    if not own:
+        return None
+    for line in mounts:
+        pre, _, post = line.partition(" - ")
+        if post.split(" ", 1)[0] != "cgroup2":
+            continue
+        fields = pre.split()
+        root, mount_point = fields[3], fields[4]
+        rel = own[0].strip()
+        if root != "/" and rel.startswith(root):
+            rel = rel[len(root):]
+        base = Path(mount_point) / rel.lstrip("/")
+        if base.is_dir():
+            return base
+    return None
+
+
+_BASE: Path | None | bool = False  # False: not probed yet
+
+
+def cgroup_base() -> Path | None:
+    """Where trial cgroups go, or None when this process cannot create them (probed once), or
+    when ``SWEEPQ_TRIAL_CGROUPS=0`` turns them off."""
+    global _BASE
+    if _BASE is False:
+        off = os.environ.get("SWEEPQ_TRIAL_CGROUPS", "").strip().lower() in ("0", "false", "no", "off")
+        base = None if off else _cgroup_base()
+        if base is not None:
+            probe = base / f"{_PREFIX}{os.getpid()}.probe-{secrets.token_hex(3)}"
+            try:
+                probe.mkdir()
+                ok = (probe / "cgroup.procs").exists()
+                probe.rmdir()
+            except OSError:
+                ok = False
+            base = base if ok else None
+        _BASE = base
+    return _BASE if isinstance(_BASE, Path) else None
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants (Linux); a worker's pool processes call it
+    so that a trial's double-forked daemon stays within reach of :meth:`TrialTree.kill`."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _is_subreaper() -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        flag = ctypes.c_int(0)
+        return libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _environ_token(pid: int) -> str | None:
+    """The trial token in a process's environment, if any (None if unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    key = TOKEN_ENV.encode() + b"="
+    for item in raw.split(b"\0"):
+        if item.startswith(key):
+            return item[len(key):].decode(errors="replace")
+    return None
+
+
+def _own_children() -> list[int]:
+    """This process's child pids (every thread's), from /proc."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(OSError):
+                out.extend(int(x) for x in (task / "children").read_text().split())
+    return out
+
+
+def _all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()] if os.path.isdir("/proc") else []
+
+
+class TrialTree:
+    """The processes of one trial. ``argv``/``env`` prepare the spawn; ``signal``, ``kill`` and
+    ``alive`` act on every process of the trial; ``close`` releases the cgroup.
+
+    ``pgid`` is the program's process group (it is started with ``start_new_session``)."""
+
+    def __init__(self, run_id: str, use_cgroup: bool = True) -> None:
+        self.token = f"{os.getpid()}.{secrets.token_hex(6)}"
+        self.pgid: int | None = None
+        self.cgroup: Path | None = None
+        base = cgroup_base() if use_cgroup else None
+        if base is not None:
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_id)[:64]
+            path = base / f"{_PREFIX}{self.token}.{safe}"
+            try:
+                path.mkdir()
+                self.cgroup = path
+            except OSError as exc:
+                log.warning("cannot create a cgroup for trial %s (%s); using its process group", run_id, exc)
+
+    @property
+    def mode(self) -> str:
+        return "cgroup" if self.cgroup is not None else "marker"
+
+    def argv(self, argv: list[str]) -> list[str]:
+        """The command that starts ``argv`` inside the trial's cgroup (unchanged without one)."""
+        if self.cgroup is None:
+            return argv
+        return ["/bin/sh", "-c", _SH_JOIN, str(self.cgroup / "cgroup.procs"), *argv]
+
+    def env(self) -> dict[str, str]:
+        return {TOKEN_ENV: self.token}
+
+    def started(self, pid: int) -> None:
+        self.pgid = pid
+
+    def _members(self) -> list[int]:
+        if self.cgroup is not None:
+            try:
+                return [int(x) for x in (self.cgroup / "cgroup.procs").read_text().split()]
+            except OSError:
+                return []
+        pids = _own_children() if _is_subreaper() else _all_pids()
+        return [p for p in pids if p != os.getpid() and _environ_token(p) == self.token]
+
+    def alive(self) -> bool:
+        """Some process of the trial is still there (zombies of the cgroup included until reaped)."""
+        if self.cgroup is not None:
+            try:
+                return "populated 1" in (self.cgroup / "cgroup.events").read_text()
+            except OSError:
+                return False
+        if self.pgid is not None:
+            try:
+                os.killpg(self.pgid, 0)
+                return True
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                return True
+        return bool(self._members())
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to every process of the trial: its process group and every member."""
+        if self.pgid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.pgid, sig)
+        for pid in self._members():
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL every process of the trial, daemons in other sessions included."""
+        if self.cgroup is not None:
+            try:
+                (self.cgroup / "cgroup.kill").write_text("1")
+            except OSError:  # a kernel before 5.14: kill the members one by one
+                self.signal(signal.SIGKILL)
+            if self.pgid is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pgid, signal.SIGKILL)
+            return
+        # marker mode: a killed daemon's own children are re-parented to us and found next round
+        for _ in range(50):
+            self.signal(signal.SIGKILL)
+            left = self._members()
+            self._reap(left)
+            if not left:
+                break
+            time.sleep(0.01)
+
+    def _reap(self, pids: list[int]) -> None:
+        """Collect adopted orphans that have died (never the program itself: Popen waits for it)."""
+        for pid in pids:
+            if pid != self.pgid:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def wait_gone(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while self.alive():
+            if self.cgroup is None:
+                self._reap(self._members())
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        """Kill whatever is left and remove the cgroup."""
+        if self.cgroup is None:
+            return
+        if self.alive():
+            self.kill()
+            self.wait_gone(5.0)
+        with contextlib.suppress(OSError):
+            self.cgroup.rmdir()
+        self.cgroup = None
+
+
+def clean_stale() -> int:
+    """Kill the processes of trials whose pool process is gone (it was killed before it could end
+    them); returns how many trial trees were cleaned. Run when a pool process starts."""
+    cleaned = 0
+    base = cgroup_base()
+    if base is not None:
+        with contextlib.suppress(OSError):
+            for d in base.iterdir():
+                if not d.name.startswith(_PREFIX) or not d.is_dir():
+                    continue
+                try:
+                    owner = int(d.name[len(_PREFIX):].split(".", 1)[0])
+                except ValueError:
+                    continue
+                if owner == os.getpid() or _pid_alive(owner):
+                    continue
+                with contextlib.suppress(OSError):
+                    (d / "cgroup.kill").write_text("1")
+                for _ in range(100):
+                    try:
+                        d.rmdir()
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+                cleaned += 1
+    for pid in _all_pids():
+        token = _environ_token(pid)
+        if not token or pid == os.getpid():
+            continue
+        with contextlib.suppress(ValueError):
+            owner = int(token.split(".", 1)[0])
+            if owner != os.getpid() and not _pid_alive(owner):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                cleaned += 1
+    return cleaned
