@@ -5,6 +5,10 @@ It keeps no state that Redis does not have: its per-sweep cache of trials is reb
 when it starts and refreshed from the event stream and the in-flight set, so a controller killed
 and restarted carries on. Several controllers may run (every ``sweepq agent`` and ``sweepq run``
 starts one); a leader lease in Redis lets exactly one act at a time.
+
+Failures are kept apart: a sweep whose pass raises (a config the engine cannot run, anything that
+is not Redis's fault) ends ``failed`` with a one-line reason and the other sweeps go on in the same
+pass; a Redis error (unreachable, out of memory) is no sweep's fault and ends only the pass.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import OutOfMemoryError, RedisError
+
 from sweepq import engine
-from sweepq.store import FINAL_STATES, NotFound, Store
+from sweepq.config import load_config
+from sweepq.store import FINAL_STATES, NotFound, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("sweepq.controller")
 
@@ -151,6 +158,12 @@ class Controller:
         self.resend_after = resend_after_s()
         self._stepped_at = -1e9
         self._prefetched: dict[str, dict[str, Any]] = {}  # trial records read by this pass's snapshot
+        self._led_since = 0.0  # when this controller last became the leader (monotonic)
+        # Redis out of memory: when it was last seen full (monotonic), and since when (wall clock)
+        # for the warning the sweeps get once it is over
+        self._oom_seen = -1e9
+        self._oom_since: float | None = None
+        self._logged_error_at = -1e9
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -177,8 +190,13 @@ class Controller:
                 if self._collect_events(wait) or time.monotonic() >= self._stepped_at + self.tick:
                     self.step(changed_only=True)
                     self._stepped_at = time.monotonic()
-            except Exception as exc:  # Redis restarting, a network blip: keep going
-                log.warning("controller step failed: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:  # Redis restarting, full, a network blip: keep going
+                if isinstance(exc, OutOfMemoryError):
+                    self._note_oom()
+                if time.monotonic() - self._logged_error_at > 30.0:  # one line, not one a second
+                    self._logged_error_at = time.monotonic()
+                    why = (self.store.unavailable(exc) if isinstance(exc, RedisError) else None) or exc
+                    log.warning("controller pass failed: %s: %s", type(exc).__name__, why)
                 self.is_leader = False
                 self.views.clear()  # resync fully from Redis once it answers
                 self.stop_event.wait(1.0)
@@ -198,6 +216,7 @@ class Controller:
             self._led_at = now
         if self.is_leader and not was:
             log.info("controller %s is the leader", self.name)
+            self._led_since = now
             self.views.clear()
 
     def _collect_events(self, timeout: float) -> bool:
@@ -264,12 +283,54 @@ class Controller:
                 self.step_sweep(sid, snaps.get(sid))
             except NotFound:
                 self.views.pop(sid, None)
-                self.store.r.srem(self.store.keys.active_sweeps, sid)
+                self.store.forget_active(sid)
+            except (RedisError, StoreUnavailable, OSError):
+                raise  # Redis's trouble, not the sweep's: the pass ends, run() retries
+            except Exception as exc:
+                self._fail_sweep(sid, exc)
             finally:
                 # a failed send raises to run(), which drops every view: the trials are still
                 # unpublished in Redis and the next pass sends them again
                 self._flush_outbox()
         self._dirty.clear()
+        if self._oom_since is not None and not self.store.memory_full():
+            self._after_oom(active)
+
+    def _fail_sweep(self, sid: str, exc: Exception) -> None:
+        """End a sweep whose pass raised: ``failed``, with the error as its one-line reason; its
+        queued trials are canceled and its running ones killed. A sweep that raises again while
+        failing (its record cannot even be read) is taken off the active set directly."""
+        log.exception("sweep %s failed in the controller", sid)
+        self.views.pop(sid, None)
+        detail = "; ".join(exc.errors) if hasattr(exc, "errors") else str(exc)
+        reason = " ".join(f"controller: {type(exc).__name__}: {detail}".split())[:500]
+        if self.store.sweep_state(sid) == "failed":
+            self.store.finish_sweep(sid, "failed")
+            return
+        try:
+            self.store.sweep_action(sid, "fail", reason=reason)
+        except StoreError:  # ended meanwhile
+            self.store.finish_sweep(sid, "failed", reason)
+
+    def _note_oom(self) -> None:
+        self._oom_seen = time.monotonic()
+        if self._oom_since is None:
+            self._oom_since = time.time()
+            log.warning("Redis is out of memory: writes are refused; trials keep running and their "
+                        "results are retried; no lease is reaped until two lease TTLs after it recovers")
+
+    def _after_oom(self, active: list[str]) -> None:
+        """Redis accepts writes again: every active sweep says that it went through a full Redis."""
+        since, self._oom_since = self._oom_since, None
+        assert since is not None
+        lasted = time.time() - since
+        note = (f"Redis was out of memory for about {lasted:.0f} s from "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}: writes were refused and "
+                "retried, no trial was re-run for it")
+        for sid in active:
+            with contextlib.suppress(NotFound):
+                warnings = self.store.get_sweep(sid).get("warnings") or []
+                self.store.set_sweep_fields(sid, warnings=[*warnings, note])
 
     # -- pieces ---------------------------------------------------------------------------------
     def workers(self) -> list[dict[str, Any]]:
@@ -301,20 +362,32 @@ class Controller:
 
     def reap(self, expired: list[str]) -> None:
         """Requeue (or crash) the running trials in ``expired`` (leases past their expiry, read by
-        ``step``) whose worker stopped renewing the lease."""
+        ``step``) whose worker stopped renewing the lease.
+
+        A lease is judged only when its worker could have renewed it: not while Redis is out of
+        memory (workers' renewals are refused then, and they keep their trials running), nor within
+        two of its TTLs after Redis was last seen full or restarted, nor within one TTL of this
+        controller becoming the leader (it may have taken over because Redis was unreachable)."""
         if not expired:
             return
+        if self.store.memory_full(max_age=0.5):
+            self._note_oom()
+            return
         up = self._redis_uptime()
+        now = time.monotonic()
         for tid in expired:
-            # the worker's own lease TTL (it renews every TTL/3): a lease is judged only once Redis
-            # has been up for two of them, whatever TTL this controller was started with
-            ttl = _num_or(self.store.r.hget(self.store.keys.trial(tid), "lease_ttl"), 30.0)
-            if up <= 2.0 * ttl:
+            ttl = self.store.lease_ttl(tid, default=30.0)
+            if up <= 2.0 * ttl or now - self._oom_seen <= 2.0 * ttl or now - self._led_since <= ttl:
                 continue
             sid = tid.rsplit("-", 1)[0]
             try:
                 retries = int(self._view(sid).config.get("retries", 1))
             except NotFound:
+                retries = 0
+            except (RedisError, StoreUnavailable, OSError):
+                raise
+            except Exception as exc:  # its config breaks the controller: the sweep fails, no retry
+                self._fail_sweep(sid, exc)
                 retries = 0
             res = self.store.reap(sid, tid, retries, "worker lost (lease expired)")
             if res in ("requeued", "crashed"):
@@ -325,7 +398,9 @@ class Controller:
     def _view(self, sid: str) -> _SweepView:
         view = self.views.get(sid)
         if view is None:
-            view = _SweepView(config=self.store.sweep_config(sid))
+            # checked in full once per view: a config that reached Redis some other way (an older
+            # version, a hand-written key) fails its own sweep here, not every pass of every sweep
+            view = _SweepView(config=load_config(self.store.sweep_config(sid)))
             self.views[sid] = view
         return view
 
@@ -500,7 +575,7 @@ class Controller:
                 log.info("sweep %s finished: %s", sid, done_reason)
                 self.store.finish_sweep(sid, "finished", done_reason)
                 self.views.pop(sid, None)
-        elif state in ("stopped", "canceled"):
+        elif state in ("stopped", "canceled", "failed"):
             for t in inflight:  # backstop: nothing queued survives a stopped or canceled sweep
                 if t["state"] == "queued":
                     self.store.request_stop(sid, t["id"], "cancel")
@@ -590,13 +665,6 @@ class Controller:
             self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
         elif not missing and msg in warnings:
             self.store.set_sweep_fields(sid, warnings=[w for w in warnings if w != msg])
-
-
-def _num_or(v: Any, default: float) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return default
 
 
 def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:

@@ -36,7 +36,7 @@ DEFAULT_REDIS_URL = os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or "redis://127.0
 
 TRIAL_STATES = ("queued", "running", "finished", "failed", "crashed", "stopped", "canceled")
 FINAL_STATES = frozenset({"finished", "failed", "crashed", "stopped", "canceled"})
-SWEEP_STATES = ("running", "paused", "stopped", "canceled", "finished")
+SWEEP_STATES = ("running", "paused", "stopped", "canceled", "finished", "failed")
 
 EVENTS_MAXLEN = 20000
 ROWS_CAP = 5000
@@ -429,11 +429,11 @@ return 1
 
 LUA_SWEEP_ACTION = """
 -- KEYS: sweep, counts, inflight, events, active
--- ARGV: ns, sid, action, now
+-- ARGV: ns, sid, action, now, reason (fail only)
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing'} end
 local action = ARGV[3]
-local final = (st == 'canceled' or st == 'finished')
+local final = (st == 'canceled' or st == 'finished' or st == 'failed')
 if action == 'pause' then
   if st ~= 'running' and st ~= 'paused' then return {'bad', st} end
   redis.call('HSET', KEYS[1], 'state', 'paused')
@@ -441,10 +441,17 @@ elseif action == 'resume' then
   if st ~= 'paused' and st ~= 'running' and st ~= 'stopped' then return {'bad', st} end
   redis.call('HSET', KEYS[1], 'state', 'running', 'ended_at', '')
   redis.call('SADD', KEYS[5], ARGV[2])
-elseif action == 'stop' or action == 'cancel' then
+elseif action == 'stop' or action == 'cancel' or action == 'fail' then
   if final or (action == 'stop' and st == 'stopped') then return {'bad', st} end
   local new = 'stopped'
   if action == 'cancel' then new = 'canceled' end
+  if action == 'fail' then
+    -- the sweep cannot go on (its config breaks the controller, its trials all fail): it ends
+    -- like a cancel, with the reason shown by status, the API and the dashboard
+    new = 'failed'
+    action = 'cancel'
+    redis.call('HSET', KEYS[1], 'end_reason', ARGV[5])
+  end
   redis.call('HSET', KEYS[1], 'state', new)
   local ids = redis.call('SMEMBERS', KEYS[3])
   for _, tid in ipairs(ids) do
@@ -672,12 +679,22 @@ class Store:
     def active_sweeps(self) -> list[str]:
         return sorted(self.r.smembers(self.keys.active_sweeps))
 
-    def sweep_action(self, sid: str, action: str) -> str:
-        """pause | resume | stop | cancel; returns the new state or raises StoreError."""
+    def forget_active(self, sid: str) -> None:
+        """Take a sweep whose record is gone off the active set."""
+        self.r.srem(self.keys.active_sweeps, sid)
+
+    def lease_ttl(self, tid: str, default: float) -> float:
+        """The lease TTL the worker running ``tid`` claimed it with."""
+        return _num(self.r.hget(self.keys.trial(tid), "lease_ttl")) or default
+
+    def sweep_action(self, sid: str, action: str, reason: str = "") -> str:
+        """pause | resume | stop | cancel | fail (with ``reason``: the sweep ends ``failed``, its
+        queued trials canceled and its running ones killed); returns the new state or raises
+        StoreError."""
         k = self.keys
         res = self._script("sweep_action")(
             keys=[k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events, k.active_sweeps],
-            args=[k.ns, sid, action, time.time()])
+            args=[k.ns, sid, action, time.time(), reason])
         if res[0] == "missing":
             raise NotFound(f"unknown sweep {sid!r}")
         if res[0] == "bad":
@@ -689,12 +706,15 @@ class Store:
                                                   for k, v in fields.items()})
 
     def finish_sweep(self, sid: str, state: str = "finished", reason: str = "") -> None:
-        """Mark a sweep ended (only from running/stopped/canceled states it keeps its state)."""
+        """Mark a sweep ended (only from running/stopped/canceled states it keeps its state; a
+        failed sweep keeps its reason too)."""
         k = self.keys
         p = self.r.pipeline()
         cur = self.sweep_state(sid)
         if cur == "running":
             p.hset(k.sweep(sid), mapping={"state": state, "ended_at": time.time(), "end_reason": reason})
+        elif cur == "failed":
+            p.hset(k.sweep(sid), mapping={"ended_at": time.time()})
         else:
             p.hset(k.sweep(sid), mapping={"ended_at": time.time(), "end_reason": reason})
         p.srem(k.active_sweeps, sid)
@@ -733,6 +753,10 @@ class Store:
                  "warnings": warnings, "end_reason": sw.get("end_reason", "")}
         out.update(extra)
         return out
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailable | None:
+        """:func:`unavailable` for this store's URL."""
+        return unavailable(exc, self.url)
 
     def memory_full(self, max_age: float = 2.0) -> str | None:
         """A one-line warning while Redis is out of memory and refusing writes, else None.
