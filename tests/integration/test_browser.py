@@ -286,3 +286,59 @@ def test_token_prompt(browser, store, serve_app) -> None:  # noqa: ANN001
         assert pg.outside() == []
     finally:
         pg.close()
+
+
+def test_labels_are_text_inside_plotly(browser, store, serve_app) -> None:  # noqa: ANN001
+    """Metric keys come from training programs and can be anything; Plotly reads a subset of HTML
+    in its labels. Every label (y-axis title, legend, hover, parallel-coordinates dimensions and
+    ticks) must show the text as written, and no element may come of it."""
+    import json
+
+    from sweepq.config import load_config
+
+    metric = "<img src=x onerror=window.__pwned=1>"
+    other = "<b>acc</b> & <i>co</i>"
+    param = "<b>p</b>"
+    sid = store.create_sweep(load_config({
+        "method": "random", "metric": {"name": metric, "goal": "minimize"}, "program": TRIAL,
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "opt": {"values": ["<i>adam</i>", "sgd &amp; co"]}}}))
+    # a parameter key no config could hold: runs can carry any key (the dashboard reads the runs)
+    params = [{"x": i / 8, "opt": "<i>adam</i>" if i % 2 else "sgd &amp; co", param: (i * 3 % 8) / 8}
+              for i in range(8)]
+    for i, tid in enumerate(store.create_trials(sid, params)):
+        assert store.claim(sid, tid, f"o-{tid}", "w@test", 30).ok
+        values = [1.0 - i / 10, 0.5 - i / 20]
+        rows = [json.dumps({metric: v, other: 1 - v, "_step": s}) for s, v in enumerate(values)]
+        assert store.log_metrics(sid, tid, f"o-{tid}", values, rows)
+        assert store.finish_trial(sid, tid, f"o-{tid}", "finished", 0)
+    url = serve_app({"api_token": None})
+    pg = Page(browser, url)
+    page = pg.page
+    texts = "(sel) => [...document.querySelectorAll(sel)].map(e => e.textContent)"
+    try:
+        page.goto(f"{url}/#/sweep/{sid}")
+        page.wait_for_function("() => document.querySelector('#curves .scatterlayer .trace')"
+                               " && document.querySelector('#parallel .axis-title')", timeout=30000)
+        assert page.evaluate(texts, "#curves .g-ytitle") == [metric]
+        assert page.evaluate(texts, "#parallel .axis-title") == ["x", "opt", param, metric]
+        assert {"<i>adam</i>", "sgd &amp; co"} <= set(page.evaluate(texts, "#parallel .tick text"))
+        # another key of the runs' rows, chosen in the picker
+        page.wait_for_function("() => document.querySelectorAll('#curve-key option').length === 2", timeout=30000)
+        page.select_option("#curve-key", other)
+        page.wait_for_function("(t) => document.querySelector('#curves .g-ytitle').textContent === t", arg=other,
+                               timeout=10000)
+        legend = page.evaluate(texts, "#curves .legendtext")
+        assert legend and all(t.startswith(f"{sid}-") for t in legend)
+        box = page.locator("#curves .scatterlayer .trace .point").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_selector("#curves .hoverlayer .hovertext", timeout=10000)
+        assert page.evaluate(texts, "#curves .hoverlayer .hovertext")[0].startswith(f"{sid}-")
+        # nothing was made of the markup: no elements, no bold or italic runs, no script ran
+        made = page.evaluate("""() => document.querySelectorAll(
+            '#curves img, #parallel img, #curves b, #parallel b, #curves i, #parallel i, #curves a, #parallel a,'
+            + ' #curves tspan[style*="bold"], #parallel tspan[style*="bold"],'
+            + ' #curves tspan[style*="italic"], #parallel tspan[style*="italic"]').length""")
+        assert made == 0 and page.evaluate("() => window.__pwned === undefined")
+        assert pg.errors == [] and pg.outside() == []
+    finally:
+        pg.close()

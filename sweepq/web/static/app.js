@@ -2,6 +2,11 @@
  *
  * Safety rule: user-controlled strings (sweep names, params, worker names, log output, config
  * errors) only ever reach the page through textContent / setAttribute; no HTML string is ever parsed.
+ * Plotly is the one exception it cannot enforce: it reads a subset of HTML (<b>, <i>, <a href>,
+ * <br>, <span style>, entities) in titles, axis and dimension labels, legend entries and hover
+ * text, so every label handed to Plotly goes through plotText() first (metric keys come from
+ * training programs and can be anything). Parcoords tick labels are the exception: Plotly draws
+ * them as plain text, so they are passed as they are (tests/integration/test_browser.py checks both).
  * Everything is loaded from this server (Plotly comes from /vendor/plotly.min.js).
  */
 "use strict";
@@ -38,6 +43,10 @@
       node.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
     }
     return node;
+  }
+  function plotText(s) {
+    // Plotly decodes &amp; &lt; &gt; back to the characters, so the label shows literally
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
   function safeUrl(u) {
@@ -501,12 +510,12 @@
       const {data} = await api("/api/sweeps/" + enc + "/curves?" + q.toString());
       if (st.autoChosen) st.chosen = new Set(data.runs.map((r) => r.id));
       if (!keySelect.options.length && data.key) keySelect.appendChild(el("option", {value: data.key, text: data.key}));
-      const traces = data.runs.map((r) => ({x: r.steps, y: r.values, name: r.id, type: "scatter", mode: "lines+markers",
-        marker: {size: 4}}));
+      const traces = data.runs.map((r) => ({x: r.steps, y: r.values, name: plotText(r.id), type: "scatter",
+        mode: "lines+markers", marker: {size: 4}}));
       curvesNote.textContent = traces.length ? (st.autoChosen ? "the 5 best runs; tick runs in the table to choose" : "")
         : "No logged values yet.";
       plotly().react(curves, traces, {margin: {l: 50, r: 10, t: 10, b: 80}, xaxis: {title: {text: "step"}},
-        yaxis: {title: {text: data.key}}, showlegend: true, legend: {orientation: "h", y: -0.3}}, PLOT_CFG);
+        yaxis: {title: {text: plotText(data.key)}}, showlegend: true, legend: {orientation: "h", y: -0.3}}, PLOT_CFG);
     }
 
     async function loadKeys() {
@@ -526,11 +535,11 @@
       const {data} = await api("/api/sweeps/" + enc + "/parallel?limit=1000");
       if (!data.ids.length) { parNote.textContent = "No run has a metric yet."; return; }
       const dims = data.dimensions.map((d) => {
-        const dim = {label: d.name, values: d.values};
+        const dim = {label: plotText(d.name), values: d.values};
         if (d.type === "categorical") { dim.tickvals = d.ticktext.map((_, i) => i); dim.ticktext = d.ticktext; }
         return dim;
       });
-      dims.push({label: data.metric_name || "metric", values: data.metric});
+      dims.push({label: plotText(data.metric_name || "metric"), values: data.metric});
       parNote.textContent = data.ids.length + " of " + data.total_scored + " runs with a metric (the best ones)";
       try {
         plotly().react(par, [{type: "parcoords", dimensions: dims,
