@@ -104,6 +104,8 @@ def unavailable(exc: BaseException, url: str = "") -> StoreUnavailable | None:
         db = url.rsplit("/", 1)[-1].split("?", 1)[0] if url else "?"
         return BadRedisURL(f"Redis database {db} does not exist{where} (a server has 16 unless "
                            "configured otherwise: /0 to /15)")
+    if isinstance(exc, rx.InvalidResponse):
+        return StoreUnavailable(f"what answers{where} does not speak the Redis protocol ({text})")
     if isinstance(exc, (rx.ConnectionError, rx.TimeoutError)):
         return StoreUnavailable(f"cannot reach Redis{where}: {text or type(exc).__name__}")
     return None

@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, SWEEP_ID, CliError, main
-from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError
+from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError, connect, redact, unavailable
 
 log = logging.getLogger("sweepq.cli")
 
@@ -49,9 +49,15 @@ def open_session(embedded: bool = False, start_embedded: bool = False) -> _Sessi
 
     url = os.environ.get("SWEEPQ_REDIS_URL")
     if url and not embedded:
-        if not emb.redis_answers(url, 2.0):
-            raise CliError(f"cannot reach Redis at {_redact(url)} (SWEEPQ_REDIS_URL)")
-        return _Session(Store(url=url))
+        store = Store(url=url)  # a URL redis-py cannot use: BadRedisURL, one line, exit 2
+        try:  # one quick try (the store's client retries for seconds): is it there, is it usable
+            connect(url, socket_timeout=2.0, retry=None, retry_on_error=[]).ping()
+        except Exception as exc:  # the cause in one line: unreachable, password, missing database
+            named = unavailable(exc, url)
+            if named is None:
+                raise
+            raise CliError(f"{named} (SWEEPQ_REDIS_URL)", named.exit_code) from None
+        return _Session(store)
     if not embedded and emb.redis_answers(DEFAULT_REDIS_URL, 0.5):
         return _Session(Store(url=DEFAULT_REDIS_URL))
     has_data = (Path(emb.DEFAULT_DIR) / "redis").is_dir()
@@ -61,13 +67,6 @@ def open_session(embedded: bool = False, start_embedded: bool = False) -> _Sessi
         return _Session(Store(url=server.url), server)
     raise CliError(f"cannot reach Redis at {DEFAULT_REDIS_URL}: start one, set SWEEPQ_REDIS_URL, "
                    "or use `sweepq run` (it starts an embedded server)")
-
-
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 @contextlib.contextmanager
@@ -314,7 +313,7 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
         agent = AgentProcess(store, sid, slots)
         agent.start()
         prev = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        where = f"embedded {s.embedded.kind}" if s.embedded else _redact(os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL))
+        where = f"embedded {s.embedded.kind}" if s.embedded else redact(os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL))
         click.echo(f"sweep {sid}: {config['method']} search, {slots} worker slot(s), store: {where}", err=True)
         _progress(store, sid, config, interrupted, agent, quiet=as_json)
         for sig, h in prev.items():

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from sweepq.config import MAX_DEPTH, nesting_depth
 from sweepq.ids import RUN_ID_RE, SWEEP_ID_RE, is_run_id, is_sweep_id, shown
-from sweepq.store import NotFound, Store, StoreError
+from sweepq.store import NotFound, Store, StoreError, StoreUnavailable
 from sweepq.web import data
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -135,10 +135,13 @@ def _conflict(exc: StoreError) -> Response:
 
 # App-wide (the dashboard's and /metrics' errors too): every exception becomes one JSON line.
 @bp.app_errorhandler(RedisError)
-def _store_unavailable(exc: RedisError) -> Response:
-    """Redis out of memory, read-only or unreachable: the service, not the request, is at fault.
-    (A sweepq exception naming such a store failure belongs here too, as a 503.)"""
+@bp.app_errorhandler(StoreUnavailable)
+def _store_unavailable(exc: Exception) -> Response:
+    """Redis out of memory, read-only or unreachable: the service, not the request, is at fault."""
     current_app.logger.warning("store error on %s %s: %s", request.method, request.path, exc)
+    named = web().store.unavailable(exc)
+    if named is not None:
+        return error(named.http_status, str(named))
     return error(503, f"the store (Redis) cannot serve this request: {' '.join(str(exc).split())[:200]}")
 
 
