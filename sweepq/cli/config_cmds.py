@@ -57,6 +57,10 @@ def validate_cmd(config: str) -> None:
 
 
 def _parse_params(text: str) -> dict[str, Any]:
+    from sweepq.config import MAX_DEPTH, nesting_depth
+
+    if nesting_depth(text) > MAX_DEPTH:  # json recurses per level: refuse before it does
+        raise CliError(f"--params: nested deeper than {MAX_DEPTH} levels", EXIT_BAD_INPUT)
     try:
         params = json.loads(text)
     except ValueError as exc:

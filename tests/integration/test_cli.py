@@ -255,3 +255,10 @@ def test_preview_of_the_largest_grid_stays_small(sq_env, tmp_path) -> None:  # n
     assert proc.returncode == 0
     assert out.read_text().splitlines()[2].endswith("--p0=1 --p1=1 --p2=1 --p3=1 --p4=1 --p5=3")
     assert usage.ru_maxrss < 150 * 1024, f"{usage.ru_maxrss // 1024} MB"  # KiB on Linux
+
+
+def test_preview_params_nested_too_deep_is_bad_input(sq_env, tmp_path) -> None:  # noqa: ANN001
+    cfg = write_config(tmp_path / "s.yaml")
+    deep = "[" * 60_000 + "]" * 60_000  # near the kernel's limit on one argument (128 KiB)
+    r = sq(["preview", str(cfg), "--params", deep], sq_env, timeout=60)
+    assert r.returncode == 2 and r.stderr.splitlines()[-1] == "error: --params: nested deeper than 100 levels"
