@@ -16,7 +16,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import pytest
 
@@ -340,5 +340,17 @@ def test_labels_are_text_inside_plotly(browser, store, serve_app) -> None:  # no
             + ' #curves tspan[style*="italic"], #parallel tspan[style*="italic"]').length""")
         assert made == 0 and page.evaluate("() => window.__pwned === undefined")
         assert pg.errors == [] and pg.outside() == []
+    finally:
+        pg.close()
+
+
+def test_impossible_sweep_id_in_the_address_says_unknown_sweep(browser, store, serve_app) -> None:  # noqa: ANN001
+    url = serve_app({"api_token": None})
+    pg = Page(browser, url)
+    try:
+        pg.page.goto(f"{url}/#/sweep/{quote('<b>NO:such', safe='')}")
+        pg.page.wait_for_selector("#app .card.empty code", timeout=10000)
+        assert pg.page.locator("#app .card.empty code").inner_text() == "<b>NO:such"
+        assert pg.page.locator("#app b").count() == 0 and pg.errors == []
     finally:
         pg.close()

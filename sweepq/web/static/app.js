@@ -185,7 +185,8 @@
       setLive(true);
     } catch (e) {
       if (gen !== generation) return;
-      if (e instanceof HttpError && e.status === 404 && view.notFound) view.notFound(e);
+      // 400: the address holds no possible sweep id (the API checks ids before looking them up)
+      if (e instanceof HttpError && (e.status === 404 || e.status === 400) && view.notFound) view.notFound(e);
       else setLive(false);
     }
     if (gen !== generation) return;
