@@ -323,8 +323,14 @@ class HostRedis:
 
     @property
     def socket_url(self) -> str:
-        """For the test process (redis-py's unix socket URL; ``sweepq.store.Store(url=...)``)."""
+        """For the test process: redis-py's unix socket URL."""
         return f"unix://{self.socket}?db=0"
+
+    def client(self, **kw: Any) -> redis.Redis:
+        """A client for the test process, as sweepq's store wants one (``decode_responses``):
+        ``Store(client=srv.client(), namespace=...)``. Not ``Store(url=socket_url)``: sweepq's
+        ``connect`` adds TCP-only options (``socket_keepalive``) that a unix socket refuses."""
+        return redis.Redis(unix_socket_path=str(self.socket), decode_responses=True, socket_timeout=30, **kw)
 
     def ping(self) -> bool:
         try:

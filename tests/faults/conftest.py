@@ -228,6 +228,7 @@ class PidWatch:
         self.rec, self.interval = rec, interval
         self.dead_at: dict[int, float] = {}
         self.pids: set[int] = set()
+        self._lock = threading.Lock()  # poll() runs in the thread and in the test (to be up to date)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pid-watch", daemon=True)
         self._thread.start()
@@ -238,14 +239,16 @@ class PidWatch:
             self._stop.wait(self.interval)
 
     def poll(self) -> None:
-        for p in self.rec.glob("*.json"):
-            try:
-                self.pids.add(int(p.name.rsplit(".", 2)[1]))
-            except (IndexError, ValueError):
-                continue
-        for pid in self.pids - self.dead_at.keys():
-            if not pid_alive(pid):
-                self.dead_at[pid] = time.time()  # after the check: never before the death
+        """Look once now (the test calls it too, so that a death it just waited for is noted)."""
+        with self._lock:
+            for p in self.rec.glob("*.json"):
+                try:
+                    self.pids.add(int(p.name.rsplit(".", 2)[1]))
+                except (IndexError, ValueError):
+                    continue
+            for pid in self.pids - self.dead_at.keys():
+                if not pid_alive(pid):
+                    self.dead_at[pid] = time.time()  # after the check: never before the death
 
     def stop(self) -> None:
         self._stop.set()
