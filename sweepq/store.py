@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from sweepq.ids import is_sweep_id, shown
 from sweepq.keys import Keys, namespace_from_env
 
 # the address probed when SWEEPQ_REDIS_URL is unset (overridable so tests can point it at nothing)
@@ -610,6 +611,8 @@ class Store:
         """Register a normalised config as a new running sweep; returns its id."""
         k = self.keys
         sid = sweep_id or _new_id()
+        if not is_sweep_id(sid):  # ids are spliced into key names: only ones sweepq could make
+            raise StoreError(f"not a sweep id: {shown(sid)} (1-64 lowercase letters and digits)")
         metric = config.get("metric") or {}
         now = time.time()
         fields = {
