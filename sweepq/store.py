@@ -140,6 +140,10 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
     }
     opts.update(kwargs)
     url = url or redis_url_from_env()
+    if url.startswith(("unix://", "redis+socket://")):
+        # a unix socket: kombu's spelling accepted too, and no TCP-only options
+        url = "unix://" + url.split("://", 1)[1]
+        opts.pop("socket_keepalive", None)
     try:
         return redis.Redis.from_url(url, **opts)
     except ValueError as exc:  # scheme, port, database number
