@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -329,8 +330,88 @@ FIRST_WAIT_S = 0.05
 # runs at least that long on Redis's clock) kills the trial's processes. The rest of the TTL is the
 # margin for the kill; the controller can only give the trial to another worker after the whole TTL.
 BEAT_SHARE = 0.2
-FENCE_SHARE = 0.75
+FENCE_SHARE = 0.7
+# A pool process that cannot act on its own fence (stopped, hung) is fenced by its worker's main
+# process KEEPER_SHARE of the TTL later; both act before the lease can expire.
+KEEPER_SHARE = 0.1
 FENCED = "worker lost contact with Redis (lease not renewed in time): trial stopped and handed back"
+
+
+def fence_dir() -> Path:
+    """Where pool processes leave their trials' fence deadlines for the worker's main process
+    (one directory per host and user, shared by every worker of that user)."""
+    d = os.environ.get("SWEEPQ_FENCE_DIR")
+    return Path(d) if d else Path(tempfile.gettempdir()) / f"sweepq-fence-{os.getuid()}"
+
+
+class _FenceFile:
+    """A trial's fence deadline on disk (``time.monotonic()`` is one clock for the whole host),
+    with what it takes to kill the trial's processes, so that the worker's main process can fence
+    the trial when the pool process running it cannot (it is stopped, or hung)."""
+
+    def __init__(self, tree: TrialTree, run_id: str) -> None:
+        d = fence_dir()
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = d / f"{os.getpid()}-{tree.token}.fence"
+        self.record: dict[str, Any] = {**tree.describe(), "run": run_id}
+
+    def write(self, deadline: float) -> None:
+        self.record["deadline"] = deadline
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.record))
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the in-process watchdog still fences; only the backstop is lost
+            log.warning("cannot write the fence file %s: %s", self.path, exc)
+
+    @property
+    def fired(self) -> bool:
+        """The main process fenced the trial (it renames the file before it kills)."""
+        return self.path.with_suffix(".fenced").exists()
+
+    def remove(self) -> None:
+        for p in (self.path, self.path.with_suffix(".tmp"), self.path.with_suffix(".fenced")):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def keep_fences(stop: threading.Event, ttl: float, every: float = 0.25) -> None:
+    """The worker main process's loop: kill the trials whose fence deadline passed KEEPER_SHARE of
+    the TTL ago without their pool process acting (it renews the deadline while it renews the
+    lease, and fences the trial itself at the deadline). Files of pool processes that died go too."""
+    from sweepq.tree import kill_described
+
+    grace = KEEPER_SHARE * ttl
+    while not stop.wait(every):
+        d = fence_dir()
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        now = time.monotonic()
+        for name in names:
+            path = d / name
+            if name.endswith(".fenced"):
+                pid = name.split("-", 1)[0]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                continue
+            if not name.endswith(".fence"):
+                continue
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if float(rec.get("deadline", now)) + grace > now:
+                continue
+            try:
+                os.replace(path, path.with_suffix(".fenced"))  # claim it: the pool process will know
+            except OSError:
+                continue  # its trial ended meanwhile
+            log.warning("trial %s: its worker process has not renewed the lease in time; killing it",
+                        rec.get("run"))
+            kill_described(rec)
 
 
 class _Watchdog:
@@ -442,6 +523,8 @@ class TrialRunner:
         self.claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self.tree: TrialTree | None = None
         self.fenced = False  # the watchdog killed the trial: its lease went unrenewed too long
+        self._fence_file: _FenceFile | None = None
+        self._fence_deadline = self.claimed_at + FENCE_SHARE * lease_ttl
 
     # -- environment ----------------------------------------------------------------------------
     def _trial_env(self) -> dict[str, str]:
@@ -572,6 +655,8 @@ class TrialRunner:
             # alive meanwhile, so the reaper never hands the trial to someone else too early.
             self._end_tree()
             WATCHDOG.disarm(id(self))  # nothing of the trial runs any more: nothing to fence
+            if self._fence_file is not None:
+                self._fence_file.remove()
             io.join(timeout=5)  # also: its exit push lands before finish deletes the stop list
             tail = _tail_text(out, err)
             if out.bad_metric_lines:  # at the end: the tail is cut from the front
@@ -587,6 +672,8 @@ class TrialRunner:
             return self._finish(outcome.state, outcome.exit_code, outcome.reason, tail)
         finally:
             WATCHDOG.disarm(id(self))
+            if self._fence_file is not None:
+                self._fence_file.remove()
             self.forwarder.uninstall()
             self.forwarder.pgid = None
             if self.tree is not None:
@@ -621,15 +708,21 @@ class TrialRunner:
         try:
             owned, req = self.store.heartbeat(self.tid, self.owner, self.lease_ttl)
         except OutOfMemoryError:
-            WATCHDOG.renew(id(self), sent + FENCE_SHARE * self.lease_ttl)
+            self._renew_fence(sent)
             log.warning("Redis is out of memory; trial %s keeps running, its writes are retried", self.tid)
             return None
         except (RedisError, OSError) as exc:
             log.warning("redis unavailable (%s); trial %s keeps running", exc, self.tid)
             return None
         if owned:
-            WATCHDOG.renew(id(self), sent + FENCE_SHARE * self.lease_ttl)
+            self._renew_fence(sent)
         return owned, req
+
+    def _renew_fence(self, sent: float) -> None:
+        self._fence_deadline = sent + FENCE_SHARE * self.lease_ttl
+        WATCHDOG.renew(id(self), self._fence_deadline)
+        if self._fence_file is not None:
+            self._fence_file.write(self._fence_deadline)
 
     def _end_tree(self) -> None:
         """Stop whatever of the trial is still running: SIGTERM to every process, SIGKILL after the
@@ -659,6 +752,10 @@ class TrialRunner:
         # end is seen at once without a Redis round trip (a stop request arriving in this window
         # waits for it: at most FIRST_WAIT_S)
         _wait_for_end(proc, FIRST_WAIT_S)
+        if proc.poll() is None:
+            # not a very short trial: leave the fence where the worker's main process sees it
+            self._fence_file = _FenceFile(tree, self.tid)
+            self._fence_file.write(self._fence_deadline)
         beat_every = max(0.1, self.lease_ttl * BEAT_SHARE)
         stop_kind = ""
         term_at: float | None = None
@@ -709,6 +806,8 @@ class TrialRunner:
                     self._begin_stop()
             else:
                 time.sleep(0.05)
+        if self._fence_file is not None and self._fence_file.fired:
+            self.fenced = True  # the main process fenced it while this process could not
         if self.fenced:
             # the watchdog killed it: the lease may go to another worker, this copy's result
             # must not count, and the trial goes back to the queue if it is still ours

@@ -246,6 +246,11 @@ class TrialTree:
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
 
+    def describe(self) -> dict[str, object]:
+        """What another process needs to kill this trial's processes (:func:`kill_described`)."""
+        return {"cgroup": str(self.cgroup) if self.cgroup is not None else None, "pgid": self.pgid,
+                "token": self.token}
+
     def wait_gone(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
         while self.alive():
@@ -266,6 +271,23 @@ class TrialTree:
         with contextlib.suppress(OSError):
             self.cgroup.rmdir()
         self.cgroup = None
+
+
+def kill_described(d: dict[str, object]) -> None:
+    """SIGKILL every process of a trial from another process (the worker's main process fencing a
+    frozen pool process's trial): its cgroup, its process group, and whatever carries its token."""
+    cgroup, pgid, token = d.get("cgroup"), d.get("pgid"), d.get("token")
+    if isinstance(cgroup, str):
+        with contextlib.suppress(OSError):
+            (Path(cgroup) / "cgroup.kill").write_text("1")
+    if isinstance(pgid, int):
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    if isinstance(token, str) and cgroup is None:
+        for pid in _all_pids():
+            if _environ_token(pid) == token:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def clean_stale() -> int:

@@ -7,8 +7,9 @@ re-run elsewhere, and the two copies never run at the same time.
   exactly at ``run_cap`` with every result recorded once.
 * A worker's Redis connection hanging (a TCP proxy between them stopped with SIGSTOP): the same.
 * A worker's pool process stopped with SIGSTOP past the TTL while its trial's program runs on:
-  a frozen process cannot act, so the copies overlap while it is stopped; the stale copy dies
-  within a small bound once the worker runs again, and its results are rejected.
+  a frozen process cannot act, so the worker's main process fences the trial for it (the fence
+  file the pool process keeps); the copies never overlap, and the stale copy's results are
+  rejected when the pool process runs again.
 
 Every case: two workers of one slot each and ``max_concurrent: 1``, so exactly one trial runs
 at a time and the other worker always has a free slot for the re-run; the worker that gets the
@@ -16,8 +17,8 @@ first trial is the one cut off (whichever it is: no reliance on Celery's deliver
 first trial is slow (SWEEPQ_TEST_SLOW_FILE: 5 s a step) so that it outlives the fault by
 seconds; the file is removed once it started, so the re-run and the rest are quick, and the
 re-run logs ``rerun_steps`` values (trial.py), not ``steps``: a history of that length shows the
-stale copy's results were rejected. No timing is asserted beyond the no-overlap invariant and
-the documented kill bound after SIGCONT; every wait is generous (a loaded 2-core CI machine).
+stale copy's results were rejected. No timing is asserted beyond the no-overlap invariant;
+every wait is generous (a loaded 2-core CI machine).
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.faults]
 TTL = 3.0  # SWEEPQ_LEASE_TTL of every worker here (sq_env's too)
 QUICK_SLEEP = 0.5  # seconds per step of every trial but the first (which takes 5 s a step)
 RERUN_STEPS = 1  # what a re-run logs (trial.py --rerun_steps): its history's length
-KILL_BOUND_S = 2.0  # docs/reliability.md: a stale copy dies within ~the watchdog period of SIGCONT
 
 
 def _parameters(steps: int) -> dict[str, Any]:
@@ -317,7 +317,7 @@ def _pool_process(trial_pid: int, worker_pid: int) -> int:
     raise AssertionError(f"trial process {trial_pid} does not descend from worker {worker_pid}")
 
 
-def test_frozen_pool_process_stale_copy_killed_on_resume_results_rejected(
+def test_frozen_pool_process_its_trial_fenced_by_the_worker_results_rejected(
         store: Any, start_worker: Any, controller: Any, rec_dir: Path, pid_watch: PidWatch,
         tmp_path: Path) -> None:
     slow = tmp_path / "slow"
@@ -351,12 +351,10 @@ def test_frozen_pool_process_stale_copy_killed_on_resume_results_rejected(
     recs = records(rec_dir)
     stale_rec = next(r for r in recs if r["pid"] == stale)
     assert stale_rec["end"] is None, "the stale copy ended on its own before SIGCONT: the trial must outlive the stop"
-    late = pid_watch.dead_at[stale] - t_cont
-    assert late < KILL_BOUND_S, f"the stale copy lived {late:.2f} s after its worker ran again"
+    assert pid_watch.dead_at[stale] < t_cont, "the stale copy outlived the freeze of the process running it"
     trials = check_sweep(store, sid, expect={"finished": run_cap}, n_trials=run_cap)
     _check_rerun(trials, t["id"], other.name, steps)
     check_no_orphans(recs)
     pid_watch.poll()
-    # a frozen process cannot act, so only the faulted trial's copies may overlap (bounded above)
-    check_no_overlap([r for r in recs if r["run"] != t["id"]], pid_watch.dead_at)
+    check_no_overlap(recs, pid_watch.dead_at)
     assert not pid_alive(stale)
