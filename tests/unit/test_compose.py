@@ -1,12 +1,14 @@
-"""docker-compose.yml, the Dockerfiles and the systemd unit, checked without a Docker engine.
+"""docker-compose.yml, the Dockerfiles, .env.example and the systemd unit, checked without a
+Docker engine (``tests/deploy/test_compose_smoke.py`` runs the stack on a real one).
 
-No engine runs on the machines this suite runs on, so the deployment files are tested statically:
-the compose file parses, interpolates the way Compose does and validates against the Compose
+Here the deployment files are checked statically, in milliseconds: the compose file parses, interpolates the way Compose does and validates against the Compose
 specification's JSON schema (vendored under tests/data); every command a container or unit runs
 parses with the installed CLI (sweepq's click group, Celery's worker/inspect commands, Flower's
 options), so a renamed flag or subcommand breaks this test rather than a deployment; the images
 and build contexts exist and contain what the Dockerfiles COPY; Redis persists and is health
-checked; workers are non-root, shut down cold and hand their trials back.
+checked; workers are non-root, shut down cold and hand their trials back; the secrets are
+required; every variable the file reads is documented in .env.example; base images can be
+substituted without editing a file; the GPU service asks for GPUs in the form compose honours.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ COMPOSE = ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"
 UNIT = ROOT / "workers" / "sweepq-worker@.service"
 SWEEPQ_SERVICES = ("controller", "web", "flower", "worker", "worker-gpu")
-ENV = {"FLOWER_BASIC_AUTH": "admin:secret"}
+REQUIRED = ("REDIS_PASSWORD", "SWEEPQ_API_TOKEN", "FLOWER_BASIC_AUTH")
+ENV = {"FLOWER_BASIC_AUTH": "admin:secret", "REDIS_PASSWORD": "pw", "SWEEPQ_API_TOKEN": "tok"}
+ENV_EXAMPLE = ROOT / ".env.example"
 
 
 # -- Compose variable interpolation (the subset the spec defines) ------------------------------
@@ -188,26 +192,110 @@ def test_the_schema_check_is_not_vacuous() -> None:
     assert len(list(validator.iter_errors(bad))) >= 3
 
 
-def test_interpolation_defaults_and_required_flower_auth() -> None:
-    svc = compose({"FLOWER_BASIC_AUTH": "a:b"})["services"]
-    assert env_of(svc["controller"])["SWEEPQ_REDIS_URL"] == "redis://:@redis:6379/0"
-    svc = compose({"FLOWER_BASIC_AUTH": "a:b", "REDIS_PASSWORD": "pw"})["services"]
-    assert env_of(svc["web"])["SWEEPQ_REDIS_URL"] == "redis://:pw@redis:6379/0"
-    svc = compose({"FLOWER_BASIC_AUTH": "a:b", "SWEEPQ_REDIS_URL": "rediss://:x@r.internal:6380/1"})["services"]
+def test_interpolation_defaults_and_required_secrets() -> None:
+    svc = compose()["services"]
+    assert env_of(svc["controller"])["SWEEPQ_REDIS_URL"] == "redis://:pw@redis:6379/0"
+    assert env_of(svc["web"])["SWEEPQ_API_TOKEN"] == "tok"
+    svc = compose({**ENV, "SWEEPQ_REDIS_URL": "rediss://:x@r.internal:6380/1"})["services"]
     assert env_of(svc["controller"])["SWEEPQ_REDIS_URL"] == "rediss://:x@r.internal:6380/1"
-    with pytest.raises(InterpolationError, match="FLOWER_BASIC_AUTH"):
-        compose({})
+    for name in REQUIRED:
+        for missing in ({k: v for k, v in ENV.items() if k != name}, {**ENV, name: ""}):
+            with pytest.raises(InterpolationError, match=name) as err:
+                compose(missing)
+            assert "compose_env.sh" in str(err.value), "the message says how to get the value"
 
 
-def test_empty_redis_password_url_is_usable() -> None:
-    """Without REDIS_PASSWORD the URL is ``redis://:@redis:6379/0``: neither redis-py nor kombu
-    may send an AUTH with an empty password (Redis would refuse it)."""
-    import redis
-    from kombu import Connection
+def test_the_token_reaches_only_the_dashboard() -> None:
+    """Only `sweepq web` needs the API token; workers run users' code and must not get it."""
+    for name, svc in services().items():
+        assert ("SWEEPQ_API_TOKEN" in env_of(svc)) == (name == "web"), name
+    web = services()["web"]
+    assert web["command"][:4] == ["sweepq", "web", "--host", "0.0.0.0"] and "--open-api" not in web["command"]
 
-    kw = redis.Redis.from_url("redis://:@redis:6379/0").connection_pool.connection_kwargs
-    assert not kw.get("password")
-    assert not Connection("redis://:@redis:6379/0").password
+
+def _variables(text: str) -> set[str]:
+    """The variables a compose file interpolates (``$$`` escapes are the container's own)."""
+    return set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text.replace("$$", "")))
+
+
+def env_example() -> dict[str, bool]:
+    """.env.example's variables: name -> required (an uncommented assignment)."""
+    out: dict[str, bool] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^(#?)([A-Z][A-Z0-9_]*)=", line)
+        if m:
+            out[m.group(2)] = not m.group(1)
+    return out
+
+
+def test_env_example_documents_every_variable_the_file_reads() -> None:
+    # `VAR:` without a value in an environment block: passed from the host's (or .env's) VAR
+    passed = {k for s in raw()["services"].values() if isinstance(s.get("environment"), dict)
+              for k, v in s["environment"].items() if v is None}
+    read = _variables(COMPOSE.read_text()) | passed
+    documented = env_example()
+    assert read - set(documented) == set(), "read by docker-compose.yml, missing from .env.example"
+    assert set(documented) - read == set(), "in .env.example, read nowhere"
+    assert {k for k, req in documented.items() if req} == set(REQUIRED)
+
+
+def test_compose_env_writes_a_usable_env(tmp_path: Path) -> None:
+    import subprocess
+
+    out = tmp_path / ".env"
+    r = subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(out)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines() if line and not line.startswith("#"))
+    assert set(env) == set(REQUIRED)
+    assert re.fullmatch(r"[0-9a-f]{48}", env["REDIS_PASSWORD"]) and re.fullmatch(r"[0-9a-f]{48}", env["SWEEPQ_API_TOKEN"])
+    assert re.fullmatch(r"admin:[0-9a-f]{24}", env["FLOWER_BASIC_AUTH"])
+    assert env["REDIS_PASSWORD"] != env["SWEEPQ_API_TOKEN"]
+    compose(env)  # no required variable is missing
+    again = subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(out)], capture_output=True, text=True,
+                           timeout=30)
+    assert again.returncode == 2 and "exists" in again.stderr, "an existing .env (secrets in use) is kept"
+
+
+def test_workers_run_the_example_configs_from_the_project_dir() -> None:
+    """The workers' working directory is the mounted project dir, which defaults to the directory
+    of docker-compose.yml: the example configs' ``program:`` paths resolve there, as they do for
+    `sweepq run` from the repository root."""
+    for name in ("worker", "worker-gpu"):
+        svc = services()[name]
+        mount = [v for v in svc["volumes"] if v.endswith(":/work")]
+        assert mount == ["./:/work"] or mount == [".:/work"], mount
+        assert svc["working_dir"] == "/work" and env_of(svc)["SWEEPQ_WORKDIR"] == "/work"
+    programs = 0
+    for cfg in sorted((ROOT / "configs").glob("*/sweep.yaml")):
+        program = yaml.safe_load(cfg.read_text()).get("program")
+        if program:
+            assert (ROOT / program).is_file(), f"{cfg}: program {program} is not relative to the repository root"
+            programs += 1
+    assert programs >= 4
+
+
+def test_gpu_service_requests_devices_the_way_compose_honours() -> None:
+    gpu = raw()["services"]["worker-gpu"]
+    assert "gpus" not in gpu, "`gpus:` is silently dropped by compose 2.26"
+    [dev] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert dev == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+
+
+def test_base_images_are_build_arguments() -> None:
+    """Each image's base is an ``ARG BASE_IMAGE`` (default pinned) that compose passes from a
+    documented variable, and Redis's image is a variable: a mirror or a local base needs no edit."""
+    for name in ("controller", "worker-gpu"):
+        build = services()[name]["build"]
+        lines = dockerfile_lines(ROOT / build.get("dockerfile", "Dockerfile"))
+        first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+        assert lines[first_from] == "FROM ${BASE_IMAGE}"
+        default = next(line.split("=", 1)[1] for line in lines[:first_from] if line.startswith("ARG BASE_IMAGE="))
+        assert build["args"]["BASE_IMAGE"] == default, f"{name}: compose and the Dockerfile disagree on the base"
+        substituted = compose({**ENV, "SWEEPQ_BASE_IMAGE": "b:1", "SWEEPQ_GPU_BASE_IMAGE": "g:1"})
+        assert substituted["services"][name]["build"]["args"]["BASE_IMAGE"] == ("g:1" if name == "worker-gpu" else "b:1")
+    assert compose({**ENV, "SWEEPQ_REDIS_IMAGE": "r:1"})["services"]["redis"]["image"] == "r:1"
 
 
 @pytest.mark.parametrize("name", ["controller", "web", "flower", "worker", "worker-gpu"])
@@ -252,6 +340,12 @@ def dockerfile_lines(path: Path) -> list[str]:
     return out
 
 
+def resolve_args(text: str, lines: list[str]) -> str:
+    """``${NAME}`` in a FROM line replaced by the default of the ``ARG NAME=...`` before it."""
+    defaults = dict(line[4:].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
+    return re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], text)
+
+
 def dockerignore(context: Path) -> list[str]:
     f = context / ".dockerignore"
     if not f.exists():
@@ -273,10 +367,11 @@ def test_images_dockerfiles_and_build_contexts() -> None:
         dockerfile = context / build.get("dockerfile", "Dockerfile")
         assert context.is_dir() and dockerfile.is_file(), f"{name}: {dockerfile} missing"
         ignored = dockerignore(context)
-        for line in dockerfile_lines(dockerfile):
+        lines = dockerfile_lines(dockerfile)
+        for line in lines:
             op, _, args = line.partition(" ")
             if op == "FROM":
-                base = args.split()[0]
+                base = resolve_args(args.split()[0], lines)
                 assert ":" in base and not base.endswith(":latest"), f"{dockerfile}: unpinned {base}"
             if op in ("COPY", "ADD"):
                 words = [w for w in shlex.split(args) if not w.startswith("--")]
@@ -288,7 +383,8 @@ def test_images_dockerfiles_and_build_contexts() -> None:
         built += 1
     assert built >= 4
     gpu = dockerfile_lines(ROOT / "workers" / "Dockerfile.gpu")
-    assert re.match(r"FROM nvidia/cuda:[\d.]+-(cudnn\d*-)?runtime-", gpu[0]), gpu[0]
+    gpu_from = next(line for line in gpu if line.startswith("FROM "))
+    assert re.match(r"nvidia/cuda:[\d.]+-(cudnn\d*-)?runtime-", resolve_args(gpu_from.split()[1], gpu)), gpu_from
     assert any(line.startswith("USER ") and "root" not in line for line in gpu)
     assert any(line.startswith("USER ") and "root" not in line for line in dockerfile_lines(ROOT / "Dockerfile"))
 
@@ -297,8 +393,8 @@ def test_redis_persists_and_is_health_checked() -> None:
     doc = compose()
     redis_svc = doc["services"]["redis"]
     cmd = " ".join(redis_svc["command"])
-    assert "--appendonly yes" in cmd
-    assert "--requirepass" in cmd and "REDIS_PASSWORD" in cmd  # optional password via env
+    assert "--appendonly yes" in cmd and "--dir /data" in cmd  # any Redis image: the AOF is on the volume
+    assert '--requirepass "$REDIS_PASSWORD"' in cmd  # always: REDIS_PASSWORD is required
     named = [v.split(":")[0] for v in redis_svc["volumes"] if v.split(":")[1] == "/data"]
     assert named and named[0] in doc["volumes"], "AOF must live on a named volume at /data"
     assert "redis-cli ping" in " ".join(redis_svc["healthcheck"]["test"])
@@ -315,7 +411,7 @@ def test_restart_policies_healthchecks_and_environment() -> None:
             assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     for name in SWEEPQ_SERVICES:
         e = env_of(raw()["services"][name])
-        for var in ("SWEEPQ_REDIS_URL", "SWEEPQ_API_TOKEN", "SWEEPQ_BROKER_URL", "SWEEPQ_NAMESPACE"):
+        for var in ("SWEEPQ_REDIS_URL", "SWEEPQ_BROKER_URL", "SWEEPQ_NAMESPACE"):
             assert var in e and var in e[var], f"{name}: {var} not passed through from the host"
 
 
