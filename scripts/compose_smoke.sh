@@ -87,7 +87,8 @@ fi
 # (bookworm ships only compose v1, which cannot read this compose file)
 export DOCKER_CONFIG="$CACHE/docker-config"
 mkdir -p "$DOCKER_CONFIG/cli-plugins"
-if ! docker compose version 2>/dev/null | grep -q 'version v\?2\.'; then
+# (no `| grep -q` in this script: with pipefail, grep's early exit fails the writer with SIGPIPE)
+if ! grep -q 'version v\?2\.' <<< "$(docker compose version 2>/dev/null)"; then
   say "fetching compose v2 from Debian trixie's archive"
   A="$CACHE/apt-trixie"
   mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$A/deb"
@@ -99,7 +100,7 @@ if ! docker compose version 2>/dev/null | grep -q 'version v\?2\.'; then
     || die "downloading trixie's docker-compose failed: $(tail -1 "$A/log")"
   rm -rf "$A/x" && dpkg-deb -x "$A"/deb/docker-compose_*.deb "$A/x"
   install -m 0755 "$A/x/usr/libexec/docker/cli-plugins/docker-compose" "$DOCKER_CONFIG/cli-plugins/docker-compose"
-  docker compose version | grep -q 'version v\?2\.' || die "compose v2 does not run: $(docker compose version 2>&1 | tail -1)"
+  grep -q 'version v\?2\.' <<< "$(docker compose version 2>&1)" || die "compose v2 does not run: $(docker compose version 2>&1 | tail -1)"
 fi
 say "$(docker compose version | head -1); engine $(dockerd --version | sed 's/^Docker version //')"
 
@@ -244,9 +245,9 @@ dc --profile worker up -d --wait --scale worker=2 >>"$T/compose.log" 2>&1 \
 status=$(docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
   --format '{{.Label "com.docker.compose.service"}} {{.Status}}' | sort)
 echo "$status" | sed 's/^/    /'
-[ "$(echo "$status" | grep -c '(healthy)')" = 6 ] || die "not every service is healthy (6 expected: redis, controller, web, flower, 2 workers)"
+[ "$(grep -c '(healthy)' <<< "$status")" = 6 ] || die "not every service is healthy (6 expected: redis, controller, web, flower, 2 workers)"
 for svc in redis controller web flower worker; do
-  echo "$status" | grep -q "^$svc Up .*(healthy)" || die "service $svc is not up and healthy"
+  grep -q "^$svc Up .*(healthy)" <<< "$status" || die "service $svc is not up and healthy"
 done
 check "6 containers up and healthy: redis, controller, web, flower, worker x2"
 
@@ -282,7 +283,7 @@ AUTH="Authorization: Bearer $SWEEPQ_API_TOKEN"
 [ "$(code -H "$AUTH" "$WEB/metrics")" = 200 ] && [ "$(code "$WEB/metrics")" = 401 ] || die "/metrics is not behind the token"
 health=$(curl -s "$WEB/healthz")
 [ "$health" = '{"ok":true}' ] || die "/healthz without the token says more than ok: $health"
-curl -s -H "$AUTH" "$WEB/healthz" | grep -q '"namespace"' || die "/healthz with the token lacks the details"
+grep -q '"namespace"' <<< "$(curl -s -H "$AUTH" "$WEB/healthz")" || die "/healthz with the token lacks the details"
 [ "$(code "$WEB/")" = 200 ] || die "the dashboard page does not load"
 check "dashboard: 401 without the token, 200 with it; /healthz without it: $health"
 
@@ -291,7 +292,7 @@ check "dashboard: 401 without the token, 200 with it; /healthz without it: $heal
 dc --profile gpu create --no-recreate worker-gpu >>"$T/compose.log" 2>&1 || die "docker compose create worker-gpu failed"
 gpu_cid=$(dc --profile gpu ps -a -q worker-gpu)
 req=$(docker inspect -f '{{json .HostConfig.DeviceRequests}}' "$gpu_cid")
-echo "$req" | grep -q '"Driver":"nvidia","Count":-1' && echo "$req" | grep -q '"gpu"' \
+grep -q '"Driver":"nvidia","Count":-1' <<< "$req" && grep -q '"gpu"' <<< "$req" \
   || die "the GPU worker's container asks for no GPUs: DeviceRequests=$req"
 dc --profile gpu rm -f worker-gpu >>"$T/compose.log" 2>&1
 check "worker-gpu (built from workers/Dockerfile.gpu on the substituted base) requests the GPUs: $req"
