@@ -5,9 +5,13 @@ new session and group, out of reach of ``killpg``, and it would outlive the tria
 lock or writing into the next trial's files. Two mechanisms, the first the machine allows:
 
 * **cgroup v2** (Linux, where this process may create cgroups below its own, e.g. as root or with
-  systemd's ``Delegate=yes``): each trial runs in a cgroup of its own. The program is placed in it
-  before it runs (a ``/bin/sh`` prefix writes its own pid into ``cgroup.procs`` and ``exec``s the
-  program), so no child can escape it, and ``cgroup.kill`` ends every member at once.
+  systemd's ``Delegate=yes``). A worker's pool process, which runs one trial at a time, moves
+  itself into a cgroup of its own when it starts (:func:`enter_slot`): every process it starts is
+  born in it and cannot leave, and at the end of a trial every member but the pool process is
+  killed. Nothing is paid per trial (a per-trial cgroup costs an extra ``exec`` per spawn: a
+  tenth of a short trial's dispatch cost). Any other process gives each trial a cgroup of its own:
+  a ``/bin/sh`` prefix writes the program's pid into its ``cgroup.procs`` and ``exec``s it, and
+  ``cgroup.kill`` ends every member at once.
 * otherwise **a marker and a subreaper**: the trial's environment carries ``SWEEPQ_TRIAL_TOKEN``,
   which its descendants inherit; a worker's pool process is a child subreaper
   (``PR_SET_CHILD_SUBREAPER``), so orphaned descendants are re-parented to it instead of to init,
@@ -68,6 +72,7 @@ def _cgroup_base() -> Path | None:
 
 
 _BASE: Path | None | bool = False  # False: not probed yet
+_SLOT: tuple[int, Path] | None = None  # (pid, cgroup) of a pool process that lives in its own cgroup
 
 
 def cgroup_base() -> Path | None:
@@ -90,6 +95,42 @@ def cgroup_base() -> Path | None:
     return _BASE if isinstance(_BASE, Path) else None
 
 
+def enter_slot() -> bool:
+    """Move this process (a worker's pool process: one trial at a time) into a cgroup of its own,
+    so that every process of its trials is born there; True on success."""
+    global _SLOT
+    base = cgroup_base()
+    if base is None:
+        return False
+    path = base / f"{_PREFIX}{os.getpid()}.slot"
+    try:
+        path.mkdir(exist_ok=True)
+        (path / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as exc:  # e.g. controllers enabled on the parent (no internal processes)
+        log.info("trials keep their process trees by marker: cannot enter a cgroup (%s)", exc)
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        return False
+    _SLOT = (os.getpid(), path)
+    return True
+
+
+def leave_slot() -> None:
+    """Leave this process's own cgroup and remove it (a pool process exiting)."""
+    global _SLOT
+    slot, base = _slot(), cgroup_base()
+    if slot is None or base is None:
+        return
+    with contextlib.suppress(OSError):
+        (base / "cgroup.procs").write_text(str(os.getpid()))
+        slot.rmdir()
+    _SLOT = None
+
+
+def _slot() -> Path | None:
+    return _SLOT[1] if _SLOT is not None and _SLOT[0] == os.getpid() else None
+
+
 def become_subreaper() -> bool:
     """Make this process adopt its orphaned descendants (Linux); a worker's pool processes call it
     so that a trial's double-forked daemon stays within reach of :meth:`TrialTree.kill`."""
@@ -97,18 +138,18 @@ def become_subreaper() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        ok = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
-        return False
+        ok = False
+    _SUBREAPER[os.getpid()] = ok
+    return ok
+
+
+_SUBREAPER: dict[int, bool] = {}  # pid -> whether become_subreaper() succeeded in it
 
 
 def _is_subreaper() -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        flag = ctypes.c_int(0)
-        return libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
+    return _SUBREAPER.get(os.getpid(), False)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -144,6 +185,19 @@ def _own_children() -> list[int]:
     return out
 
 
+def _read_pids(path: Path) -> list[int]:
+    """The pids in a ``cgroup.procs`` file (read with plain system calls: this runs once per trial
+    in a worker, and pathlib's text layer costs more than the read)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return [int(x) for x in b"".join(chunks).split()]
+
+
 def _all_pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()] if os.path.isdir("/proc") else []
 
@@ -158,7 +212,8 @@ class TrialTree:
         self.token = f"{os.getpid()}.{secrets.token_hex(6)}"
         self.pgid: int | None = None
         self.cgroup: Path | None = None
-        base = cgroup_base() if use_cgroup else None
+        self.slot = _slot() if use_cgroup else None  # this process's own cgroup, shared with its trial
+        base = cgroup_base() if use_cgroup and self.slot is None else None
         if base is not None:
             safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_id)[:64]
             path = base / f"{_PREFIX}{self.token}.{safe}"
@@ -170,7 +225,7 @@ class TrialTree:
 
     @property
     def mode(self) -> str:
-        return "cgroup" if self.cgroup is not None else "marker"
+        return "slot" if self.slot is not None else "cgroup" if self.cgroup is not None else "marker"
 
     def argv(self, argv: list[str]) -> list[str]:
         """The command that starts ``argv`` inside the trial's cgroup (unchanged without one)."""
@@ -185,9 +240,15 @@ class TrialTree:
         self.pgid = pid
 
     def _members(self) -> list[int]:
+        if self.slot is not None:
+            me = os.getpid()
+            try:
+                return [p for p in _read_pids(self.slot / "cgroup.procs") if p != me]
+            except OSError:
+                return []
         if self.cgroup is not None:
             try:
-                return [int(x) for x in (self.cgroup / "cgroup.procs").read_text().split()]
+                return _read_pids(self.cgroup / "cgroup.procs")
             except OSError:
                 return []
         pids = _own_children() if _is_subreaper() else _all_pids()
@@ -195,6 +256,8 @@ class TrialTree:
 
     def alive(self) -> bool:
         """Some process of the trial is still there (zombies of the cgroup included until reaped)."""
+        if self.slot is not None:
+            return bool(self._members())
         if self.cgroup is not None:
             try:
                 return "populated 1" in (self.cgroup / "cgroup.events").read_text()
@@ -230,7 +293,8 @@ class TrialTree:
                 with contextlib.suppress(OSError):
                     os.killpg(self.pgid, signal.SIGKILL)
             return
-        # marker mode: a killed daemon's own children are re-parented to us and found next round
+        # slot and marker modes: a killed daemon's own children are re-parented to us (the pool
+        # process is a subreaper) and found in the next round, as is a child forked meanwhile
         for _ in range(50):
             self.signal(signal.SIGKILL)
             left = self._members()
@@ -254,7 +318,7 @@ class TrialTree:
     def wait_gone(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
         while self.alive():
-            if self.cgroup is None:
+            if self.cgroup is None:  # adopted orphans are ours to collect (never the cgroup's)
                 self._reap(self._members())
             if time.monotonic() > end:
                 return False

@@ -336,12 +336,13 @@ def _default_concurrency_to_gpus(conf: Any = None, options: dict[str, Any] | Non
 
 @signals.worker_process_init.connect
 def _pool_process_init(**_: Any) -> None:
-    """A pool process adopts its trials' orphans (so a double-forked daemon stays killable where
-    cgroups are not available), and kills what is left of trials whose pool process died before
-    it could (a SIGKILLed child this one replaces)."""
+    """A pool process adopts its trials' orphans and lives in a cgroup of its own where the machine
+    allows (so a double-forked daemon stays killable, sweepq.tree), and kills what is left of
+    trials whose pool process died before it could (a SIGKILLed child this one replaces)."""
     from sweepq import tree
 
     tree.become_subreaper()
+    tree.enter_slot()
     try:
         n = tree.clean_stale()
     except Exception as exc:  # cleaning is best effort; a worker must start anyway
@@ -349,6 +350,22 @@ def _pool_process_init(**_: Any) -> None:
         return
     if n:
         log.warning("killed the leftover processes of %d trial(s) whose worker process died", n)
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_exit(**_: Any) -> None:
+    from sweepq import tree
+
+    tree.leave_slot()
+
+
+@signals.worker_shutdown.connect
+def _worker_exit(**_: Any) -> None:
+    """The pool processes are gone: what a killed one left behind goes too (its cgroup)."""
+    from sweepq import tree
+
+    with contextlib.suppress(Exception):
+        tree.clean_stale()
 
 
 # -- worker registry: the controller sizes the queue from the slots of live workers ------------
