@@ -302,7 +302,7 @@ cd "$ROOT"
 export SWEEPQ_REDIS_URL=redis://:$REDIS_PASSWORD@127.0.0.1:${SWEEPQ_REDIS_PORT:-6379}/0
 SID=$(sweepq sweep configs/quickstart/sweep.yaml -q)
 say "sent sweep $SID (configs/quickstart/sweep.yaml); waiting for it"
-workers=$(for c in $(dc --profile worker ps -q worker); do echo "celery@${c:0:12}"; done | sort | tr '\n' ' ')
+workers=$(for c in $(dc --profile worker ps -q worker); do echo "celery@${c:0:12}"; done | sort | tr '\n' ' ' | sed 's/ $//')
 # a bound on a hang, not a timing check: it takes seconds
 for _ in $(seq 300); do
   [ "$(sweepq status "$SID" --json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["state"])')" = finished ] && break

@@ -487,7 +487,7 @@ def openapi_spec() -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "sweepq API", "version": "1",
                  "description": "Self-hosted, W&B-Sweeps-compatible hyperparameter sweeps. JSON shapes as "
-                                "`sweepq ... --json` (ARCHITECTURE.md section 2)."},
+                                "`sweepq ... --json` (docs/dashboard.md, JSON shapes)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
