@@ -869,8 +869,11 @@ def _check_scheduler(ck: _Checker, cfg: Mapping[str, Any]) -> None:
             ck.error(f"scheduler.{key}", f"unknown key; allowed: {', '.join(allowed)}")
     if "engine" not in sched:
         ck.error("scheduler", "needs an engine")
-    else:
-        ck.choice("scheduler.engine", sched["engine"], ("optuna", "ax", "wandb"))
+    elif ck.choice("scheduler.engine", sched["engine"], ("optuna", "ax", "wandb")) in ("optuna", "ax"):
+        # W&B pairs these engines only with method: custom (a Launch scheduler job) and rejects
+        # them beside grid, random or bayes
+        ck.error("scheduler.engine", f"{sched['engine']} runs only with method: custom (a W&B Launch "
+                 "scheduler), which sweepq does not support; remove scheduler to let sweepq search")
     for key in ("optimizer", "search_space"):
         if key in sched and "source" not in sched:
             ck.error(f"scheduler.{key}", "needs scheduler.source")

@@ -570,6 +570,15 @@ def _metric_values(trial: Mapping[str, Any]) -> list[float]:
     return vals
 
 
+def _last_history_value(trial: Mapping[str, Any]) -> float | None:
+    """The last finite value in the trial's history (its summary is not part of it)."""
+    for h in reversed(trial.get("history") or []):
+        f = _num(h)
+        if f is not None:
+            return f
+    return None
+
+
 def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> _Data:
     """Turn trials into observations and pending points, by the documented imputation rule."""
     sign = -1.0 if metric.get("goal") == "maximize" else 1.0
@@ -603,7 +612,11 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
                 n_unlogged += 1  # includes NaN/inf only: a diverged run counts as the worst run
                 y = worst
         elif state in ("failed", "crashed"):
-            own = {"best": min(vs) if vs else None, "latest": vs[-1] if vs else None}.get(impute)
+            if impute == "latest":  # W&B: the last valid *history* value, not the summary
+                last = _last_history_value(t)
+                own = None if last is None else sign * last
+            else:
+                own = min(vs) if vs and impute == "best" else None
             y = own if own is not None else worst
         elif state in ("stopped", "canceled"):
             own_best = min(vs) if vs and STOPPED_RULE == "own" else None

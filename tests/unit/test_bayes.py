@@ -389,6 +389,11 @@ def test_imputation_rule() -> None:
     assert len(d.X_pend) == 2
     d = bayes._collect(space, {**c["metric"], "impute": "latest", "impute_while_running": "best"}, trials)
     assert d.y_obs.tolist() == [5.0, 7.0, 3.0, 4.0, 20.0, 1.0]
+    # latest is the last valid history value (W&B's rule), not the summary logged after it
+    late = [trial(0, ps[0], 5.0, history=[9.0, 5.0]),
+            trial(1, ps[1], 0.5, state="failed", history=[3.0, 2.0, float("nan")])]
+    d = bayes._collect(space, {**c["metric"], "impute": "latest"}, late)
+    assert d.y_obs.tolist() == [5.0, 2.0]
     # maximize flips the sign: the model always minimises
     d = bayes._collect(space, {**c["metric"], "goal": "maximize"}, trials[:2])
     assert d.y_obs.tolist() == [-9.0, -20.0]

@@ -493,3 +493,15 @@ def test_deeply_nested_parameters_dict():
         spec = {"parameters": {"a": spec}}
     config, errors, _ = validate({"method": "random", "parameters": {"a": spec}})
     assert config is None and "nested" in errors[0]
+
+
+def test_scheduler_engines_w_and_b_pairs_only_with_custom_are_refused() -> None:
+    """W&B rejects scheduler.engine optuna/ax beside grid, random or bayes (they need method:
+    custom); its own engine is a Launch setting sweepq accepts and ignores, with a warning."""
+    base = {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    for engine in ("optuna", "ax"):
+        cfg, errors, _ = validate({**base, "scheduler": {"engine": engine}})
+        assert cfg is None and any(e.startswith(f"scheduler.engine: {engine} runs only with method: custom")
+                                   for e in errors), errors
+    cfg, errors, warnings = validate({**base, "scheduler": {"engine": "wandb"}})
+    assert cfg is not None and not errors and any(w.startswith("scheduler:") for w in warnings), (errors, warnings)
