@@ -75,6 +75,7 @@ class Run:
         self._step = 0
         self._finished = False
         self._stop_file = os.environ.get("SWEEPQ_STOP_FILE") if run_id else None
+        self._polls_announced = False
         self._stop_event: threading.Event | None = None
 
     @property
@@ -101,11 +102,22 @@ class Run:
 
     @property
     def should_stop(self) -> bool:
-        """True once the controller asked this trial to stop (early termination or cancel): a
-        script that checks it can save a checkpoint and exit before the SIGKILL grace ends."""
+        """True once sweepq asked this trial to stop (early termination, stop, cancel, timeout).
+
+        A script that checks it gets half the sweep's ``stop_grace`` to save a checkpoint and exit
+        (exit 0: the trial ends ``stopped`` with all it logged) before SIGTERM: the first read
+        tells the worker that this script polls (one ``@sweepq {"_sweepq": ...}`` line), and a
+        script that never reads it gets SIGTERM at once."""
         if self._stop_event is not None and self._stop_event.is_set():
             return True
-        return bool(self._stop_file) and Path(self._stop_file).exists()
+        if not self._stop_file:
+            return False
+        if not self._polls_announced and self._sink is None:
+            self._polls_announced = True
+            out = sys.__stdout__ or sys.stdout
+            out.write(METRIC_PREFIX + json.dumps({"_sweepq": {"polls_stop": True}}) + "\n")
+            out.flush()
+        return Path(self._stop_file).exists()
 
     def finish(self) -> None:
         self._finished = True

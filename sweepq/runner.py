@@ -50,6 +50,7 @@ from sweepq.tree import TrialTree
 log = logging.getLogger("sweepq.runner")
 
 METRIC_PREFIX = b"@sweepq "
+CONTROL_KEY = "_sweepq"  # a row holding it is a message to sweepq, not metrics
 MAX_LINE = 1 << 20  # longer metric lines are treated as ordinary output
 LOG_CAP_BYTES = 20 << 20  # per-trial log file cap; the rest is counted, not written
 TAIL_LINES = 40
@@ -76,6 +77,9 @@ class _Stream:
     written: int = 0
     dropped: int = 0
     bad_metric_lines: int = 0
+    # what the program told sweepq about itself in ``@sweepq {"_sweepq": {...}}`` lines (not
+    # metrics): e.g. ``polls_stop``, sent by sweepq.init's run the first time should_stop is read
+    control: dict[str, Any] = field(default_factory=dict)
 
     buf: bytes = b""
 
@@ -106,6 +110,10 @@ class _Stream:
         if self.metrics is not None and raw.startswith(METRIC_PREFIX) and len(raw) <= MAX_LINE:
             row = _parse_metric_line(raw)
             if row is not None:
+                if CONTROL_KEY in row:
+                    if isinstance(row[CONTROL_KEY], dict):
+                        self.control.update(row[CONTROL_KEY])
+                    return
                 self.metrics.put(row)
                 return
             self.bad_metric_lines += 1
@@ -525,6 +533,8 @@ class TrialRunner:
         self.tree: TrialTree | None = None
         self.fenced = False  # the watchdog killed the trial: its lease went unrenewed too long
         self._fence_file: _FenceFile | None = None
+        self._control: dict[str, Any] = {}  # the program's @sweepq control messages (see _Stream)
+        self._term_due: float | None = None  # when a stop's SIGTERM is due (a program that polls should_stop)
         self._fence_deadline = self.claimed_at + FENCE_SHARE * lease_ttl
 
     # -- environment ----------------------------------------------------------------------------
@@ -623,6 +633,7 @@ class TrialRunner:
         mq: queue.Queue = queue.Queue()
         out = _Stream("stdout", logf, mq)
         err = _Stream("stderr", logf, None)
+        self._control = out.control
         self.forwarder.install()
         try:
             if SHUTDOWN.is_set():  # the worker is shutting down: hand the trial back unstarted
@@ -780,12 +791,13 @@ class TrialRunner:
                         tree.kill()
                         proc.wait()
                         return TrialOutcome("lost", proc.returncode, "lease lost")
-                    if req and not stop_kind:
+                    if req and not stop_kind and self._begin_stop(proc):
                         stop_kind, term_at = req, now
-                        self._begin_stop()
-            if self.timeout and not stop_kind and now - started > float(self.timeout):
+            if self.timeout and not stop_kind and now - started > float(self.timeout) and self._begin_stop(proc):
                 stop_kind, term_at = "timeout", now
-                self._begin_stop()
+            if self._term_due is not None and now >= self._term_due:
+                self._term_due = None
+                tree.signal(signal.SIGTERM)
             if stop_kind and term_at is not None and not killed:
                 grace = self.shutdown_grace if stop_kind == "shutdown" else self.grace
                 if now - term_at >= grace:
@@ -802,9 +814,8 @@ class TrialRunner:
                         self._waiting = False
                 elif proc.poll() is None:  # seen ended by its pidfd, not reaped yet: never spin
                     time.sleep(0.001)
-                if req and req != EXITED:
+                if req and req != EXITED and self._begin_stop(proc):
                     stop_kind, term_at = req, time.monotonic()
-                    self._begin_stop()
             else:
                 time.sleep(0.05)
         if self._fence_file is not None and self._fence_file.fired:
@@ -839,11 +850,22 @@ class TrialRunner:
             return TrialOutcome("failed", rc, f"killed by signal {name}")
         return TrialOutcome("failed", rc, f"exit code {rc}")
 
-    def _begin_stop(self) -> None:
+    def _begin_stop(self, proc: subprocess.Popen) -> bool:
+        """Start stopping the trial (early termination, cancel, stop, timeout); False when the
+        program has already ended (it finished before the stop reached it: not a stop).
+
+        First ``run.should_stop`` becomes true (the stop file). A program that reads it (it said
+        so, ``_Stream.control``) gets half the stop grace to checkpoint and exit on its own before
+        SIGTERM; any other gets SIGTERM at once. SIGKILL follows ``stop_grace`` after the request."""
+        if self._exited or proc.poll() is not None:
+            return False
         with contextlib.suppress(OSError):
             self.stop_file.touch()
-        if self.tree is not None:
+        if self._control.get("polls_stop") and self.grace > 0:
+            self._term_due = time.monotonic() + self.grace / 2
+        elif self.tree is not None:
             self.tree.signal(signal.SIGTERM)
+        return True
 
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
