@@ -75,12 +75,18 @@ class Proc:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+def spawn_log(tmp_path: Path) -> Callable[[int], Path]:
+    """Where the process serving ``port`` writes its output."""
+    return lambda port: tmp_path / f"proc-{port}.log"
+
+
+@pytest.fixture
+def spawn(spawn_log: Callable[[int], Path]) -> Iterator[Callable[..., Proc]]:
     """Factory for real server processes (``sweepq web``, the proxy), stopped at teardown."""
     procs: list[Proc] = []
 
     def start(argv: list[str], env: dict[str, str], port: int, ready: Callable[[], bool]) -> Proc:
-        log = tmp_path / f"proc-{port}.log"
+        log = spawn_log(port)
         with open(log, "ab") as out:
             p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  cwd=str(ROOT))
@@ -114,13 +120,17 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture
-def start_web(spawn: Callable[..., Proc], sq_env: dict[str, str]) -> Callable[..., Proc]:
+def start_web(spawn: Callable[..., Proc], spawn_log: Callable[[int], Path],
+              sq_env: dict[str, str]) -> Callable[..., Proc]:
     def start(*args: str, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> Proc:
         port = _free_port()
         e = {k: v for k, v in sq_env.items() if k not in ("SWEEPQ_API_TOKEN", "SWEEPQ_TRUSTED_PROXIES",
                                                           "SWEEPQ_WEB_ALLOWED_HOSTS")}
-        return spawn(web_argv("--host", host, "--port", str(port), *args), {**e, **(env or {})}, port,
-                     lambda: _answers(port))
+        argv = web_argv("--host", host, "--port", str(port), *args)
+        log = spawn_log(port)
+        # ready once it has said where it listens (it binds first, then prints that line)
+        return spawn(argv, {**e, **(env or {})}, port,
+                     lambda: log.exists() and "sweepq web on" in log.read_text() and _answers(port))
 
     return start
 
