@@ -80,6 +80,7 @@ SWEEPQ_DEFAULTS: dict[str, Any] = {
     "max_concurrent": None,
     "trial_timeout": None,
     "retries": 1,
+    "fail_fast": 3,
     "gpus_per_trial": 1,
     "queue": "sweepq",
     "stop_grace": 30.0,
@@ -1003,7 +1004,7 @@ def _normalise(raw: Any) -> tuple[_Normalised | None, list[str], list[str]]:
             sq[key] = ck.integer(key, v, minimum=0)
         elif key == "max_concurrent":
             sq[key] = ck.integer(key, v, minimum=1)
-        elif key in ("retries", "gpus_per_trial"):
+        elif key in ("retries", "gpus_per_trial", "fail_fast"):
             sq[key] = ck.integer(key, v, minimum=0)
         elif key == "queue":
             if ck.string(key, v) is not None and not _QUEUE_RE.fullmatch(v):

@@ -89,6 +89,7 @@ class _SweepView:
     # run times of the last finished trials (seconds): how many fit in one message
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     state: str = ""  # the sweep's state at the last pass: a change (a resume) re-reads its trials
+    fail_fast_judged: bool = False  # its first trials were judged (fail_fast): never again
 
     def put(self, t: dict[str, Any]) -> None:
         """Insert or update one trial, keeping the in-flight index and counters exact (O(1))."""
@@ -565,6 +566,8 @@ class Controller:
                         log.info("early-terminating trial %s", tid)
             if view.ended_changed:
                 view.ended_changed = False
+                if self._fail_fast(sid, config, view):
+                    return  # the sweep is failing: the next pass ends it
                 self._warn_missing_metric(sid, config, view, sweep)
             done_reason = self._done_reason(config, sweep, view)
             if done_reason is None:
@@ -653,18 +656,61 @@ class Controller:
                 if len(chunk) > 1:
                     self.stats["batched"] += len(chunk)
 
+    def _fail_fast(self, sid: str, config: dict[str, Any], view: _SweepView) -> bool:
+        """End the sweep ``failed`` when its first ``fail_fast`` trials to end all failed (their
+        program exited non-zero, could not start, or timed out), instead of burning ``run_cap``
+        on a broken program; the reason quotes the first failure. Trials lost with their worker,
+        stopped or canceled say nothing about the program and do not count. Judged once."""
+        n = int(config.get("fail_fast") or 0)
+        if not n or view.fail_fast_judged:
+            return False
+        ended = [t for t in view.trials.values() if t["state"] in ("finished", "failed")]
+        if len(ended) < n:
+            return False
+        view.fail_fast_judged = True
+        first = sorted(ended, key=lambda t: (t.get("ended_at") or 0.0, t.get("n") or 0))[:n]
+        if any(t["state"] != "failed" for t in first):
+            return False
+        reason = f"its first {n} trials failed; the first ({first[0]['id']}): {failure_line(first[0])}"
+        log.warning("sweep %s: %s", sid, reason)
+        try:
+            self.store.sweep_action(sid, "fail", reason=reason[:500])
+        except StoreError:  # ended meanwhile
+            return False
+        self.views.pop(sid, None)
+        return True
+
     def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: _SweepView,
                              sweep: dict[str, Any]) -> None:
         name = (config.get("metric") or {}).get("name")
         if not name:
             return
         warnings = list(sweep.get("warnings") or [])
-        msg = f"metric {name!r} was never logged by any ended trial; check the name your program logs"
+        prefix = f"metric {name!r} was never logged by any ended trial"
+        have = [w for w in warnings if w.startswith(prefix)]
         missing = view.n_ended_run >= 1 and not view.any_metric
-        if missing and msg not in warnings:
-            self.store.set_sweep_fields(sid, warnings=[*warnings, msg])
-        elif not missing and msg in warnings:
-            self.store.set_sweep_fields(sid, warnings=[w for w in warnings if w != msg])
+        if missing and not have:
+            ran = [t["id"] for t in view.trials.values() if t["state"] in ("finished", "failed", "stopped")]
+            keys = self.store.logged_keys(ran[:5])
+            said = (f"they logged {', '.join(repr(k) for k in keys[:10])}" if keys else
+                    "they logged no metric at all (run.log, @sweepq lines or wandb.log)")
+            self.store.set_sweep_fields(sid, warnings=[*warnings, f"{prefix}; {said}: check the name"])
+        elif not missing and have:
+            self.store.set_sweep_fields(sid, warnings=[w for w in warnings if not w.startswith(prefix)])
+
+
+def failure_line(t: dict[str, Any]) -> str:
+    """A failed trial's cause in one line: its reason, and the last line its program wrote to
+    stderr (the exception, the \"can't open file\"), which is what a user needs first."""
+    last = ""
+    for line in reversed((t.get("log_tail") or "").splitlines()):
+        text = line.split("] ", 1)[1] if line.startswith("[std") and "] " in line else line
+        if text.strip() and not line.startswith("[sweepq]"):
+            last = text.strip()
+            break
+    reason = t.get("reason") or f"exit code {t.get('exit_code')}"
+    line = f"{reason}: {last}" if last and last not in reason else reason
+    return " ".join(line.split())[:300]
 
 
 def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:

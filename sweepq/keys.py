@@ -67,6 +67,11 @@ class Keys:
         """LIST the worker BLPOPs: a push here stops the trial within milliseconds."""
         return f"{self.ns}:trial:{tid}:stopq"
 
+    def trial_output(self, tid: str) -> str:
+        """STREAM of the program's output lines while it runs (``sweepq logs --follow`` from any
+        machine); capped, and it expires an hour after its last line."""
+        return f"{self.ns}:trial:{tid}:out"
+
     @property
     def leases(self) -> str:
         """ZSET running trial id -> lease expiry (epoch seconds), renewed by heartbeats."""

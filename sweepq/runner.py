@@ -44,6 +44,7 @@ from typing import Any
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq import command as command_mod
+from sweepq import wandb_bridge
 from sweepq.store import Claim, Store, finite_number
 from sweepq.tree import TrialTree
 
@@ -80,6 +81,8 @@ class _Stream:
     # what the program told sweepq about itself in ``@sweepq {"_sweepq": {...}}`` lines (not
     # metrics): e.g. ``polls_stop``, sent by sweepq.init's run the first time should_stop is read
     control: dict[str, Any] = field(default_factory=dict)
+    # output lines for the trial's stream in Redis (both pipes in one deque, in the order read)
+    live: collections.deque | None = None
 
     buf: bytes = b""
 
@@ -119,6 +122,8 @@ class _Stream:
             self.bad_metric_lines += 1
         text = raw.decode("utf-8", "replace")
         self.tail.append(f"[{self.name}] {text.rstrip()[:1000]}")
+        if self.live is not None:
+            self.live.append((self.name[3:], text.rstrip("\r\n")[:OUTPUT_LINE]))
         if self.written + len(raw) <= LOG_CAP_BYTES:
             try:
                 self.logf.write(raw)
@@ -422,6 +427,16 @@ def keep_fences(stop: threading.Event, ttl: float, every: float = 0.25) -> None:
             kill_described(rec)
 
 
+def log_dir_for(workdir: str | None = None) -> Path:
+    """Where a worker writes its trials' output (``<run id>.log``): ``SWEEPQ_LOG_DIR``, else
+    ``.sweepq/logs`` under the trials' working directory."""
+    env = os.environ.get("SWEEPQ_LOG_DIR")
+    return Path(env) if env else Path(workdir or os.getcwd()) / ".sweepq" / "logs"
+
+
+OUTPUT_LINE = 2000  # characters of an output line streamed to Redis (the log file keeps it whole)
+
+
 class _Watchdog:
     """One daemon thread per process that kills the trials whose lease this process has not renewed
     in time. It touches no socket, so it acts even while the trial's own thread hangs inside a
@@ -511,7 +526,7 @@ class TrialRunner:
         self.lease_ttl = lease_ttl
         self.workdir = workdir or os.getcwd()
         self.gpus = gpus
-        self.log_dir = Path(log_dir or os.environ.get("SWEEPQ_LOG_DIR") or Path(self.workdir) / ".sweepq" / "logs")
+        self.log_dir = Path(log_dir) if log_dir else log_dir_for(self.workdir)
         self.metric_name = (config.get("metric") or {}).get("name")
         self.goal = (config.get("metric") or {}).get("goal", "minimize")
         self.grace = float(config.get("stop_grace", 30.0) or 0.0)
@@ -523,7 +538,7 @@ class TrialRunner:
         self.pass_fds: list[int] = []  # GPU slot locks: held by the trial process itself
         # the next trial of a batch of short trials, claimed with this one's final write (one
         # round trip for both): (id, owner, worker, lease TTL, GPUs); its Claim lands in next_claim
-        self.claim_next: tuple[str, str, str, float, str] | None = None
+        self.claim_next: tuple[str, str, str, float, str, str] | None = None
         self.next_claim: Claim | None = None
         self._exit_lock = threading.Lock()
         self._exited = False  # the I/O thread saw the program end
@@ -534,8 +549,12 @@ class TrialRunner:
         self.fenced = False  # the watchdog killed the trial: its lease went unrenewed too long
         self._fence_file: _FenceFile | None = None
         self._control: dict[str, Any] = {}  # the program's @sweepq control messages (see _Stream)
+        # output lines not yet streamed to Redis (sweepq logs --follow); the oldest go first
+        self._live: collections.deque = collections.deque(maxlen=1000)
         self._term_due: float | None = None  # when a stop's SIGTERM is due (a program that polls should_stop)
         self._fence_deadline = self.claimed_at + FENCE_SHARE * lease_ttl
+        # a program that uses wandb: its parameters file and its runs' rows (sweepq.wandb_bridge)
+        self._wandb: wandb_bridge.TrialBridge | None = None
 
     # -- environment ----------------------------------------------------------------------------
     def _trial_env(self) -> dict[str, str]:
@@ -549,6 +568,10 @@ class TrialRunner:
         }
         if self.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus
+        if self._wandb is None:
+            self._wandb = wandb_bridge.prepare(self.tid, self.sid, self.trial["params"], self.log_dir)
+        if self._wandb is not None:
+            env.update(self._wandb.env)
         return env
 
     def _spawn_env(self) -> dict[bytes, bytes]:
@@ -604,13 +627,25 @@ class TrialRunner:
                 rows.append(q.get_nowait())
             except queue.Empty:
                 break
+        if self._wandb is not None:
+            rows.extend(self._wandb.rows())
         if rows:
             if self.metric_name:
                 self._pending_values.extend(metric_values(rows, self.metric_name))
             self._pending_rows.extend(_safe_row_json(r) for r in rows)
 
+    def _take_output(self) -> list[tuple[str, str]]:
+        lines = []
+        while self._live:
+            lines.append(self._live.popleft())
+        return lines
+
     def _flush_metrics(self, q: queue.Queue) -> None:
-        """Send what the program logged so far (the stopping rules need it while it runs)."""
+        """Send what the program logged so far (the stopping rules need it while it runs), and
+        its new output lines (sweepq logs --follow)."""
+        lines = self._take_output()
+        if lines:
+            self._try(self.store.append_output, self.tid, lines)
         self._drain_metrics(q)
         if not self._pending_rows:
             return
@@ -631,8 +666,8 @@ class TrialRunner:
         log_path = self.log_dir / f"{self.tid}.log"
         logf = open(log_path, "ab")  # noqa: SIM115 - closed in finally
         mq: queue.Queue = queue.Queue()
-        out = _Stream("stdout", logf, mq)
-        err = _Stream("stderr", logf, None)
+        out = _Stream("stdout", logf, mq, live=self._live)
+        err = _Stream("stderr", logf, None, live=self._live)
         self._control = out.control
         self.forwarder.install()
         try:
@@ -871,7 +906,7 @@ class TrialRunner:
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
         keep = TAIL_CHARS if state != "finished" else FINISHED_TAIL_CHARS
         kw = {"reason": reason, "log_tail": tail[-keep:], "goal": self.goal,
-              "values": self._pending_values, "rows": self._pending_rows}
+              "values": self._pending_values, "rows": self._pending_rows, "output": self._take_output()}
         if self.claim_next is not None:
             ok, self.next_claim = self._must(self.store.finish_and_claim, self.sid, self.tid, self.owner, state,
                                              exit_code, claim_next=self.claim_next, **kw)

@@ -44,6 +44,8 @@ ROWS_CAP = 5000
 # Values of the sweep metric kept per trial (about 20 bytes each): a program logging millions of
 # steps cannot fill Redis. The first ones are kept, because the stopping rules judge early rungs.
 HISTORY_CAP = 100_000
+OUTPUT_CAP = 1000  # output lines kept in a running trial's stream (sweepq logs --follow)
+OUTPUT_TTL = 3600  # seconds a trial's output stream outlives its last line
 
 
 class StoreError(Exception):
@@ -264,7 +266,8 @@ return ids
 
 LUA_CLAIM = _NOW + """
 -- KEYS: trial, sweep, counts, inflight, leases, events
--- ARGV: owner, worker, now, (unused), tid, sid, gpus, lease_ttl
+-- ARGV: owner, worker, now, log_path (where the worker writes the program's output), tid, sid,
+--       gpus, lease_ttl
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing'} end
 if st ~= 'queued' then
@@ -291,7 +294,7 @@ if sw ~= 'running' then
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'worker', ARGV[2],
-  'started_at', ARGV[3], 'stop', '', 'gpus', ARGV[7], 'lease_ttl', ARGV[8])
+  'started_at', ARGV[3], 'stop', '', 'gpus', ARGV[7], 'lease_ttl', ARGV[8], 'log_path', ARGV[4])
 redis.call('HINCRBY', KEYS[3], 'queued', -1)
 redis.call('HINCRBY', KEYS[3], 'running', 1)
 redis.call('ZADD', KEYS[5], redis_now() + tonumber(ARGV[8]), ARGV[5])
@@ -824,14 +827,14 @@ class Store:
         p.execute()
 
     def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "",
-              client: Any = None) -> Claim:
+              client: Any = None, log_path: str = "") -> Claim:
         """Take a queued trial (idempotent for the same ``owner``). ``client``: a pipeline to queue
         the claim on; the ``Claim`` then comes from ``claim_result`` of its reply."""
         k = self.keys
         sent = time.monotonic()
         res = self._script("claim")(
             keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
-            args=[owner, worker, time.time(), "", tid, sid, gpus, lease_ttl], client=client)
+            args=[owner, worker, time.time(), log_path, tid, sid, gpus, lease_ttl], client=client)
         return res if client is not None else self.claim_result(res, sent)
 
     @staticmethod
@@ -858,26 +861,52 @@ class Store:
             keys=[k.trial(tid), k.trial_history(tid), k.trial_rows(tid), k.events],
             args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows]))
 
+    def append_output(self, tid: str, lines: list[tuple[str, str]], client: Any = None) -> Any:
+        """Add (stream, text) output lines to the trial's output stream (capped, expiring); on
+        ``client`` (a pipeline) when given."""
+        key = self.keys.trial_output(tid)
+        p = client if client is not None else self.r.pipeline(transaction=False)
+        for stream, text in lines:
+            p.xadd(key, {"s": stream, "l": text}, maxlen=OUTPUT_CAP, approximate=True)
+        p.expire(key, OUTPUT_TTL)
+        return p.execute() if client is None else None
+
+    def read_output(self, tid: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, str, str]]:
+        """(entry id, stream, text) of the output lines after ``after``; waits up to ``block_ms``
+        for new ones when given."""
+        res = self.r.xread({self.keys.trial_output(tid): after}, block=block_ms, count=1000)
+        return [(eid, f.get("s", ""), f.get("l", "")) for _, entries in (res or []) for eid, f in entries]
+
     def finish_trial(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
                      reason: str = "", log_tail: str = "", goal: str = "minimize",
-                     values: list[float] | None = None, rows: list[str] | None = None) -> bool:
-        """Record the final state; ``values``/``rows`` are metrics not yet sent (as ``log_metrics``),
-        written by the same script so a short trial's end costs one round trip."""
-        return bool(self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows))
+                     values: list[float] | None = None, rows: list[str] | None = None,
+                     output: list[tuple[str, str]] | None = None) -> bool:
+        """Record the final state; ``values``/``rows`` are metrics not yet sent (as ``log_metrics``)
+        and ``output`` output lines not yet streamed, written in the same round trip, so a short
+        trial's end costs one."""
+        if not output:
+            return bool(self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows))
+        p = self.r.pipeline(transaction=False)
+        self.append_output(tid, output, client=p)
+        self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
+        return bool(p.execute()[-1])
 
     def finish_and_claim(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
                          reason: str = "", log_tail: str = "", goal: str = "minimize",
-                         values: list[float] | None = None, rows: list[str] | None = None, *,
-                         claim_next: tuple[str, str, str, float, str]) -> tuple[bool, Claim]:
+                         values: list[float] | None = None, rows: list[str] | None = None,
+                         output: list[tuple[str, str]] | None = None, *,
+                         claim_next: tuple[str, str, str, float, str, str]) -> tuple[bool, Claim]:
         """``finish_trial``, and the claim of the next trial of a batch of short trials
-        (``claim_next``: its id, owner, worker, lease TTL, GPUs) in the same round trip. The two
-        are independent: the claim is taken whatever the finish found."""
+        (``claim_next``: its id, owner, worker, lease TTL, GPUs, log path) in the same round trip.
+        The two are independent: the claim is taken whatever the finish found."""
         p = self.r.pipeline(transaction=False)
+        if output:
+            self.append_output(tid, output, client=p)
         self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
-        nxt, nxt_owner, worker, lease_ttl, gpus = claim_next
-        self.claim(sid, nxt, nxt_owner, worker, lease_ttl, gpus, client=p)
+        nxt, nxt_owner, worker, lease_ttl, gpus, log_path = claim_next
+        self.claim(sid, nxt, nxt_owner, worker, lease_ttl, gpus, client=p, log_path=log_path)
         sent = time.monotonic()
-        finished, claimed = p.execute()
+        *_, finished, claimed = p.execute()
         return bool(finished), self.claim_result(claimed, sent)
 
     def _finish_call(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None, reason: str,
@@ -984,6 +1013,23 @@ class Store:
             raise NotFound(f"unknown trial {tid!r}")
         return got[0]
 
+    def logged_keys(self, tids: list[str], rows: int = 20) -> list[str]:
+        """The metric names the first ``rows`` logged rows of these trials hold (``_step`` aside),
+        sorted: what a sweep whose metric was never logged did log."""
+        p = self.r.pipeline(transaction=False)
+        for tid in tids:
+            p.lrange(self.keys.trial_rows(tid), 0, rows - 1)
+        keys: set[str] = set()
+        for raws in p.execute() if tids else []:
+            for raw in raws:
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(row, dict):
+                    keys.update(k for k in row if not k.startswith("_"))
+        return sorted(keys)
+
     def trial_rows(self, tid: str, limit: int = ROWS_CAP) -> list[dict[str, Any]]:
         rows = []
         for raw in self.r.lrange(self.keys.trial_rows(tid), -limit, -1):
@@ -1005,7 +1051,7 @@ class Store:
             "attempt": int(h.get("attempt") or 0), "reason": h.get("reason", ""),
             "log_tail": h.get("log_tail", ""), "stop": h.get("stop", ""),
             "published": h.get("published") == "1", "queue": h.get("queue", ""), "gpus": h.get("gpus", ""),
-            "published_at": _num(h.get("published_at")),
+            "published_at": _num(h.get("published_at")), "log_path": h.get("log_path", ""),
         }
         if hist is not None:
             t["history"] = hist

@@ -215,11 +215,13 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
             store.r.decr(store.keys.agent_count(agent))
             store.unpublish(trial_id)
             return "declined", None
+    workdir = os.environ.get("SWEEPQ_WORKDIR") or None
     if claimed is not None:
         owner, claim = claimed
     else:
         owner = _owner(hostname)
-        claim = store.claim(sweep_id, trial_id, owner, hostname, LEASE_TTL, gpus=lease.visible_devices or "")
+        claim = store.claim(sweep_id, trial_id, owner, hostname, LEASE_TTL, gpus=lease.visible_devices or "",
+                            log_path=_log_path(workdir, trial_id))
     if not claim.ok:
         log.info("trial %s not run: %s %s", trial_id, claim.status, claim.state)
         if agent and count:
@@ -227,18 +229,25 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
         return claim.status, None
     trial = {"id": trial_id, "params": claim.params}
     runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
-                         gpus=lease.visible_devices, workdir=os.environ.get("SWEEPQ_WORKDIR") or None,
-                         claimed_at=claim.sent_at)
+                         gpus=lease.visible_devices, workdir=workdir, claimed_at=claim.sent_at)
     runner.pass_fds = lease.fds
     next_owner = ""
     if next_id is not None and not (agent and count):
         next_owner = _owner(hostname)
-        runner.claim_next = (next_id, next_owner, hostname, LEASE_TTL, lease.visible_devices or "")
+        runner.claim_next = (next_id, next_owner, hostname, LEASE_TTL, lease.visible_devices or "",
+                             _log_path(workdir, next_id))
     outcome = runner.run()
     if agent:
         store.r.incr(store.keys.agent_count(agent) + ":done")
     nxt = (next_owner, runner.next_claim) if runner.next_claim is not None else None
     return outcome.state, nxt
+
+
+def _log_path(workdir: str | None, tid: str) -> str:
+    """The trial's log file as the runner will write it (recorded by the claim, for sweepq logs)."""
+    from sweepq.runner import log_dir_for
+
+    return str((log_dir_for(workdir) / f"{tid}.log").absolute())
 
 
 def _owner(hostname: str) -> str:

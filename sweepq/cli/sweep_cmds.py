@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, SWEEP_ID, CliError, main
+from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, RUN_ID, SWEEP_ID, CliError, main
 from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError, connect, redact, unavailable
 
 log = logging.getLogger("sweepq.cli")
@@ -336,7 +336,9 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
         s.close()
     if interrupted.is_set():
         sys.exit(130)
-    sys.exit(0 if status["state"] in ("finished", "stopped") else 1)
+    # a sweep that ended without one finished trial did not do what was asked of it
+    ok = status["state"] in ("finished", "stopped") and status["counts"]["finished"] > 0
+    sys.exit(0 if ok else 1)
 
 
 def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threading.Event,
@@ -351,6 +353,7 @@ def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threa
                   disable=quiet or not console.is_terminal, transient=False) as prog:
         task = prog.add_task(sid, total=cap, info="")
         dead_since = None
+        failures = _FailureFeed(store, sid, console)
         while not interrupted.wait(0.3):
             st = store.status(sid)
             c = st["counts"]
@@ -359,12 +362,41 @@ def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threa
             info = (f"running {c['running']}  failed {c['failed'] + c['crashed']}  "
                     + (f"best {best['value']:.6g}" if best else "best -"))
             prog.update(task, completed=done, info=info)
+            failures.show(c["failed"] + c["crashed"])
             if sid not in store.active_sweeps():
+                failures.show(store.status(sid)["counts"]["failed"] + store.status(sid)["counts"]["crashed"])
                 break
             if not agent.alive():
                 dead_since = dead_since or time.monotonic()
                 if time.monotonic() - dead_since > 2:
                     raise CliError(f"the worker process exited (code {agent.proc.returncode}); see {agent.log_path}")
+
+
+class _FailureFeed:
+    """Prints each failed trial's cause as it happens (its reason and the last lines it wrote to
+    stderr), up to ``limit``; the rest are counted in the summary."""
+
+    def __init__(self, store: Store, sid: str, console: Any, limit: int = 10) -> None:
+        self.store, self.sid, self.console, self.limit = store, sid, console, limit
+        self.seen: set[str] = set()
+
+    def show(self, n_failed: int) -> None:
+        if n_failed <= len(self.seen) or len(self.seen) >= self.limit:
+            return
+        for t in self.store.get_trials(self.store.trial_ids(self.sid), history=False):
+            if t["state"] not in ("failed", "crashed") or t["id"] in self.seen:
+                continue
+            self.seen.add(t["id"])
+            if len(self.seen) > self.limit:
+                return
+            lines = [ln for ln in (t["log_tail"] or "").splitlines() if ln.strip()][-3:]
+            self.console.print(f"[red]trial {t['id']} {t['state']}[/red]: {t['reason'] or 'exit code ' + str(t['exit_code'])}",
+                               markup=True, highlight=False)
+            for ln in lines:
+                self.console.print(f"    {ln}", markup=False, highlight=False)
+            if len(self.seen) == self.limit:
+                self.console.print(f"    (more failures are counted in the summary; sweepq runs {self.sid})",
+                                   markup=False, highlight=False)
 
 
 def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
@@ -387,6 +419,19 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
     console.print(table)
     c = status["counts"]
     console.print("  ".join(f"{k} {v}" for k, v in c.items() if v))
+    if status["state"] == "failed":
+        console.print(f"[red]sweep failed:[/red] {status.get('end_reason')}", highlight=False)
+    failed = [t for t in trials if t["state"] in ("failed", "crashed")]
+    if failed:
+        from collections import Counter
+
+        from sweepq.controller import failure_line
+
+        causes = Counter(failure_line(t) for t in failed)
+        console.print(f"{len(failed)} trial(s) failed:", highlight=False)
+        for cause, n in causes.most_common(5):
+            console.print(f"  {n} x {cause}", markup=False, highlight=False)
+        console.print(f"  see one: sweepq logs {failed[0]['id']}", markup=False, highlight=False)
     for w in status.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {w}")
     best = status["best"]
@@ -503,3 +548,64 @@ _action("pause", "No new trials until resume; running ones continue.")
 _action("resume", "Start new trials again.")
 _action("stop", "No new trials; running ones finish.")
 _action("cancel", "No new trials; running ones are killed.")
+
+
+@main.command("logs")
+@click.argument("run_id", type=RUN_ID)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the trial ends.")
+def logs_cmd(run_id: str, follow: bool) -> None:
+    """A trial's captured output (its stdout and stderr, as the program wrote them).
+
+    The whole log file when it is on this machine (``sweepq run``, or a worker here); else the
+    output lines the worker streamed to Redis (kept an hour after the trial's last line), else the
+    last lines kept with the trial."""
+    sid = run_id.rsplit("-", 1)[0]
+    with session(sid) as s:
+        try:
+            t = s.store.get_trial(run_id, history=False)
+        except NotFound:
+            raise CliError(f"unknown run {run_id!r}", EXIT_NOT_FOUND) from None
+        _show_logs(s.store, t, follow)
+
+
+FINAL = ("finished", "failed", "crashed", "stopped", "canceled")
+
+
+def _show_logs(store: Store, t: dict[str, Any], follow: bool) -> None:
+    out = sys.stdout.buffer
+    tid = t["id"]
+    path = t.get("log_path") or ""
+    if path and os.path.isfile(path):
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 16)
+                if chunk:
+                    out.write(chunk)
+                    continue
+                out.flush()
+                if not follow:
+                    return
+                if store.get_trial(tid, history=False)["state"] in FINAL:
+                    out.write(f.read())  # what came between the last read and the end
+                    out.flush()
+                    return
+                time.sleep(0.25)
+    last, shown = "0-0", 0
+    while True:
+        entries = store.read_output(tid, after=last, block_ms=1000 if follow else None)
+        for eid, _stream, text in entries:
+            out.write(text.encode("utf-8", "replace") + b"\n")
+            last, shown = eid, shown + 1
+        out.flush()
+        if not follow or (not entries and store.get_trial(tid, history=False)["state"] in FINAL):
+            break
+    if shown:
+        return
+    t = store.get_trial(tid, history=False)
+    if t["state"] == "queued":
+        click.echo(f"run {tid} has not started yet", err=True)
+        return
+    where = f" on {t['worker']} at {path}" if path else ""
+    click.echo(f"(the full log is{where}; these are the last lines kept with the run)", err=True)
+    for line in (t["log_tail"] or "").splitlines():
+        click.echo(line.split("] ", 1)[1] if line.startswith("[std") and "] " in line else line)

@@ -414,14 +414,14 @@ def test_finish_and_claim_in_one_round_trip_and_claim_is_idempotent_per_owner(st
     a, b, c = st.create_trials(sid, [{"x": 0.1}, {"x": 0.2}, {"x": 0.3}], run_cap=3, queues=["sweepq"] * 3)
     assert st.claim(sid, a, "oa", "w", 10).ok
     done, nxt = st.finish_and_claim(sid, a, "oa", "finished", 0, values=[0.5], rows=['{"loss": 0.5}'],
-                                    claim_next=(b, "ob", "w", 10.0, ""))
+                                    claim_next=(b, "ob", "w", 10.0, "", ""))
     assert done and nxt.ok and nxt.params == {"x": 0.2} and nxt.attempt == 1
     assert st.get_trial(a)["state"] == "finished" and st.get_trial(b)["state"] == "running"
     again = st.claim(sid, b, "ob", "w", 10)
     assert again.ok and again.attempt == 1  # same owner: granted, no new attempt
     assert st.claim(sid, b, "other", "w", 10).status == "not_queued"
     # a fenced finish (not the owner) still lets the claim of the next trial through
-    done, nxt = st.finish_and_claim(sid, b, "stale", "finished", 0, claim_next=(c, "oc", "w", 10.0, ""))
+    done, nxt = st.finish_and_claim(sid, b, "stale", "finished", 0, claim_next=(c, "oc", "w", 10.0, "", ""))
     assert not done and nxt.ok and st.counts(sid)["running"] == 2
 
 
