@@ -175,6 +175,18 @@ def test_missing_metric_is_a_warning(st: Store) -> None:
     assert st.best(sid) is None
 
 
+def test_missing_metric_warning_names_what_was_logged(st: Store) -> None:
+    sid = st.create_sweep(cfg(run_cap=2))
+    ctl = Controller(st, publish=lambda *a: None)
+    ctl.step()
+    for tid in sorted(st.inflight_ids(sid)):
+        assert st.claim(sid, tid, "o", "w", 10).ok
+        st.finish_trial(sid, tid, "o", "finished", 0, rows=[json.dumps({"val_loss": 0.5, "acc": 0.9, "_step": 0})])
+    ctl.step()
+    (w,) = [x for x in st.status(sid)["warnings"] if "never logged" in x]
+    assert w == "metric 'loss' was never logged by any ended trial; they logged 'acc', 'val_loss': check the name", w
+
+
 def test_restart_carries_on(st: Store) -> None:
     sid = st.create_sweep(cfg(run_cap=6))
     fw = FakeWorkers(st, sid)
