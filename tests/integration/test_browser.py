@@ -354,3 +354,26 @@ def test_impossible_sweep_id_in_the_address_says_unknown_sweep(browser, store, s
         assert pg.page.locator("#app b").count() == 0 and pg.errors == []
     finally:
         pg.close()
+
+
+def test_failed_sweep_shows_why(browser, store, serve_app) -> None:  # noqa: ANN001
+    """A sweep that failed shows its state, its one-line reason and its warnings; it cannot be
+    stopped or canceled again."""
+    from sweepq.config import load_config
+
+    sid = store.create_sweep(load_config({"method": "random", "program": "train.py", "metric": {"name": "loss"},
+                                          "parameters": {"x": {"min": 0.0, "max": 1.0}}}))
+    store.set_sweep_fields(sid, warnings=["metric 'loss' was never logged by any ended trial; they logged 'acc': check the name"])
+    store.sweep_action(sid, "fail", reason="its first 3 trials failed; the first: exit code 2: can't open file 'train.py'")
+    url = serve_app({"api_token": None})
+    pg = Page(browser, url)
+    try:
+        pg.page.goto(f"{url}/#/sweep/{sid}")
+        pg.page.wait_for_selector("#sweep-warnings li", timeout=10000)
+        assert pg.page.locator("#sweep-state").inner_text().strip() == "failed"
+        assert "can't open file 'train.py'" in pg.page.locator("#sweep-sub").inner_text()
+        assert "they logged 'acc'" in pg.page.locator("#sweep-warnings").inner_text()
+        assert pg.page.locator("#btn-stop").is_disabled() and pg.page.locator("#btn-cancel").is_disabled()
+        assert pg.errors == []
+    finally:
+        pg.close()

@@ -314,6 +314,7 @@
     const enc = encodeURIComponent(sid);
     const title = el("h1", {id: "sweep-title", text: "Sweep " + sid});
     const sub = el("div", {class: "muted", id: "sweep-sub"});
+    const warnBox = el("ul", {class: "errors warning", id: "sweep-warnings"});
     const stateBadge = el("span", {id: "sweep-state"});
     const counts = el("div", {class: "row", id: "state-filter"});
     const buttons = {};
@@ -340,7 +341,7 @@
     app.append(
       el("div", {class: "row"}, title, stateBadge, el("span", {class: "spacer", style: "flex:1"}),
         buttons.pause, buttons.resume, buttons.stop, buttons.cancel),
-      sub,
+      sub, warnBox,
       el("div", {class: "grid2", style: "margin-top:12px"},
         el("div", {class: "card"}, el("h2", {text: "Best run"}), bestBox),
         el("div", {class: "card"}, el("h2", {text: "Parameter importance"}), imp)),
@@ -370,10 +371,13 @@
       const done = DONE.reduce((a, k) => a + (data.counts[k] || 0), 0);
       sub.textContent = data.method + " search · metric " + (data.metric.name || "–") + " (" + data.metric.goal + ") · "
         + done + "/" + data.trials + " trials done" + (data.end_reason ? " · " + data.end_reason : "");
+      // why a sweep failed, why nothing moves (Redis full), what to check (a metric never logged)
+      clear(warnBox);
+      (data.warnings || []).forEach((w) => warnBox.appendChild(el("li", {text: "warning: " + w})));
       buttons.pause.disabled = data.state !== "running";
       buttons.resume.disabled = !["paused", "stopped"].includes(data.state);
-      buttons.stop.disabled = ["stopped", "canceled", "finished"].includes(data.state);
-      buttons.cancel.disabled = ["canceled", "finished"].includes(data.state);
+      buttons.stop.disabled = ["stopped", "canceled", "finished", "failed"].includes(data.state);
+      buttons.cancel.disabled = ["canceled", "finished", "failed"].includes(data.state);
       clear(counts);
       counts.appendChild(el("button", {type: "button", class: "chip" + (st.states.size ? "" : " on"), dataset: {state: ""},
         onclick: () => { st.states.clear(); st.offset = 0; pollStatus(); pollRuns(); }}, "all", el("span", {class: "n", text: data.trials})));
