@@ -395,7 +395,7 @@ def openapi_spec() -> dict[str, Any]:
         "Status": {"type": "object", "required": ["id", "state", "method", "metric", "counts", "best"],
                    "properties": {
                        "id": {"type": "string"},
-                       "state": {"type": "string", "enum": ["running", "paused", "stopped", "canceled", "finished"]},
+                       "state": {"type": "string", "enum": ["running", "paused", "stopped", "canceled", "finished", "failed"]},
                        "method": {"type": "string"},
                        "metric": {"type": "object", "properties": {
                            "name": {"type": "string", "nullable": True}, "goal": {"type": "string"}}},
