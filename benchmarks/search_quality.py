@@ -296,7 +296,8 @@ def simulate_stopping(problem_name: str, rule: str, workers: int, seed: int, bud
             "stopped": sum(t["state"] == "stopped" for t in trials)}
 
 
-def stopping_report(results: list[dict[str, Any]], out: Any = sys.stdout) -> None:
+def stopping_report(results: list[dict[str, Any]], out: Any = None) -> None:
+    out = out or sys.stdout
     print("\n#### Stopped trials: own best vs impute worst (median stopping at step 3 of 10, 4 in flight)\n",
           file=out)
     print("| problem | rule | best final value: median [q1, q3] | trials stopped (median) | seeds won |", file=out)
@@ -342,8 +343,9 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}" if ax < 10 else f"{x:.2f}"
 
 
-def report(results: list[dict[str, Any]], budgets: list[int], out: Any = sys.stdout) -> dict[str, Any]:
+def report(results: list[dict[str, Any]], budgets: list[int], out: Any = None) -> dict[str, Any]:
     """Print one markdown table per (problem, budget): methods x workers."""
+    out = out or sys.stdout  # looked up per call: sys.stdout may be replaced after import
     summary: dict[str, Any] = {}
     problems = [p for p in PROBLEMS if any(r["problem"] == p for r in results)]
     methods = [m for m in METHODS if any(r["method"] == m for r in results)]

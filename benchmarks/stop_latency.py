@@ -6,7 +6,7 @@ logs its metric every 0.1 s until it is stopped; on SIGTERM it exits at once. Fo
 trial we read `stop_requested_at` (written atomically with the stop request) and the trial's
 process exit time (recorded by the program's SIGTERM handler), and print median / p95.
 
-    python benchmarks/stop_latency.py [--trials 24] [--workers 4]
+    python benchmarks/stop_latency.py [--trials 24] [--workers 4] [--json results.json]
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--json", type=Path, help="also write the raw latencies here")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     url = os.environ.get("SWEEPQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     ns = f"bench-stop-{secrets.token_hex(3)}"
     tmp = Path(tempfile.mkdtemp(prefix="sweepq-stop-"))
@@ -102,12 +104,20 @@ def main() -> None:
         xs = sorted(xs)
         return f"{statistics.median(xs) * 1000:.0f} ms / {xs[int(0.95 * (len(xs) - 1))] * 1000:.0f} ms"
 
-    print(f"trials {args.trials}, workers {args.workers}, stopped {counts['stopped']}, finished {counts['finished']}")
+    one, five, fifteen = load_start
+    print(f"trials {args.trials}, workers {args.workers}, stopped {counts['stopped']}, finished {counts['finished']}; "
+          f"load average at start {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs")
     print("| measure | median / p95 |")
     print("|---|---|")
     print(f"| stop request -> trial process exits (SIGTERM handler ran) | {fmt(lat_exit)} |")
     print(f"| stop request -> trial recorded `stopped` in Redis | {fmt(lat_end)} |")
     print(json.dumps({"exit": lat_exit, "recorded": lat_end}), file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "benchmark": "stop_latency", "trials": args.trials, "workers": args.workers,
+            "stopped": counts["stopped"], "finished": counts["finished"], "load_start": load_start,
+            "load_end": os.getloadavg(), "cpus": os.cpu_count(), "exit_s": lat_exit, "recorded_s": lat_end,
+        }, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/suggest_latency.py [--sizes 100,500,1000,2000] [--cycles 5]
-        [--problem hartmann6|mixed|branin|rosenbrock10]
+        [--problem hartmann6|mixed|branin|rosenbrock10] [--json results.json]
 
 ``--problem mixed`` (log-scale, integer, categorical and ``q`` parameters) shows the cost of
 what only such spaces pay, e.g. the second kernel fit that decides on log-pair features.
@@ -20,6 +20,7 @@ says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -51,7 +52,7 @@ CHEAP = ("hartmann6", "mixed", "branin", "rosenbrock10")
 
 
 def _random_points(n: int, seed: int) -> list[dict[str, Any]]:
-    if PROBLEM.name == "hartmann6":  # the points every earlier table used
+    if PROBLEM.name == "hartmann6":  # uniform on the unit cube, from numpy's generator
         rng = np.random.default_rng(seed)
         return [{f"x{i}": float(v) for i, v in enumerate(row, 1)} for row in rng.random((n, 6))]
     from sweepq.search import random as random_search
@@ -128,6 +129,11 @@ class _Skopt:
         self.opt.tell(x, PROBLEM.objective({f"x{i}": v for i, v in enumerate(x, 1)}))
 
 
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def make(method: str) -> Any:
     if method == "sweepq-bayes":
         return _Sweepq("bayes")
@@ -158,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="sweepq-bayes,sweepq-bayes+8pending,sweepq-random,wandb-bayes,"
                                          "optuna-tpe,optuna-gp,skopt-default")
     ap.add_argument("--problem", default="hartmann6", choices=CHEAP)
+    ap.add_argument("--json", type=Path, help="also write the raw timings here")
     args = ap.parse_args(argv)
     global PROBLEM
     PROBLEM = PROBLEMS[args.problem]
@@ -173,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         if m in methods and cap < max(sizes):
             print(f"{m}: run only up to N={cap} (cost grows cubically; see MAX_N in this script)")
     print(f"problem={args.problem}, sizes={sizes}, 1 warm-up + {args.cycles} timed cycles, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}; numerics: {numeric_stack()}", flush=True)
+          f"{os.environ.get('OMP_NUM_THREADS')}; numerics: {numeric_stack()}; {_load()}", flush=True)
+    load_start = os.getloadavg()
     rows: dict[str, dict[int, str]] = {}
     cold: dict[str, dict[int, str]] = {}
     cpu_rows: dict[str, dict[int, str]] = {}
+    raw: list[dict[str, Any]] = []
     for m in methods:
         for n in sizes:
             if n > MAX_N.get(m, 10**9):
@@ -200,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.setdefault(m, {})[n] = f"{np.median(ms):.1f} ({ms.min():.1f}–{ms.max():.1f})"
             cpu_rows.setdefault(m, {})[n] = f"{np.median(cpu) * 1000:.1f}"
             cold.setdefault(m, {})[n] = f"{first * 1000:.0f}"
+            raw.append({"method": m, "n": n, "wall_ms": ms.tolist(), "cpu_ms": [c * 1000 for c in cpu],
+                        "cold_ms": first * 1000})
             print(f"  {m} N={n}: median {np.median(ms):.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU, "
                   f"cold {first * 1000:.0f} ms", flush=True)
     print("\nWall ms per cycle, median (min–max):\n")
@@ -217,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---" * (len(sizes) + 1) + "|")
     for m in methods:
         print(f"| {m} | " + " | ".join(cold.get(m, {}).get(n, "skipped") for n in sizes) + " |")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "benchmark": "suggest_latency", "problem": args.problem, "sizes": sizes, "cycles": args.cycles,
+            "numerics": numeric_stack(), "load_start": load_start, "load_end": os.getloadavg(),
+            "cpus": os.cpu_count(), "results": raw,
+        }, indent=1))
     return 0
 
 

@@ -1,8 +1,9 @@
-"""Server time of the dashboard's data with 10,000 trials (issue 7: median under 200 ms).
+"""Server time of the dashboard's data with 10,000 trials (the sweep page polls every 2 s).
 
 Usage::
 
     python benchmarks/web_latency.py [--trials 10000] [--repeat 30] [--redis redis://127.0.0.1:6379/9]
+        [--json results.json]
 
 Method: a fresh namespace gets one sweep with ``--trials`` finished trials (created with
 ``store.create_trials``, then their fields set directly in a pipeline: params, metric, times,
@@ -84,7 +85,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--redis", default=os.environ.get("SWEEPQ_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    ap.add_argument("--json", type=Path, help="also write the raw timings here")
     args = ap.parse_args()
+    load_start = os.getloadavg()
 
     from sweepq.web import create_app
 
@@ -113,12 +116,14 @@ def main() -> None:
         for url in endpoints.values():
             timed(client, url)
         rows = []
+        raw: dict[str, list[float]] = {}
         for name, url in endpoints.items():
             ts = []
             for _ in range(args.repeat):
                 time.sleep(0.21)  # past the cache's refresh interval: every call checks Redis
                 ts.append(timed(client, url))
             rows.append((name, cold[name], statistics.median(ts), sorted(ts)[int(0.9 * (len(ts) - 1))]))
+            raw[name] = ts
         # the page's poll (status + runs page + curves) while 20 trials change between polls
         poll = [endpoints["status"], endpoints["runs page (50, newest first)"], endpoints["curves (5 best runs)"]]
         owner_ts = []
@@ -134,7 +139,9 @@ def main() -> None:
         for _ in range(args.repeat):
             time.sleep(0.21)
             steady.append(sum(timed(client, u) for u in poll))
-        print(f"\n{args.trials} trials, {args.repeat} repeats, in-process (Flask test client), Redis {args.redis}\n")
+        one, five, fifteen = load_start
+        print(f"\n{args.trials} trials, {args.repeat} repeats, in-process (Flask test client), Redis {args.redis}; "
+              f"load average at start {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs\n")
         print("| endpoint | cold (first call) ms | warm median ms | warm p90 ms |")
         print("|---|---:|---:|---:|")
         for name, c, med, p90 in rows:
@@ -143,6 +150,12 @@ def main() -> None:
               f"{statistics.median(steady) * 1000:.1f} | {sorted(steady)[int(0.9 * (len(steady) - 1))] * 1000:.1f} |")
         print(f"| **sweep page poll**, 20 trials changed since the last poll | – | "
               f"{statistics.median(owner_ts) * 1000:.1f} | {sorted(owner_ts)[int(0.9 * (len(owner_ts) - 1))] * 1000:.1f} |")
+        if args.json:
+            args.json.write_text(json.dumps({
+                "benchmark": "web_latency", "trials": args.trials, "repeat": args.repeat,
+                "load_start": load_start, "load_end": os.getloadavg(), "cpus": os.cpu_count(),
+                "cold_s": cold, "warm_s": raw, "poll_finished_s": steady, "poll_changed_s": owner_ts,
+            }, indent=1))
     finally:
         n = store.delete_namespace()
         print(f"\ndeleted {n} keys of namespace {store.ns}")
