@@ -45,6 +45,7 @@ import yaml
 
 from sweepq.command import DEFAULT_COMMAND as _COMMAND_DEFAULT
 from sweepq.command import macro_names
+from sweepq.errors import BadInput
 
 __all__ = [
     "ConfigError",
@@ -149,7 +150,7 @@ class _Normalised(dict):
     __slots__ = ()
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput, ValueError):
     """A sweep config that sweepq cannot run. ``errors`` holds one plain line per problem."""
 
     def __init__(self, errors: list[str]) -> None:

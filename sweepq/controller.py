@@ -31,7 +31,8 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq import engine
 from sweepq.config import load_config
-from sweepq.store import FINAL_STATES, NotFound, Store, StoreError, StoreUnavailable
+from sweepq.model import FINAL_STATES
+from sweepq.store import NotFound, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("sweepq.controller")
 
@@ -310,7 +311,7 @@ class Controller:
             return
         try:
             self.store.sweep_action(sid, "fail", reason=reason)
-        except StoreError:  # ended meanwhile
+        except (StoreError, NotFound):  # ended (or gone) meanwhile
             self.store.finish_sweep(sid, "failed", reason)
 
     def _note_oom(self) -> None:
@@ -675,7 +676,7 @@ class Controller:
         log.warning("sweep %s: %s", sid, reason)
         try:
             self.store.sweep_action(sid, "fail", reason=reason[:500])
-        except StoreError:  # ended meanwhile
+        except (StoreError, NotFound):  # ended (or gone) meanwhile
             return False
         self.views.pop(sid, None)
         return True

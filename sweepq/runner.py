@@ -45,7 +45,8 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq import command as command_mod
 from sweepq import wandb_bridge
-from sweepq.store import Claim, Store, finite_number
+from sweepq.model import finite_number
+from sweepq.store import Claim, Store
 from sweepq.tree import TrialTree
 
 log = logging.getLogger("sweepq.runner")

@@ -19,7 +19,6 @@ writes, that the caller still owns the trial: fencing by owner token).
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import string
@@ -29,15 +28,15 @@ from typing import Any
 
 import redis
 
+from sweepq.errors import BadRedisURL, Conflict, NotFound, Unavailable
 from sweepq.ids import is_sweep_id, shown
 from sweepq.keys import Keys, namespace_from_env
+from sweepq.model import FINAL_STATES, TRIAL_STATES
+from sweepq.model import stored_number as _num
 
 # the address probed when SWEEPQ_REDIS_URL is unset (overridable so tests can point it at nothing)
 DEFAULT_REDIS_URL = os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
-TRIAL_STATES = ("queued", "running", "finished", "failed", "crashed", "stopped", "canceled")
-FINAL_STATES = frozenset({"finished", "failed", "crashed", "stopped", "canceled"})
-SWEEP_STATES = ("running", "paused", "stopped", "canceled", "finished", "failed")
 
 EVENTS_MAXLEN = 20000
 ROWS_CAP = 5000
@@ -48,27 +47,9 @@ OUTPUT_CAP = 1000  # output lines kept in a running trial's stream (sweepq logs 
 OUTPUT_TTL = 3600  # seconds a trial's output stream outlives its last line
 
 
-class StoreError(Exception):
-    """A request the store refuses (unknown sweep, impossible state change): a user error."""
-
-
-class NotFound(StoreError):
-    """Unknown sweep or trial."""
-
-
-class StoreUnavailable(Exception):
-    """Redis cannot do what was asked, through no fault of the sweep: unreachable, out of memory,
-    read-only, a wrong URL or password. ``str()`` is one line naming the cause and the fix; the CLI
-    exits with ``exit_code`` and the HTTP API answers ``http_status``."""
-
-    exit_code = 1
-    http_status = 503
-
-
-class BadRedisURL(StoreUnavailable):
-    """The Redis URL itself is wrong (scheme, database): bad input, not an outage."""
-
-    exit_code = 2
+# The store's errors are sweepq's (sweepq.errors): each carries its exit code and HTTP status.
+StoreError = Conflict  # a request the store refuses: an impossible state change, an id taken
+StoreUnavailable = Unavailable
 
 
 OUT_OF_MEMORY = ("Redis is out of memory (maxmemory reached, policy noeviction) and refuses writes; "
@@ -156,26 +137,6 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
 def _new_id(n: int = 8) -> str:
     alphabet = string.ascii_lowercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
-def _num(v: Any) -> float | None:
-    if v in (None, ""):
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def finite_number(v: Any) -> float | None:
-    """The value as a float if it is a real, finite number (bools and strings are not)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:  # a JSON integer beyond float range
-        return None
-    return f if math.isfinite(f) else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,11 +84,14 @@ class _Group(click.Group):
         except Exception as exc:  # a bug or an environment failure: one line, exit 1
             if os.environ.get("SWEEPQ_DEBUG"):
                 raise
+            from sweepq.errors import SweepqError
             from sweepq.store import redis_url_from_env, unavailable
 
-            named = unavailable(exc, redis_url_from_env())  # Redis full, unreachable, wrong URL
+            # sweepq's own errors say what is wrong in one line and carry their exit code; a Redis
+            # error is named (full, unreachable, wrong URL)
+            named = exc if isinstance(exc, SweepqError) else unavailable(exc, redis_url_from_env())
             if named is not None:
-                click.echo(f"error: {named}"[:500], err=True)
+                click.echo(f"error: {' '.join(str(named).split())}"[:500], err=True)
                 sys.exit(named.exit_code)
             click.echo(f"error: {type(exc).__name__}: {exc}".splitlines()[0][:500], err=True)
             sys.exit(EXIT_ERROR)

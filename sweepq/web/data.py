@@ -343,7 +343,7 @@ def best_ids(trials: list[dict[str, Any]], goal: str, k: int = 5) -> list[str]:
 
 
 def parse_states(raw: str | None) -> set[str] | None:
-    from sweepq.store import TRIAL_STATES
+    from sweepq.model import TRIAL_STATES
 
     if not raw:
         return None

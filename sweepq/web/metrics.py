@@ -36,7 +36,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from sweepq.store import SWEEP_STATES, TRIAL_STATES, Store
+from sweepq.model import SWEEP_STATES, TRIAL_STATES
+from sweepq.store import Store
 from sweepq.web.data import TrialCache, queue_depths
 
 SUGGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -31,7 +31,8 @@ from hypothesis.stateful import (
 fakeredis = pytest.importorskip("fakeredis")
 pytest.importorskip("lupa")
 
-from sweepq.store import FINAL_STATES, TRIAL_STATES, Store  # noqa: E402
+from sweepq.model import FINAL_STATES, TRIAL_STATES  # noqa: E402
+from sweepq.store import Store  # noqa: E402
 
 N_TRIALS = 3
 LEASE_TTL = 30.0
