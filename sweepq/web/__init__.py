@@ -140,7 +140,7 @@ def create_app(store: Store | None = None, settings: dict[str, Any] | None = Non
     if proxies:
         # the proxy's view of the request (Host, scheme, client address) replaces the socket's,
         # so the Host and Origin checks below and in the API see what the browser sent
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies,  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies,
                                 x_port=proxies)
     allowed = {h.strip().lower() for h in (cfg.get("allowed_hosts") or []) if h.strip()}
     allowed_names = {_host_name(h) for h in allowed}
