@@ -31,7 +31,14 @@ METRIC_PREFIX = "@sweepq "
 
 
 class Config(dict):
-    """The trial's parameters over the script's defaults; ``config.lr`` and ``config["lr"]``."""
+    """The trial's parameters over the script's defaults; ``config.lr`` and ``config["lr"]``.
+
+    Inside a sweep the trial's own parameters are locked, as W&B locks a sweep's values: neither
+    the script's defaults nor ``config.update(...)``, ``config.x = v`` or ``config["x"] = v``
+    replace them (such a change is ignored, with a warning on stderr), so the values the script
+    runs with are the ones sweepq records for the trial. Other keys change freely."""
+
+    _locked: frozenset[str] = frozenset()
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -43,9 +50,56 @@ class Config(dict):
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
 
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self._locked:
+            try:
+                same = bool(value == self.get(key))
+            except Exception:  # arrays and other values without a plain truth
+                same = False
+            if not same:
+                print(f"sweepq: config item {key!r} is set by the sweep; ignored the change to {value!r}",
+                      file=sys.stderr, flush=True)
+            return
+        super().__setitem__(key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle rebuild it from a plain dict (not item by item, which the
+        # lock would refuse), then restore the lock
+        return (type(self), (dict(self),), {"_locked": self._locked})
+
+    def update(self, other: Any = (), /, allow_val_change: bool | None = None, **kwargs: Any) -> None:  # noqa: ARG002
+        """``config.update(d)`` as in W&B: ``d`` a mapping, an ``argparse.Namespace`` or pairs;
+        ``allow_val_change`` is accepted (values may always change here, except the sweep's)."""
+        for k, v in {**_as_dict(other), **kwargs}.items():
+            self[k] = v
+
     def update_defaults(self, defaults: dict[str, Any]) -> None:
         for k, v in defaults.items():
             self.setdefault(k, v)
+
+    def setdefaults(self, defaults: Any) -> None:
+        """W&B's name: set the keys not set yet."""
+        self.update_defaults(_as_dict(defaults))
+
+
+def _as_dict(config: Any) -> dict[str, Any]:
+    """What ``wandb.init(config=...)`` and ``config.update`` accept: a mapping, a path to a YAML
+    file, an object with attributes (``argparse.Namespace``, a simple class), or key-value pairs."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        import yaml
+
+        with open(config, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise TypeError(f"config file {os.fspath(config)!r} does not hold a mapping")
+        return loaded
+    if hasattr(config, "__dict__") and not isinstance(config, type):
+        return {k: v for k, v in vars(config).items() if not k.startswith("_")}
+    return dict(config)
 
 
 def _jsonable(v: Any) -> Any:
@@ -77,16 +131,30 @@ class Run:
         self._stop_file = os.environ.get("SWEEPQ_STOP_FILE") if run_id else None
         self._polls_announced = False
         self._stop_event: threading.Event | None = None
+        self._partial: dict[str, Any] = {}  # rows logged with commit=False, sent with the next one
 
     @property
     def in_sweep(self) -> bool:
         return self.id is not None
 
-    def log(self, data: dict[str, Any], step: int | None = None) -> None:
-        """Record metrics; inside a sweep they reach the controller within a second."""
+    @property
+    def name(self) -> str:
+        """W&B's run name: here the run id (``standalone`` outside a sweep)."""
+        return self.id or "standalone"
+
+    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Record metrics; inside a sweep they reach the controller within a second.
+
+        ``commit=False`` (W&B's) adds ``data`` to the row being built; the next ``log`` without
+        it (or ``finish``) sends that row as one step."""
         if not isinstance(data, dict):
             raise TypeError("run.log expects a dict of metric name -> value")
         row = {str(k): _jsonable(v) for k, v in data.items()}
+        if commit is False:
+            self._partial.update(row)
+            return
+        if self._partial:
+            row, self._partial = {**self._partial, **row}, {}
         if step is not None:
             self._step = int(step)
         row.setdefault("_step", self._step)
@@ -120,6 +188,8 @@ class Run:
         return Path(self._stop_file).exists()
 
     def finish(self) -> None:
+        if self._partial:  # a row logged with commit=False and never committed
+            self.log({})
         self._finished = True
         global _current
         if _current is self:
@@ -136,10 +206,14 @@ _current: Run | None = None
 _inprocess = threading.local()
 
 
-def init(config: dict[str, Any] | None = None, **_: Any) -> Run:
+def init(config: Any = None, **_: Any) -> Run:
     """Start the run: the sweep's parameters (if any) over ``config`` defaults.
 
-    Nested groups from the sweep replace the whole default subtree, as in W&B.
+    As ``wandb.init``: ``config`` is a mapping, an ``argparse.Namespace`` (or any object with
+    attributes) or the path of a YAML file; W&B's other arguments (``project``, ``entity``,
+    ``name``, ``tags``, ``reinit``, ``mode``...) are accepted and ignored. Nested groups from the
+    sweep replace the whole default subtree, as W&B's documentation states, and the sweep's values
+    are locked (see :class:`Config`).
     """
     global _current
     ctx = getattr(_inprocess, "ctx", None)
@@ -157,16 +231,24 @@ def init(config: dict[str, Any] | None = None, **_: Any) -> Run:
             except ValueError:
                 params = {}
     cfg = Config(copy.deepcopy(params))
-    cfg.update_defaults(copy.deepcopy(dict(config or {})))
+    cfg.update_defaults(copy.deepcopy(_as_dict(config)))
+    object.__setattr__(cfg, "_locked", frozenset(params))
     run = Run(cfg, run_id, sweep_id, sink=sink)
     run._stop_event = stop_event
     _current = run
     return run
 
 
-def log(data: dict[str, Any], step: int | None = None) -> None:
-    """``sweepq.log(...)`` on the current run (starting one if needed)."""
-    (_current or init()).log(data, step=step)
+def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None, **_: Any) -> None:
+    """``sweepq.log(...)`` on the current run (starting one if needed), as ``wandb.log``."""
+    (_current or init()).log(data, step=step, commit=commit)
+
+
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:  # noqa: ARG001
+    """End the current run, as ``wandb.finish()``. The trial itself ends when the program exits,
+    and its exit code decides how (``exit_code`` is accepted and ignored)."""
+    if _current is not None:
+        _current.finish()
 
 
 # -- in-process sweeps ----------------------------------------------------------------------------
