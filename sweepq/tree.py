@@ -354,6 +354,13 @@ def kill_described(d: dict[str, object]) -> None:
                     os.kill(pid, signal.SIGKILL)
 
 
+def _pid_namespace(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
 def clean_stale() -> int:
     """Kill the processes of trials whose pool process is gone (it was killed before it could end
     them); returns how many trial trees were cleaned. Run when a pool process starts."""
@@ -379,9 +386,14 @@ def clean_stale() -> int:
                     except OSError:
                         time.sleep(0.02)
                 cleaned += 1
+    own_ns = _pid_namespace("self")
     for pid in _all_pids():
         token = _environ_token(pid)
         if not token or pid == os.getpid():
+            continue
+        # a token names its pool process by its pid in the pool's own PID namespace: a trial in a
+        # container (another namespace) is not ours to judge, its owner's pid means nothing here
+        if _pid_namespace(str(pid)) != own_ns:
             continue
         with contextlib.suppress(ValueError):
             owner = int(token.split(".", 1)[0])
