@@ -1,7 +1,7 @@
 """The pure core in one place: ``suggest`` and ``to_stop`` of ``(config, trials)``.
 
 Like W&B's ``next_run``/``stop_runs``, the engine keeps no state: everything it needs is the
-config and the trials (ARCHITECTURE.md section 6), so the controller, benchmarks and notebooks
+config and the trials (docs/design.md, "Engine"), so the controller, benchmarks and notebooks
 can call it without Redis or Celery. A trial is ``{"id", "params", "state", "metric",
 "history"}``; ``queued`` and ``running`` trials are in flight.
 """

@@ -4,7 +4,7 @@ way a number is read from a training program or from Redis.
 Everything else (the store, the controller, the engine, the CLI, the web) takes these from here,
 so a state or a coercion rule is defined once. States are ``str`` enums: they compare equal to the
 plain strings stored in Redis and written in JSON, so records stay plain dicts (the engine's
-contract, ARCHITECTURE section 6) while code can name them.
+contract, docs/design.md "Trials") while code can name them.
 """
 
 from __future__ import annotations

@@ -710,7 +710,7 @@ class Store:
         return {"run_id": h[0], "value": float(h[1]), "params": json.loads(params or "{}")}
 
     def status(self, sid: str) -> dict[str, Any]:
-        """The ``status`` JSON shape of ARCHITECTURE.md section 2."""
+        """The ``status`` JSON shape (docs/dashboard.md, "JSON shapes")."""
         sw = self.get_sweep(sid)
         out = {
             "id": sid, "state": sw["state"], "method": sw.get("method", ""),
@@ -1020,7 +1020,7 @@ class Store:
 
     @staticmethod
     def run_json(t: dict[str, Any]) -> dict[str, Any]:
-        """The ``run`` JSON shape of ARCHITECTURE.md section 2 (plus additive fields)."""
+        """The ``run`` JSON shape (docs/dashboard.md, "JSON shapes")."""
         return {
             "id": t["id"], "state": t["state"], "params": t["params"], "metric": t["metric"],
             "steps": t["steps"], "started_at": t["started_at"], "ended_at": t["ended_at"],

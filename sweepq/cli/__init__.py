@@ -1,7 +1,7 @@
 """The ``sweepq`` command.
 
 Commands live in submodules by area (config commands, sweep commands, servers); each registers
-itself on :data:`main`. Exit codes (ARCHITECTURE.md section 2): 0 success, 2 bad input,
+itself on :data:`main`. Exit codes (README.md): 0 success, 2 bad input,
 3 unknown sweep or nothing to show, 1 anything else; errors are one line on stderr.
 """
 

@@ -1,4 +1,4 @@
-"""The HTTP API (ARCHITECTURE.md section 5): same JSON shapes as ``sweepq ... --json``.
+"""The HTTP API (docs/dashboard.md): the same JSON shapes as ``sweepq ... --json``.
 
 Answers are JSON; errors are ``{"error": "..."}`` (plus ``"errors": [...]`` for invalid configs)
 with 400 (bad input, including an id sweepq could not have made), 401 (token), 404 (unknown

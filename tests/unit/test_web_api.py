@@ -1,4 +1,4 @@
-"""The HTTP API (ARCHITECTURE.md section 5) through Flask's test client on a real Redis namespace:
+"""The HTTP API (docs/dashboard.md) through Flask's test client on a real Redis namespace:
 every endpoint, the JSON shapes of section 2, auth, and errors."""
 
 from __future__ import annotations
