@@ -6,10 +6,10 @@ run: it writes the trial's parameters to ``$WANDB_DIR/wandb/sweep-<sweep>/config
 the agent's format (``wandb_version: 1``, then ``name: {value: v}`` per top-level parameter,
 nested groups as plain dicts under ``value``) and points ``WANDB_SWEEP_PARAM_PATH`` at it, so
 ``wandb.init(config=defaults)`` puts those values into ``wandb.config`` over the defaults, locked
-as in a W&B sweep. ``WANDB_RUN_ID`` is the trial id and ``WANDB_DIR`` a directory of the trial's
-own, where wandb keeps the run directory for a later ``wandb sync``. Unless the worker's
-environment sets ``WANDB_MODE``, the run is offline (no login, no network; W&B's error reporting
-off too), so nothing leaves the machine.
+as in a W&B sweep. ``WANDB_RUN_ID`` is the trial id and ``WANDB_DIR`` one directory per sweep
+(see :class:`TrialBridge`), where wandb keeps each trial's run directory for a later
+``wandb sync``. Unless the worker's environment sets ``WANDB_MODE``, the run is offline (no
+login, no network; W&B's error reporting off too), so nothing leaves the machine.
 
 ``WANDB_SWEEP_ID`` is deliberately not set: wandb writes it into the run, and W&B's server then
 refuses the run (``sweep <id> not found``) when it is synced or logged online, because the sweep
@@ -48,9 +48,8 @@ its last logged value. ``define_metric`` records change nothing here.
 
 Cost: nothing unless the bridge is on (:func:`enabled`): by default it is on in a worker whose
 Python can import ``wandb`` (looked up once per process, without importing it), and
-``SWEEPQ_WANDB=on|off`` forces it. On, a trial costs a few ``mkdir`` calls and one small file
-before it starts, and one directory listing plus one ``stat`` per run each time metrics are
-collected.
+``SWEEPQ_WANDB=on|off`` forces it. On, a trial costs one small file before it starts, and one
+directory listing plus one ``stat`` per run each time metrics are collected.
 """
 
 from __future__ import annotations
@@ -61,6 +60,7 @@ import json
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -111,7 +111,7 @@ def enabled() -> bool:
 
 
 def prepare(run_id: str, sweep_id: str, params: Mapping[str, Any], log_dir: Path) -> TrialBridge | None:
-    """The bridge of one trial, its files written, or None when the bridge is off."""
+    """The bridge of one trial, its parameters file written, or None when the bridge is off."""
     if not enabled():
         return None
     base = os.environ.get("WANDB_DIR")
@@ -122,30 +122,47 @@ def prepare(run_id: str, sweep_id: str, params: Mapping[str, Any], log_dir: Path
 
 def param_file_text(params: Mapping[str, Any]) -> str:
     """The parameters file as W&B's agent writes it (``config_util.save_config_file_from_dict``):
-    only the top level is wrapped in ``{value: ...}``, keys in the sweep's order."""
+    only the top level is wrapped in ``{value: ...}``, keys in the sweep's order. libyaml's
+    emitter where PyYAML has it: the same text, a quarter of the time."""
     import yaml
 
     text = "wandb_version: 1"
     if params:  # an empty mapping would add "{}", which wandb cannot read back
-        text += "\n\n" + yaml.dump({k: {"value": v} for k, v in params.items()}, Dumper=yaml.SafeDumper,
+        text += "\n\n" + yaml.dump({k: {"value": v} for k, v in params.items()},
+                                   Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
                                    default_flow_style=False, allow_unicode=True, sort_keys=False)
     return text
 
 
+_made: set[Path] = set()  # the parameter directories this process has made (one mkdir per sweep)
+
+
 class TrialBridge:
     """One trial's side of the bridge: its environment and parameters file before it starts, the
-    rows of its wandb runs while it runs. ``directory`` is the trial's ``WANDB_DIR``; wandb puts
-    its runs in ``directory/wandb/``."""
+    rows of its wandb runs while it runs.
+
+    Layout, as under ``wandb agent`` with one ``WANDB_DIR`` for the whole sweep::
+
+        <base>/<sweep id>/                       the trials' WANDB_DIR
+            wandb/sweep-<sweep id>/config-<run id>.yaml   each trial's parameters
+            wandb/offline-run-<time>-<run id>/   each trial's run (run-<time>-… when online)
+
+    ``<base>`` is the worker's ``WANDB_DIR`` if it has one, else ``wandb/`` in sweepq's log
+    directory. One directory per sweep (made once per process) rather than one per trial: a
+    trial then costs one file, where a directory more cost as much again (about half a
+    millisecond each on a busy disk, ``benchmarks/dispatch.py``).
+    """
 
     def __init__(self, run_id: str, sweep_id: str, base: Path) -> None:
         self.run_id = run_id
         self.sweep_id = sweep_id
-        self.directory = base / run_id
+        self.directory = base / sweep_id
         self.runs_dir = self.directory / "wandb"
         self.param_path = self.runs_dir / f"sweep-{sweep_id}" / f"config-{run_id}.yaml"
         self.env: dict[str, str] = {}
+        self.started = time.time()
         self._logs: dict[str, TransactionLog] = {}
-        self._earlier: frozenset[str] = frozenset()
+        self._suffix = f"-{run_id}"
 
     def prepare(self, params: Mapping[str, Any]) -> dict[str, str]:
         """Write the parameters file and return the trial's wandb variables (also in ``env``).
@@ -153,13 +170,18 @@ class TrialBridge:
         A file that cannot be written is logged and the variables are set all the same: the
         script's ``wandb.init`` then fails on the missing file, visibly, instead of running the
         defaults as if they were the trial's parameters."""
+        self.started = time.time()
+        text = param_file_text(params)
+        folder = self.param_path.parent
         try:
-            self.param_path.parent.mkdir(parents=True, exist_ok=True)
-            # runs an earlier attempt of this trial left here are not this attempt's rows
-            self._earlier = frozenset(n for n in os.listdir(self.runs_dir) if _is_run_dir(n))
-            tmp = self.param_path.with_name(self.param_path.name + ".tmp")
-            tmp.write_text(param_file_text(params), encoding="utf-8")
-            os.replace(tmp, self.param_path)
+            if folder not in _made:
+                folder.mkdir(parents=True, exist_ok=True)
+                _made.add(folder)
+            try:
+                self.param_path.write_text(text, encoding="utf-8")
+            except FileNotFoundError:  # removed since this process made it
+                folder.mkdir(parents=True, exist_ok=True)
+                self.param_path.write_text(text, encoding="utf-8")
         except OSError as exc:
             log.warning("trial %s: cannot write the wandb parameters file %s: %s", self.run_id, self.param_path, exc)
         env = {
@@ -179,39 +201,44 @@ class TrialBridge:
         self.env = env
         return env
 
+    def run_dirs(self) -> list[Path]:
+        """This trial's wandb run directories found so far (one per ``wandb.init``)."""
+        return [txlog.path.parent for txlog in self._logs.values()]
+
     def rows(self) -> list[dict[str, Any]]:
         """The rows logged since the last call, from every run of this trial (usually one), in
-        the order each run logged them. Cheap when nothing changed: a listing of the trial's
+        the order each run logged them. Cheap when nothing changed: a listing of the sweep's
         wandb directory and a ``stat`` per run."""
         try:
             names = os.listdir(self.runs_dir)
         except OSError:
             return []
         for name in sorted(names):
-            if name in self._logs or name in self._earlier or not _is_run_dir(name):
+            if name in self._logs or not self._is_mine(name):
                 continue
-            path = _transaction_log_in(self.runs_dir / name)
-            if path is not None:  # else wandb has not created it yet: look again next time
-                self._logs[name] = TransactionLog(path)
+            path = self.runs_dir / name / f"run-{self.run_id}.wandb"
+            try:
+                # a run that an earlier attempt of this trial left here (a retry on this host)
+                # ended before this attempt began; this attempt's run is written after it began
+                if os.stat(path).st_mtime < self.started - 2.0:
+                    continue
+            except OSError:
+                continue  # wandb has not created it yet: look again next time
+            self._logs[name] = TransactionLog(path)
         out: list[dict[str, Any]] = []
         for txlog in self._logs.values():
             out.extend(txlog.rows())
         return out
 
-
-def _is_run_dir(name: str) -> bool:
-    """A run directory of wandb (online ``run-…``, offline ``offline-run-…``); not the
-    ``latest-run`` link, the ``sweep-…`` folder or wandb's debug logs."""
-    return name.startswith(("run-", "offline-run-"))
-
-
-def _transaction_log_in(run_dir: Path) -> Path | None:
-    try:
-        names = os.listdir(run_dir)
-    except OSError:
-        return None
-    found = sorted(n for n in names if n.endswith(".wandb"))
-    return run_dir / found[0] if found else None
+    def _is_mine(self, name: str) -> bool:
+        """A run directory of this trial: ``offline-run-YYYYMMDD_HHMMSS-<run id>`` (``run-…``
+        online); not the ``latest-run`` link, the parameters folder or another trial's run."""
+        if not name.endswith(self._suffix):
+            return False
+        prefix = name[:-len(self._suffix)]
+        stamp = prefix.rsplit("-", 1)[-1]
+        return (prefix in (f"run-{stamp}", f"offline-run-{stamp}") and len(stamp) == 15 and stamp[8] == "_"
+                and (stamp[:8] + stamp[9:]).isdigit())
 
 
 class TransactionLog:
