@@ -72,9 +72,10 @@ class LoopbackHost:
         self.procs.append(proc)
         return proc
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True,
-                              timeout=60, env=env, stdin=subprocess.DEVNULL)
+                              timeout=timeout, env=env, stdin=subprocess.DEVNULL, cwd=cwd)
 
     def close(self) -> None:
         for p in self.procs:
@@ -240,5 +241,53 @@ def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackH
         finished = [t for t in trials if t["state"] == "finished"]
         assert best is not None and best["value"] == pytest.approx(min(t["metric"] for t in finished))
     finally:
-        for key in store.r.scan_iter(match=f"{namespace}:*", count=1000):
-            store.r.delete(key)
+        for key in store._r.scan_iter(match=f"{namespace}:*", count=1000):
+            store._r.delete(key)
+
+
+W_AND_B_CONFIG = """\
+program: train.py
+method: grid
+metric:
+  name: loss
+  goal: minimize
+parameters:
+  lr:
+    values: [0.001, 0.01]
+  optimizer:
+    parameters:
+      name:
+        value: adam
+  epochs:
+    value: 3
+  sleep:
+    value: 0.05
+"""
+
+
+def test_sweepq_run_takes_a_wandb_config_and_script_as_they_are(isolated: LoopbackHost, tmp_path: Path) -> None:
+    """The README's promise: a W&B sweep config and its script, both unchanged, under
+    ``sweepq run`` (embedded store), with no network."""
+    work, rec_dir = tmp_path / "project", tmp_path / "records"
+    work.mkdir()
+    rec_dir.mkdir()
+    shutil.copy(PROGRAM, work / "train.py")
+    (work / "sweep.yaml").write_text(W_AND_B_CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWEEPQ_", "WANDB_"))}
+    env.update({"PYTHONPATH": str(ROOT), "WANDB_TRAIN_RECORD": str(rec_dir),
+                "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+                "WANDB_DATA_DIR": str(tmp_path / "wandb-data")})
+    r = isolated.run([sys.executable, "-m", "sweepq.cli", "run", "sweep.yaml", "--workers", "1", "--embedded",
+                      "--json"], env=env, cwd=work, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    status = json.loads(r.stdout)
+    assert status["state"] == "finished" and status["counts"]["finished"] == 2, status
+    records = {rec["run"]: rec for rec in (json.loads(p.read_text()) for p in rec_dir.glob("*.json"))}
+    assert sorted(rec["config"]["lr"] for rec in records.values()) == [0.001, 0.01]
+    assert all(rec["done"] and len(rec["logged"]) == 3 for rec in records.values())
+    best = min(records.values(), key=lambda rec: rec["logged"][-1]["loss"])
+    assert status["best"]["run_id"] == best["run"]
+    assert status["best"]["value"] == pytest.approx(best["logged"][-1]["loss"])
+    runs = work / ".sweepq" / "logs" / "wandb" / status["id"] / "wandb"
+    # offline-run-<time>-<run id>: one kept run directory per trial, offline
+    assert sorted(p.name.split("-", 3)[3] for p in runs.glob("offline-run-*")) == sorted(records)
