@@ -103,11 +103,19 @@ def enabled() -> bool:
         return False
     global _available
     if _available is None:
-        try:
-            _available = importlib.util.find_spec("wandb") is not None
-        except (ImportError, ValueError):
-            _available = False
+        _available = installed("wandb")
     return _available
+
+
+def installed(name: str) -> bool:
+    """Whether this Python can import the package ``name`` (found, not imported). A bare folder
+    of that name on the path is not it: W&B's run folder ``./wandb`` in the worker's directory
+    would otherwise pass for the package (a namespace package has no origin)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 def prepare(run_id: str, sweep_id: str, params: Mapping[str, Any], log_dir: Path) -> TrialBridge | None:

@@ -266,6 +266,17 @@ def test_the_switch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert wandb_bridge.enabled()  # auto: this Python has wandb
 
 
+def test_a_wandb_folder_is_not_the_wandb_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """W&B's run folder ./wandb in a worker's directory must not pass for an installed wandb."""
+    (tmp_path / "sqfolder").mkdir()
+    (tmp_path / "sqpackage").mkdir()
+    (tmp_path / "sqpackage" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not wandb_bridge.installed("sqfolder")
+    assert wandb_bridge.installed("sqpackage")
+    assert not wandb_bridge.installed("sqmissing")
+
+
 def test_wandb_init_takes_the_trials_parameters_locked_over_its_defaults(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
