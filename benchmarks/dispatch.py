@@ -18,7 +18,7 @@ line instead (interpreter start-up included).
 * sweepq: a ``Controller`` thread in this process (tick 0.5 s, as ``sweepq controller``) and
   ``W`` real ``celery -A sweepq.worker worker -c 1`` processes on the real Redis, fresh namespace.
   Trial times are the store's ``started_at`` (claim) and ``ended_at`` (final write). With
-  sweepq's defaults, once 8 trials have finished these few-millisecond trials go up to 16 to a
+  sweepq's defaults, once 8 trials have finished these few-millisecond trials go up to 32 to a
   Celery message (short-trial batching, docs/reliability.md "Very short trials"), and a batch's
   next trial is claimed with the previous one's final write (so its idle gap is ~0: the claim
   comes first, then the spawn, counted in the overhead).

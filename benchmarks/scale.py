@@ -197,7 +197,7 @@ def part_growth(url: str, total: int, checkpoints: list[int], window: int) -> di
         time.sleep(1.0)
         mem0 = used_memory(senv.r)
         sid = senv.store.create_sweep(sweep_config(total))
-        senv.store.r.hset(senv.store.keys.sweep(sid), "name", "scale")
+        senv.store._r.hset(senv.store.keys.sweep(sid), "name", "scale")
         done = 0
         for cp in checkpoints:
             start_window = max(done, cp - window)
@@ -253,7 +253,7 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: in
     ``FINISHED_TAIL_CHARS`` for a finished trial)."""
     from sweepq.search import random as rnd
 
-    cfg = json.loads(store.r.hget(store.keys.sweep(sid), "config"))
+    cfg = json.loads(store._r.hget(store.keys.sweep(sid), "config"))
     made = 0
     while made < n:
         k = min(batch, n - made)
@@ -287,7 +287,7 @@ def part_memory(url: str, n: int = 1000) -> list[dict[str, Any]]:
             base_ns = ns_memory(senv.r, senv.ns)
             base_used = used_memory(senv.r)
             sid = senv.store.create_sweep(sweep_config(n))
-            senv.store.r.srem(senv.store.keys.active_sweeps, sid)  # no controller involved
+            senv.store._r.srem(senv.store.keys.active_sweeps, sid)  # no controller involved
             populate(senv.store, sid, n, rows, tail=tail)
             ev = int(senv.r.memory_usage(senv.store.keys.events, samples=0) or 0)
             total = ns_memory(senv.r, senv.ns) - base_ns
@@ -309,7 +309,7 @@ def part_real(url: str, sizes: list[int], n_real: int, n_workers: int = 2) -> li
         ctl = None
         try:
             sid = senv.store.create_sweep(sweep_config(size + n_real, ECHO))
-            senv.store.r.srem(senv.store.keys.active_sweeps, sid)  # hidden from the controller while filling
+            senv.store._r.srem(senv.store.keys.active_sweeps, sid)  # hidden from the controller while filling
             t0 = time.monotonic()
             populate(senv.store, sid, size, 1)
             log(f"real: populated {size} trials in {time.monotonic() - t0:.1f} s")
@@ -321,7 +321,7 @@ def part_real(url: str, sizes: list[int], n_real: int, n_workers: int = 2) -> li
             # measured on its own, paused so that no trial runs meanwhile, then the per-trial window
             senv.store.sweep_action(sid, "pause")
             c_load, t_load = ctl.cpu(), time.monotonic()
-            senv.store.r.sadd(senv.store.keys.active_sweeps, sid)
+            senv.store._r.sadd(senv.store.keys.active_sweeps, sid)
             deadline = time.monotonic() + 120
             while not (sid in ctl.ctl.views and ctl.ctl.views[sid].loaded):
                 if time.monotonic() > deadline:

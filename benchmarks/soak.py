@@ -297,11 +297,11 @@ def dump_stall(store: Any, sid: str, at: float, ctl: Any = None) -> dict[str, An
     if ctl is not None:
         exp = store.expired_leases()
         diag = {"is_leader": ctl.is_leader, "expired": len(exp), "stats_reaped": ctl.stats["reaped"],
-                "views": list(ctl.views), "redis_time": store.r.time()[0] - time.time()}
+                "views": list(ctl.views), "redis_time": store._r.time()[0] - time.time()}
         if exp:
             diag["reap_first"] = store.reap(sid, exp[0], 3, "soak diagnostics")
             diag["steps"] = getattr(ctl, "_soak_steps", None)
-    leases = dict(store.r.zrange(store.keys.leases, 0, -1, withscores=True))
+    leases = dict(store._r.zrange(store.keys.leases, 0, -1, withscores=True))
     now = time.time()
     rows = []
     for t in store.get_trials(sorted(store.inflight_ids(sid)), history=False):
@@ -309,14 +309,14 @@ def dump_stall(store: Any, sid: str, at: float, ctl: Any = None) -> dict[str, An
         rows.append({"id": t["id"], "state": t["state"], "published": t["published"], "queue": t["queue"],
                      "attempt": t["attempt"], "worker": t["worker"], "reason": t["reason"],
                      "lease_in_s": round(lease - now, 1) if lease else None})
-    qlen = store.r.llen(f"{store.keys.celery_prefix}sweepq")
-    unacked = store.r.hlen(f"{store.keys.celery_prefix}unacked")
+    qlen = store._r.llen(f"{store.keys.celery_prefix}sweepq")
+    unacked = store._r.hlen(f"{store.keys.celery_prefix}unacked")
     import traceback
 
     stacks = {t.name: "".join(traceback.format_stack(sys._current_frames()[t.ident])[-40:-4])
               for t in threading.enumerate() if t.ident in sys._current_frames() and "ontroller" in t.name}
     return {"at_s": round(at, 1), "queue_len": qlen, "unacked": unacked,
-            "leader": store.r.get(store.keys.leader), "diag": diag, "trials": rows, "controller_stack": stacks}
+            "leader": store._r.get(store.keys.leader), "diag": diag, "trials": rows, "controller_stack": stacks}
 
 
 def analyse(n: int, trials: list[dict[str, Any]], recs: list[dict[str, Any]],

@@ -87,7 +87,7 @@ def main() -> None:
         worker.wait(30)
     lat_exit, lat_end = [], []
     for tid in store.trial_ids(sid):
-        h = store.r.hgetall(store.keys.trial(tid))
+        h = store._r.hgetall(store.keys.trial(tid))
         if h.get("state") != "stopped" or not h.get("stop_requested_at"):
             continue
         req = float(h["stop_requested_at"])

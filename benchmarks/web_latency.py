@@ -51,7 +51,7 @@ def populate(store: Store, n: int) -> tuple[str, list[str]]:
     k = store.keys
     now = time.time()
     best = (None, float("inf"))
-    p = store.r.pipeline(transaction=False)
+    p = store._r.pipeline(transaction=False)
     for j, tid in enumerate(tids):
         loss = rng.uniform(0.1, 2.0)
         if loss < best[1]:
@@ -130,8 +130,8 @@ def main() -> None:
         rng = random.Random(1)
         for i in range(args.repeat):
             for tid in rng.sample(tids, 20):  # through the events stream, as the store's scripts write
-                store.r.hset(store.keys.trial(tid), "metric", repr(rng.uniform(0.1, 2)))
-                store.r.xadd(store.keys.events, {"sweep": sid, "trial": tid, "kind": "metric"})
+                store._r.hset(store.keys.trial(tid), "metric", repr(rng.uniform(0.1, 2)))
+                store._r.xadd(store.keys.events, {"sweep": sid, "trial": tid, "kind": "metric"})
             time.sleep(0.21)
             owner_ts.append(sum(timed(client, u) for u in poll))
             _ = i

@@ -356,7 +356,7 @@ class Controller:
         now = time.monotonic()
         if now - self._uptime_at > 5.0:
             try:
-                self._uptime = float(self.store.r.info("server").get("uptime_in_seconds", 1e9))
+                self._uptime = self.store.redis_uptime()
             except Exception:
                 self._uptime = 1e9  # servers without INFO (fakeredis): nothing to wait for
             self._uptime_at = now

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from sweepq.keys import namespace_from_env
+from sweepq.store.keys import namespace_from_env
 
 
 def parse_gpu_list(text: str) -> list[str]:

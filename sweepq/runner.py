@@ -46,7 +46,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from sweepq import command as command_mod
 from sweepq import wandb_bridge
 from sweepq.model import finite_number
-from sweepq.store import Claim, Store
+from sweepq.store import EXITED, Claim, Store
 from sweepq.tree import TrialTree
 
 log = logging.getLogger("sweepq.runner")
@@ -317,7 +317,6 @@ _DIE_WITH_PARENT = _die_with_parent_fn()
 # A preexec hook forces fork()+exec (20-35 ms per trial measured); util-linux's setpriv sets the
 # same parent-death signal and lets Python spawn with vfork (a few ms). The hook is the fallback.
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-EXITED = "__exited__"  # pushed on the stop list when the program ends: wakes the watch loop at once
 
 
 def _cannot_execute(argv: list[str], path: str, cwd: str) -> str:
@@ -736,7 +735,7 @@ class TrialRunner:
             self._exited = True
             waiting = self._waiting
         if waiting:
-            self._try(self.store.r.rpush, self.store.keys.trial_stopq(self.tid), EXITED)
+            self._try(self.store.notify_exited, self.tid)
 
     def _fence(self) -> None:
         """The watchdog's verdict: the lease may be about to go to another worker. Kill every

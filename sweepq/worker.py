@@ -21,8 +21,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from sweepq.keys import Keys, namespace_from_env
 from sweepq.store import Claim, Store, redis_url_from_env
+from sweepq.store.keys import Keys, namespace_from_env
 
 log = logging.getLogger("sweepq.worker")
 
@@ -211,8 +211,7 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
     if agent and count:
         # `sweepq agent --count N`: N trials across all pool children, counted atomically (one
         # claim at a time, so no claim rides on a finish here)
-        if store.r.incr(store.keys.agent_count(agent)) > count:
-            store.r.decr(store.keys.agent_count(agent))
+        if not store.agent_take(agent, count):
             store.unpublish(trial_id)
             return "declined", None
     workdir = os.environ.get("SWEEPQ_WORKDIR") or None
@@ -225,7 +224,7 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
     if not claim.ok:
         log.info("trial %s not run: %s %s", trial_id, claim.status, claim.state)
         if agent and count:
-            store.r.decr(store.keys.agent_count(agent))
+            store.agent_untake(agent)
         return claim.status, None
     trial = {"id": trial_id, "params": claim.params}
     runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
@@ -238,7 +237,7 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
                              _log_path(workdir, next_id))
     outcome = runner.run()
     if agent:
-        store.r.incr(store.keys.agent_count(agent) + ":done")
+        store.agent_done(agent)
     nxt = (next_owner, runner.next_claim) if runner.next_claim is not None else None
     return outcome.state, nxt
 
@@ -412,7 +411,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
                     registered = True
                 else:
                     st.worker_heartbeat(hostname, ttl=WORKER_TTL)
-                    if not st.r.exists(st.keys.worker(hostname)):
+                    if not st.worker_registered(hostname):
                         registered = False
                         continue
             except Exception as exc:

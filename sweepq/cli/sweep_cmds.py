@@ -183,7 +183,7 @@ class AgentProcess:
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def done_count(self) -> int:
-        return int(self.store.r.get(self.store.keys.agent_count(self.name) + ":done") or 0)
+        return self.store.agent_done_count(self.name)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -200,11 +200,7 @@ class AgentProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         with contextlib.suppress(Exception):
-            p = self.store.r.pipeline()
-            p.delete(self.store.keys.agent_count(self.name), self.store.keys.agent_count(self.name) + ":done")
-            p.zrem(self.store.keys.workers, self.name)
-            p.delete(self.store.keys.worker(self.name))
-            p.execute()
+            self.store.forget_agent(self.name)
 
 
 def _default_slots(gpus: list[str] | None, per_trial: int = 1) -> int:
@@ -269,12 +265,6 @@ def _config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _find_resumable(store: Store, digest: str) -> str | None:
-    for sid in store.active_sweeps():
-        if store.r.hget(store.keys.sweep(sid), "digest") == digest:
-            return sid
-    return None
-
 
 @main.command("run")
 @click.argument("config_path", metavar="CONFIG")
@@ -300,7 +290,7 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
     interrupted = threading.Event()
     agent = ctl = th = None
     try:
-        sid = None if new else _find_resumable(store, digest)
+        sid = None if new else store.find_active_by("digest", digest)
         if sid:
             click.echo(f"resuming sweep {sid}", err=True)
         else:

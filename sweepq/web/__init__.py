@@ -172,7 +172,7 @@ def create_app(store: Store | None = None, settings: dict[str, Any] | None = Non
         """Liveness for load balancers and compose: 200 when Redis answers, else 503. Without
         the token (when one is set) only ``{"ok"}``: a probe needs no more, a stranger no more."""
         try:
-            ok = bool(store.r.ping())
+            ok = store.ping()
         except Exception:
             ok = False
         body: dict[str, Any] = {"ok": ok}

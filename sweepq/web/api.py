@@ -107,10 +107,7 @@ def _int_arg(name: str, default: int | None, lo: int = 0, hi: int | None = None)
 
 def _metric(sid: str) -> tuple[str, str]:
     """(metric name, goal) of a sweep in one round trip (the plots need no full status)."""
-    name, goal, exists = web().store.r.hmget(web().store.keys.sweep(sid), ["metric_name", "goal", "id"])
-    if not exists:
-        raise NotFound(f"unknown sweep {sid!r}")
-    return name or "", goal or "minimize"
+    return web().store.sweep_metric(sid)
 
 
 def _need(sid: str) -> None:

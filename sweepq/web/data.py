@@ -1,5 +1,4 @@
-"""Read models for the web layer, built on :class:`sweepq.store.Store` (``store.r`` and
-``store.keys``) without changing the store.
+"""Read models for the web layer, built on :class:`sweepq.store.Store`.
 
 Why a cache: the sweep page polls every ~2 s and sorts/filters/pages the runs of sweeps with
 10,000+ trials. Re-reading every trial hash on each poll costs ~100 ms of Redis round trips and
@@ -24,6 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from sweepq.store import NotFound, Store
+from sweepq.store.limits import READ_CHUNK
 
 # Fields a client may sort runs by (``?sort=metric`` or ``?sort=-metric``).
 SORT_KEYS = ("id", "state", "metric", "steps", "started_at", "ended_at", "duration", "worker", "exit_code")
@@ -63,83 +63,6 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-# The fields the web shows (not log_tail: only the run detail needs it, read there directly).
-FIELDS = ("id", "sweep", "n", "state", "params", "metric", "steps", "queued_at", "started_at", "ended_at",
-          "worker", "exit_code", "attempt", "reason", "gpus", "stop", "published", "queue", "stop_requested_at")
-CHUNK = 2000  # trials per Lua call: bounds how long one call blocks Redis
-
-# Read-only: the FIELDS of many trials packed by Redis into one JSON text, ``[[params, [fields]],
-# ...]`` with each trial's params JSON spliced in as it is stored. Why: with redis-py's
-# pure-Python reply parser, 10,000 HGETALLs cost seconds of client CPU (320,000 reply elements)
-# and 10,000 json.loads of small params another second on a busy machine; one JSON text per
-# 2,000 trials is decoded by a single json.loads in milliseconds, and each call blocks Redis for
-# only a few milliseconds. Trials are named by id (ARGV) or by rank range in the sweep's ZSET.
-LUA_READ_TRIALS = """
--- ARGV: ns, mode ('ids' | 'range'), a, b, nfields, fields..., tids... ('range': a, b = ranks)
-local ns, mode, nf = ARGV[1], ARGV[2], tonumber(ARGV[5])
-local fields = {}
-for i = 1, nf do fields[i] = ARGV[5 + i] end
-local pidx = 0
-for i = 1, nf do if fields[i] == 'params' then pidx = i end end
-local tids
-if mode == 'range' then
-  tids = redis.call('ZRANGE', ns .. ':sweep:' .. ARGV[3] .. ':trials', ARGV[4], ARGV[5 + nf + 1])
-else
-  tids = {}
-  for i = 6 + nf, #ARGV do tids[#tids + 1] = ARGV[i] end
-end
-local out = {}
-for _, tid in ipairs(tids) do
-  local vals = redis.call('HMGET', ns .. ':trial:' .. tid, unpack(fields))
-  local params = 'null'
-  if pidx > 0 and vals[pidx] and vals[pidx] ~= '' then params = vals[pidx] end
-  if pidx > 0 then vals[pidx] = false end
-  out[#out + 1] = '[' .. params .. ',' .. cjson.encode(tid) .. ',' .. cjson.encode(vals) .. ']'
-end
-return '[' .. table.concat(out, ',') .. ']'
-"""
-
-
-def trial_record(h: dict[str, Any]) -> dict[str, Any]:
-    """One trial hash as the store's trial dict plus what the web needs (duration, stop times)."""
-    t = Store._trial_from_hash(h, None)
-    t["stop_requested_at"] = _num(h.get("stop_requested_at"))
-    s, e = t["started_at"], t["ended_at"]
-    t["duration"] = (e - s) if (s is not None and e is not None) else None
-    return t
-
-
-def _f(v: Any) -> float | None:
-    if not v:  # False (missing field) or ""
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        return None
-
-
-def record_from_values(vals: list[Any], params: Any = None) -> dict[str, Any]:
-    """:func:`trial_record` of the HMGET values of ``FIELDS`` (same result, built directly: this
-    runs 10,000 times when a big sweep is first shown). ``params`` is the decoded params when
-    the caller has them (``vals`` then holds a placeholder)."""
-    (tid, sweep, n, state, raw_params, metric, steps, queued_at, started_at, ended_at, worker, exit_code,
-     attempt, reason, gpus, stop, published, queue, stop_req) = vals
-    s, e = _f(started_at), _f(ended_at)
-    if params is None:
-        try:
-            params = json.loads(raw_params) if raw_params else {}
-        except ValueError:
-            params = {}
-    return {
-        "id": tid, "sweep": sweep or "", "n": int(n or 0), "state": state or "", "params": params,
-        "metric": _f(metric), "steps": int(steps or 0), "queued_at": _f(queued_at), "started_at": s,
-        "ended_at": e, "worker": worker or None, "exit_code": int(exit_code) if exit_code else None,
-        "attempt": int(attempt or 0), "reason": reason or "", "log_tail": "", "stop": stop or "",
-        "published": published == "1", "queue": queue or "", "gpus": gpus or "",
-        "stop_requested_at": _f(stop_req), "duration": (e - s) if (s is not None and e is not None) else None,
-    }
-
-
 class SweepTrials:
     """The cached trial records of one sweep (see the module docstring)."""
 
@@ -154,36 +77,8 @@ class SweepTrials:
         self.lock = threading.Lock()
         self._memo: dict[Any, Any] = {}
         self._memo_version = -1
-        self._read = store.r.register_script(LUA_READ_TRIALS)
 
     # -- loading ----------------------------------------------------------------------------------
-    def _read_many(self, tids: list[str] | None = None, ranks: tuple[int, int] | None = None
-                   ) -> list[tuple[str, dict[str, Any]]]:
-        """(id, record) of existing trials named by id, or by rank range in the sweep's ZSET
-        (then the ids are read inside Redis), via LUA_READ_TRIALS."""
-        if ranks is not None:
-            args = [self.store.ns, "range", self.sid, ranks[0], len(FIELDS), *FIELDS, ranks[1]]
-        else:
-            args = [self.store.ns, "ids", "", "", len(FIELDS), *FIELDS, *(tids or [])]
-        try:
-            rows = json.loads(self._read(args=args))
-        except ValueError:  # a malformed params value spoils the splice: decode one by one
-            return self._read_slow(tids if tids is not None else self.store.trial_ids(self.sid, *ranks))
-        out = []
-        for params, tid, vals in rows:
-            if not vals or not vals[0]:  # no such trial (HMGET gives false for missing fields)
-                continue
-            vals = [None if v is False else v for v in vals]
-            out.append((tid, record_from_values(vals, params if isinstance(params, dict) else {})))
-        return out
-
-    def _read_slow(self, tids: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        p = self.store.r.pipeline(transaction=False)
-        for tid in tids:
-            p.hmget(self.store.keys.trial(tid), FIELDS)
-        return [(tid, record_from_values(vals)) for tid, vals in zip(tids, p.execute(), strict=True)
-                if vals and vals[0]]
-
     def _store_records(self, recs: list[tuple[str, dict[str, Any]]]) -> None:
         for tid, rec in recs:
             if tid not in self.by_id:
@@ -191,16 +86,16 @@ class SweepTrials:
             self.by_id[tid] = rec
 
     def _fetch(self, tids: list[str]) -> None:
-        for i in range(0, len(tids), CHUNK):
-            self._store_records(self._read_many(tids=tids[i:i + CHUNK]))
+        for i in range(0, len(tids), READ_CHUNK):
+            self._store_records(self.store.read_trial_records(self.sid, tids=tids[i:i + READ_CHUNK]))
         if tids:
             self.version += 1
 
     def _fetch_from_rank(self, start: int) -> None:
         """Every trial from rank ``start`` of the sweep's ZSET on, in creation order."""
-        n = int(self.store.r.zcard(self.store.keys.sweep_trials(self.sid)))
-        for i in range(start, n, CHUNK):
-            self._store_records(self._read_many(ranks=(i, min(i + CHUNK, n) - 1)))
+        n = self.store.n_trials(self.sid)
+        for i in range(start, n, READ_CHUNK):
+            self._store_records(self.store.read_trial_records(self.sid, ranks=(i, min(i + READ_CHUNK, n) - 1)))
         self.version += 1
 
     def memo(self, key: Any, compute: Any) -> Any:
@@ -236,20 +131,13 @@ class SweepTrials:
             self.refreshed_at = time.monotonic()
 
     def _incremental(self) -> None:
-        r, k = self.store.r, self.store.keys
-        p = r.pipeline(transaction=False)
-        p.xrange(k.events, "-", "+", count=1)
-        p.xread({k.events: self.last_event}, count=50_000)
-        p.zcard(k.sweep_trials(self.sid))
-        p.exists(k.sweep(self.sid))
-        oldest, new, n, exists = p.execute()
+        oldest, entries, n, exists = self.store.sweep_changes(self.sid, self.last_event)
         if not exists:  # deleted (namespace wiped) since it was cached
             raise NotFound(f"unknown sweep {self.sid!r}")
         if oldest and _event_id(oldest[0][0]) > _event_id(self.last_event) and self.last_event != "0-0":
             # the stream was trimmed past what we saw: some changes may be lost
             self._full_load()
             return
-        entries = new[0][1] if new else []
         dirty: set[str] = set()
         whole_sweep = False
         for _eid, f in entries:
@@ -360,19 +248,12 @@ def curves(store: Store, tids: list[str], key: str, max_points: int = 2000) -> l
     The step is the row's ``_step`` (what ``run.log`` writes) or ``step`` when numeric, else the
     row's index among rows that hold ``key``. Long series are thinned evenly to ``max_points``.
     """
-    p = store.r.pipeline(transaction=False)
-    for tid in tids:
-        p.lrange(store.keys.trial_rows(tid), 0, -1)
     out = []
-    for tid, raws in zip(tids, p.execute(), strict=True):
+    for tid, rows in zip(tids, store.rows_of(tids), strict=True):
         steps: list[float] = []
         values: list[float] = []
-        for raw in raws:
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(row, dict) or key not in row:
+        for row in rows:
+            if key not in row:
                 continue
             v = _num(row[key]) if not isinstance(row[key], bool) else None
             if v is None:
@@ -392,15 +273,10 @@ def curves(store: Store, tids: list[str], key: str, max_points: int = 2000) -> l
 def row_keys(store: Store, tid: str, limit: int = 200) -> list[str]:
     """The numeric keys a run logged (for the curve picker), from its last ``limit`` rows."""
     keys: dict[str, None] = {}
-    for raw in store.r.lrange(store.keys.trial_rows(tid), -limit, -1):
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            for k, v in row.items():
-                if not k.startswith("_") and _num(v) is not None and not isinstance(v, bool):
-                    keys[k] = None
+    for row in store.rows_of([tid], last=limit)[0]:
+        for k, v in row.items():
+            if not k.startswith("_") and _num(v) is not None and not isinstance(v, bool):
+                keys[k] = None
     return list(keys)
 
 
@@ -518,20 +394,9 @@ def queue_names(store: Store) -> list[str]:
     """The Celery queues sweepq uses now: the default one, each sweep's ``queue``, the agent
     queues of active sweeps, and whatever live workers consume."""
     names = {"sweepq"}
-    r, k = store.r, store.keys
     active = store.active_sweeps()
-    if active:
-        p = r.pipeline(transaction=False)
-        for sid in active:
-            p.hget(k.sweep(sid), "config")
-        for sid, raw in zip(active, p.execute(), strict=True):
-            try:
-                q = (json.loads(raw or "{}") or {}).get("queue")
-            except ValueError:
-                q = None
-            if q:
-                names.add(str(q))
-            names.add(k.agent_queue(sid))
+    names.update(store.sweep_queues(active))
+    names.update(store.keys.agent_queue(sid) for sid in active)
     try:
         for w in store.alive_workers():
             names.update(str(q) for q in w.get("queues") or [])
@@ -543,13 +408,4 @@ def queue_names(store: Store) -> list[str]:
 def queue_depths(store: Store) -> dict[str, int]:
     """Messages waiting in each Celery queue: LLEN of ``<ns>:celery:<queue>`` (kombu's Redis
     transport keeps one list per queue, plus one per priority step, summed here)."""
-    names = queue_names(store)
-    sep = "\x06\x16"
-    p = store.r.pipeline(transaction=False)
-    for q in names:
-        base = store.keys.celery_prefix + q
-        p.llen(base)
-        for pri in (3, 6, 9):
-            p.llen(f"{base}{sep}{pri}")
-    res = p.execute()
-    return {q: int(sum(res[i * 4:(i + 1) * 4])) for i, q in enumerate(names)}
+    return store.queue_depths(queue_names(store))

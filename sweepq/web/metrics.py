@@ -70,21 +70,15 @@ class SweepqCollector(Collector):
         return []  # metrics are dynamic: no describe-time scrape
 
     def collect(self) -> Iterable[Any]:
-        store, r, k = self.store, self.store.r, self.store.keys
+        store = self.store
         sweeps = store.list_sweeps()
-        p = r.pipeline(transaction=False)
-        for sid in sweeps:
-            p.hget(k.sweep(sid), "state")
-            p.hgetall(k.sweep_counts(sid))
-        res = p.execute()
         trials = GaugeMetricFamily("sweepq_trials", "Trials of a sweep by state.", labels=["sweep", "state"])
         by_state = dict.fromkeys(SWEEP_STATES, 0)
-        for i, sid in enumerate(sweeps):
-            st, counts = res[2 * i], res[2 * i + 1] or {}
+        for sid, (st, counts) in zip(sweeps, store.sweep_states(sweeps), strict=True):
             if st in by_state:
                 by_state[st] += 1
             for s in TRIAL_STATES:
-                trials.add_metric([sid, s], max(0, int(counts.get(s, 0))))
+                trials.add_metric([sid, s], counts[s])
         yield trials
         sw = GaugeMetricFamily("sweepq_sweeps", "Sweeps by state.", labels=["state"])
         for s, n in by_state.items():
@@ -95,7 +89,7 @@ class SweepqCollector(Collector):
         for q, n in queue_depths(store).items():
             depth.add_metric([q], n)
         yield depth
-        unacked = r.hlen(k.celery_prefix + "unacked")
+        unacked = store.unacked_messages()
         yield GaugeMetricFamily("sweepq_celery_unacked", "Celery messages delivered and not yet acked.",
                                 value=unacked)
 
@@ -107,11 +101,7 @@ class SweepqCollector(Collector):
         suggest: list[float] = []
         for ctl in self.controllers:
             suggest.extend(list(getattr(ctl, "stats", {}).get("suggest_s", [])))
-        for raw in r.lrange(store.keys.suggest_times, -1000, -1):
-            try:
-                suggest.append(float(raw))
-            except ValueError:
-                continue
+        suggest.extend(store.record_suggest_times())
         h = HistogramMetricFamily("sweepq_suggest_seconds",
                                   "Duration of one engine.suggest call (see docs/dashboard.md).")
         buckets, total = _histogram(suggest, SUGGEST_BUCKETS)

@@ -188,7 +188,7 @@ def check_sweep(store: Any, sid: str, rec_dir: Path | None = None, expect: dict[
         assert len(trials) == n_trials, describe(store, sid)
     if expect is not None:
         assert dict(states) == {k: v for k, v in expect.items() if v}, describe(store, sid)
-    assert not store.r.zrange(store.keys.leases, 0, -1), "leases left behind"
+    assert not store._r.zrange(store.keys.leases, 0, -1), "leases left behind"
     assert not store.inflight_ids(sid), "in-flight set not empty"
     if rec_dir is not None:
         recs = records(rec_dir)

@@ -48,7 +48,7 @@ def test_sigkill_controller_new_one_takes_over(store, start_worker, sq_env, rec_
                  info=lambda: (tmp_path / "ctl1.log").read_text()[-2000:])
         _kill(first)
         n_at_kill = store.n_trials(sid)
-        assert store.r.get(store.keys.leader), "the killed leader's lease is still held (it expires)"
+        assert store._r.get(store.keys.leader), "the killed leader's lease is still held (it expires)"
         second = _controller_proc(sq_env, tmp_path / "ctl2.log")
         procs.append(second)
         wait_for(lambda: sweep_done(store, sid), 90, what="sweep end under the new controller",
@@ -83,7 +83,7 @@ def test_two_controllers_at_once_no_double_suggest(store, start_worker, controll
     assert points == Counter((x, s) for x in xs for s in (1, 2)), points
     check_sweep(store, rnd, rec_dir, expect={"finished": 7}, n_trials=7)
     other = b if leader is a else a
-    assert store.r.get(store.keys.leader) == other.token, "the remaining controller holds the lease"
+    assert store._r.get(store.keys.leader) == other.token, "the remaining controller holds the lease"
 
 
 def test_split_brain_steps_never_exceed_run_cap(store, start_worker, rec_dir):  # noqa: ANN001

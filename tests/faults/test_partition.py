@@ -157,7 +157,7 @@ def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(lab: Lab
         wait_for(lambda: _rerun_on(store, t["id"], workers[other][0]), 60,
                  what=f"the re-run on {other} during the cut", info=lambda: describe(store, sid))
         time.sleep(max(0.0, t_cut + 5 * TTL - time.time()))  # several lease TTLs in all
-        last_beat = store.r.zscore(store.keys.workers, workers[victim][0]) or 0.0
+        last_beat = store._r.zscore(store.keys.workers, workers[victim][0]) or 0.0
         assert last_beat < t_cut + 0.5, "the cut-off worker still reached Redis: the cut is not a partition"
         assert hosts[victim].link()["up"], "a silent cut leaves the host's link up"
     finally:
@@ -166,7 +166,7 @@ def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(lab: Lab
 
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
     # the healed worker reaches Redis again, and its copy's task ends: its writes are in (or refused)
-    wait_for(lambda: (store.r.zscore(store.keys.workers, workers[victim][0]) or 0.0) > t_heal, 120,
+    wait_for(lambda: (store._r.zscore(store.keys.workers, workers[victim][0]) or 0.0) > t_heal, 120,
              what=f"{victim}'s worker back after the heal", info=logs)
     wait_for(lambda: _task_over(lambda: workers[victim][1].read_text(errors="replace"), t["id"]), 120,
              what=f"{victim}'s task for {t['id']} to end", info=logs)

@@ -49,9 +49,10 @@ def _fill(r: redis.Redis) -> int:
         try:
             r.set(f"junk:{n}", b"x" * 65536)
         except redis.exceptions.OutOfMemoryError:
-            # right at the cap a write that frees a little slips through now and then: settle the
-            # cap a little below what it holds, so that it stays full until junk is deleted
-            r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - (256 << 10))
+            # right at the cap, what the stack frees on its own (acked messages, popped queues)
+            # would end the outage: settle the cap well below what it holds (most of the ~1 MB of
+            # junk), so that it stays full until the junk is deleted
+            r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - (768 << 10))
             return n
         n += 1
 

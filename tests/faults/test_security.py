@@ -56,7 +56,7 @@ def test_pickled_message_refused_worker_healthy(store, start_worker, controller,
     assert not marker.exists(), "a pickled Celery message was deserialized"
     assert w.proc.poll() is None, "the worker died"
     queue_key = f"{store.keys.celery_prefix}sweepq"
-    assert store.r.llen(queue_key) == 0, "the refused message was left in the queue"
+    assert store._r.llen(queue_key) == 0, "the refused message was left in the queue"
 
     # the same worker still runs a sweep to its end
     sid = store.create_sweep(make_config(run_cap=3))

@@ -214,7 +214,7 @@ def _rest_of_batch(store: Any, tid: str) -> list[str]:
     import base64
     import json
 
-    for raw in store.r.hvals(store.keys.celery_prefix + "unacked"):
+    for raw in store._r.hvals(store.keys.celery_prefix + "unacked"):
         msg = json.loads(raw)[0]
         body = msg["body"]
         if msg.get("properties", {}).get("body_encoding") == "base64":

@@ -158,7 +158,7 @@ def test_publisher_batch_puts_one_message_per_trial_on_the_real_broker(store) ->
     items = [("s1", "s1-1", "sweepq", 0), ("s1", "s1-2", "sweepq", 0), ("s1", "s1-3", "other", 1)]
     pub.many([*items, ("s1", ("s1-4", "s1-5", "s1-6"), "other", 0)])
     prefix = store.keys.celery_prefix
-    msgs = {q: [json.loads(m) for m in store.r.lrange(prefix + q, 0, -1)] for q in ("sweepq", "other")}
+    msgs = {q: [json.loads(m) for m in store._r.lrange(prefix + q, 0, -1)] for q in ("sweepq", "other")}
     assert len(msgs["sweepq"]) == 2 and len(msgs["other"]) == 2
     seen = []
     for q, ms in msgs.items():

@@ -164,7 +164,7 @@ def test_same_sweep_runs_with_a_rabbitmq_broker(store, start_worker, controller,
     with Connection(RABBITMQ_URL, connect_timeout=5) as conn:
         _, depth, _ = conn.default_channel.queue_declare(queue, passive=True)
         assert depth == 0
-    assert not list(store.r.scan_iter(match=f"*{queue}*"))
+    assert not list(store._r.scan_iter(match=f"*{queue}*"))
     assert "transport:   amqp://guest:**@127.0.0.1:5672//" in w1.output()  # Celery's banner
 
 

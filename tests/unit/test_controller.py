@@ -110,13 +110,13 @@ def test_reaper_requeues_then_crashes(st: Store) -> None:
     ctl.step()
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "dead-1", "w", 0.01).ok
-    st.r.zadd(st.keys.leases, {tid: 0})
+    st._r.zadd(st.keys.leases, {tid: 0})
     ctl.step()
     t = st.get_trial(tid)
     assert t["state"] == "queued" and "worker lost" in t["reason"]
     assert [p for p in fw.published if p[0] == tid] and len([p for p in fw.published if p[0] == tid]) == 2
     assert st.claim(sid, tid, "dead-2", "w", 0.01).ok
-    st.r.zadd(st.keys.leases, {tid: 0})
+    st._r.zadd(st.keys.leases, {tid: 0})
     ctl.step()
     t = st.get_trial(tid)
     assert t["state"] == "crashed" and t["attempt"] == 2
@@ -156,7 +156,7 @@ def test_pause_stop_cancel(st: Store) -> None:
     assert st.claim(sid, running, "o", "w", 10).ok
     st.sweep_action(sid, "cancel")
     assert st.get_trial(running)["stop"] == "cancel"
-    assert st.r.lpop(st.keys.trial_stopq(running)) == "cancel"
+    assert st._r.lpop(st.keys.trial_stopq(running)) == "cancel"
     c = st.counts(sid)
     assert c["queued"] == 0 and c["running"] == 1
     st.finish_trial(sid, running, "o", "canceled", -15)
@@ -195,7 +195,7 @@ def test_restart_carries_on(st: Store) -> None:
     fw.work()
     c1.step()
     # c1 dies (no release); a new one takes over after the lease, rebuilding from Redis
-    st.r.delete(st.keys.leader)
+    st._r.delete(st.keys.leader)
     c2 = Controller(st, publish=fw.publish)
     drive(c2, fw)
     assert st.n_trials(sid) == 6 and st.counts(sid)["finished"] == 6
@@ -209,7 +209,7 @@ def test_worker_lost_while_sweep_ends_is_not_requeued(st: Store, action: str, fi
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "dead", "w", 0.01).ok
     st.sweep_action(sid, action)
-    st.r.zadd(st.keys.leases, {tid: 0})
+    st._r.zadd(st.keys.leases, {tid: 0})
     ctl.step()
     ctl.step()
     assert st.get_trial(tid)["state"] == final
@@ -224,7 +224,7 @@ def test_early_stop_pending_when_worker_dies_ends_stopped(st: Store) -> None:
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "dead", "w", 0.01).ok
     assert st.request_stop(sid, tid, "stop") == "requested"
-    st.r.zadd(st.keys.leases, {tid: 0})
+    st._r.zadd(st.keys.leases, {tid: 0})
     ctl.step()
     assert st.get_trial(tid)["state"] == "stopped"
 
@@ -295,7 +295,7 @@ def test_ended_trial_hash_keeps_only_what_it_reports(st: Store) -> None:
     (tid,) = st.inflight_ids(sid)
     assert st.claim(sid, tid, "own", "w1", 30).ok
     assert st.finish_trial(sid, tid, "own", "finished", 0, values=[0.25], rows=['{"loss": 0.25}'])
-    fields = set(st.r.hkeys(st.keys.trial(tid)))
+    fields = set(st._r.hkeys(st.keys.trial(tid)))
     assert not fields & {"owner", "lease_ttl", "published", "published_at", "stop", "gpus", "reason", "log_tail"}
     t = st.get_trial(tid)
     assert (t["state"], t["metric"], t["history"], t["exit_code"], t["worker"]) == ("finished", 0.25, [0.25], 0, "w1")
@@ -326,8 +326,8 @@ def _run_messages(st: Store, sid: str, pub: MultiPublisher, done: int, seconds: 
         for tid in tids:
             if st.claim(sid, tid, "o", "w", 10).ok:
                 st.finish_trial(sid, tid, "o", "finished", 0, values=[0.5], rows=['{"loss": 0.5}'])
-                t0 = float(st.r.hget(st.keys.trial(tid), "ended_at"))
-                st.r.hset(st.keys.trial(tid), mapping={"started_at": t0 - seconds})
+                t0 = float(st._r.hget(st.keys.trial(tid), "ended_at"))
+                st._r.hset(st.keys.trial(tid), mapping={"started_at": t0 - seconds})
     return len(pub.messages)
 
 

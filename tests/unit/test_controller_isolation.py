@@ -27,9 +27,9 @@ def _publish(sid: str, tid: str, queue: str, attempt: int) -> None:
 
 def _corrupt(st: Store, sid: str, **bad: object) -> None:
     """Rewrite a stored config (the API could not make it: it validates in full)."""
-    config = json.loads(st.r.hget(st.keys.sweep(sid), "config"))
+    config = json.loads(st._r.hget(st.keys.sweep(sid), "config"))
     config.update(bad)
-    st.r.hset(st.keys.sweep(sid), "config", json.dumps(config))
+    st._r.hset(st.keys.sweep(sid), "config", json.dumps(config))
 
 
 @pytest.mark.parametrize("bad", [

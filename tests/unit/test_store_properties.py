@@ -56,7 +56,7 @@ class TrialStoreMachine(RuleBasedStateMachine):
         return f"worker{self.n}:{self.n}"
 
     def _h(self, tid: str) -> dict[str, str]:
-        return self.store.r.hgetall(self.store.keys.trial(tid))
+        return self.store._r.hgetall(self.store.keys.trial(tid))
 
     # -- rules ----------------------------------------------------------------------------------
     @initialize()
@@ -156,7 +156,7 @@ class TrialStoreMachine(RuleBasedStateMachine):
         tid = self.tids[i]
         before = self._h(tid)
         if expired and before["state"] == "running":
-            self.store.r.zadd(self.store.keys.leases, {tid: 0})
+            self.store._r.zadd(self.store.keys.leases, {tid: 0})
         res = self.store.reap(self.sid, tid, retries, "worker lost (lease expired)")
         if before["state"] != "running":
             assert res == "gone"
@@ -201,7 +201,7 @@ class TrialStoreMachine(RuleBasedStateMachine):
     @invariant()
     def invariants(self) -> None:
         hs = {tid: self._h(tid) for tid in self.tids}
-        leases = dict(self.store.r.zrange(self.store.keys.leases, 0, -1, withscores=True))
+        leases = dict(self.store._r.zrange(self.store.keys.leases, 0, -1, withscores=True))
         for tid, h in hs.items():
             state = h["state"]
             assert state in TRIAL_STATES
@@ -221,7 +221,7 @@ class TrialStoreMachine(RuleBasedStateMachine):
                 self.final[tid] = state
         # counts add up
         tally = Counter(h["state"] for h in hs.values())
-        raw = self.store.r.hgetall(self.store.keys.sweep_counts(self.sid))
+        raw = self.store._r.hgetall(self.store.keys.sweep_counts(self.sid))
         assert all(int(v) >= 0 for v in raw.values()), raw
         counts = self.store.counts(self.sid)
         assert {k: v for k, v in counts.items() if v} == dict(tally), (counts, tally)

@@ -354,12 +354,12 @@ def _metric(text: str, name: str, labels: dict[str, str] | None = None) -> float
 def test_metrics(client, store: Store) -> None:  # noqa: ANN001
     sid, tids = populated(store)
     store.register_worker("w1@host", 3, ["sweepq"])
-    store.r.lpush(store.keys.celery_prefix + "sweepq", "{}", "{}")
+    store._r.lpush(store.keys.celery_prefix + "sweepq", "{}", "{}")
     # an early stop: the controller's request, then the worker's end
     running = tids[-2]
     store.request_stop(sid, running, "stop")
     time.sleep(0.05)
-    owner = store.r.hget(store.keys.trial(running), "owner")
+    owner = store._r.hget(store.keys.trial(running), "owner")
     store.finish_trial(sid, running, owner, "stopped", -15)
 
     class FakeController:
@@ -426,20 +426,20 @@ def test_static_files_exist() -> None:
     assert (static / "app.js").is_file() and (static / "app.css").is_file()
 
 
-def test_fast_record_matches_store_parsing(store: Store) -> None:
-    """The web cache builds trial dicts from one Lua HMGET; they must equal the store's own."""
-    from sweepq.web.data import FIELDS, record_from_values, trial_record
-
+def test_dashboard_reads_match_the_store_records(store: Store) -> None:
+    """The dashboard reads thousands of trials with one script call per chunk; the records must
+    equal what the store's full read of each trial gives."""
     sid, tids = populated(store)
-    for tid in tids:
-        h = store.r.hgetall(store.keys.trial(tid))
-        vals = [h.get(f, False) for f in FIELDS]
-        expect = trial_record(h)
-        got = record_from_values(vals)
+    fast = dict(store.read_trial_records(sid, ranks=(0, len(tids) - 1)))
+    assert dict(store.read_trial_records(sid, tids=tids)) == fast
+    for t in store.get_trials(tids, history=False):
+        got = fast[t["id"]]
         # the store may grow record fields; what the API answers must stay identical
-        assert Store.run_json(got) == Store.run_json(expect)
-        for k in ("n", "sweep", "queued_at", "duration", "stop_requested_at", "stop", "queue"):
-            assert got[k] == expect[k], k
+        assert Store.run_json(got) == Store.run_json(t)
+        for k in ("n", "sweep", "queued_at", "stop", "queue"):
+            assert got[k] == t[k], k
+        s, e = t["started_at"], t["ended_at"]
+        assert got["duration"] == (e - s if s is not None and e is not None else None)
 
 
 def test_cross_site_writes_are_refused(client, store: Store) -> None:  # noqa: ANN001
@@ -523,7 +523,7 @@ BAD_SWEEP_IDS = ["ABC", "a:b", "%2A", "x" * 65, "a%20b", "a-1", "%C3%A9t%C3%A9",
 
 @pytest.mark.parametrize("bad", BAD_SWEEP_IDS)
 def test_bad_sweep_ids_are_400_before_redis(client, store: Store, monkeypatch, bad: str) -> None:  # noqa: ANN001
-    monkeypatch.setattr(store, "r", _NoRedis())
+    monkeypatch.setattr(store, "_r", _NoRedis())
     gets = ["", "/runs", "/runs/abc-1", "/config", "/curves", "/parallel", "/importance", "/best"]
     for method, path in [("get", p) for p in gets] + [("post", f"/{a}") for a in ("pause", "cancel")]:
         r = getattr(client, method)(f"/api/sweeps/{bad}{path}")
@@ -533,7 +533,7 @@ def test_bad_sweep_ids_are_400_before_redis(client, store: Store, monkeypatch, b
 
 @pytest.mark.parametrize("bad", ["abc", "abc-", "abc-x", "ABC-1", "a:b-1", "abc-1-2", "abc-%2A", "abc-" + "9" * 19])
 def test_bad_run_ids_are_400_before_redis(client, store: Store, monkeypatch, bad: str) -> None:  # noqa: ANN001
-    monkeypatch.setattr(store, "r", _NoRedis())
+    monkeypatch.setattr(store, "_r", _NoRedis())
     r = client.get(f"/api/sweeps/abc/runs/{bad}")
     assert r.status_code == 400 and r.json["error"].startswith("not a run id:"), r.get_data(as_text=True)[:200]
 

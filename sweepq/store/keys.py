@@ -101,6 +101,10 @@ class Keys:
         """Trials started by one ``sweepq agent --count N``."""
         return f"{self.ns}:agent:{name}:started"
 
+    def agent_done(self, name: str) -> str:
+        """Trials one ``sweepq agent`` ran to their end (its loop stops at --count)."""
+        return f"{self.ns}:agent:{name}:started:done"
+
     @property
     def suggest_times(self) -> str:
         """LIST of recent suggestion durations (seconds), for the web's /metrics histogram."""

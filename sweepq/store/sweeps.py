@@ -1,0 +1,200 @@
+"""Sweeps: created whole, their configs, states, counts and best trial; what a controller pass
+reads in one round trip."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import time
+from typing import Any
+
+import redis
+
+from sweepq.errors import Conflict, NotFound
+from sweepq.ids import is_sweep_id, shown
+from sweepq.model import TRIAL_STATES, stored_number
+from sweepq.store.base import StoreBase
+from sweepq.store.connection import OUT_OF_MEMORY
+from sweepq.store.limits import EVENTS_MAXLEN
+
+
+def new_id(n: int = 8) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+class SweepsPart(StoreBase):
+    """The sweeps of a namespace."""
+
+    _health: tuple[float, str | None] = (-1e9, None)
+    _HEAD = ("state", "best_value", "best_id", "warnings", "end_reason")
+
+    def create_sweep(self, config: dict[str, Any], sweep_id: str | None = None) -> str:
+        """Register a normalised config as a new running sweep; returns its id."""
+        k = self.keys
+        sid = sweep_id or new_id()
+        if not is_sweep_id(sid):  # ids are spliced into key names: only ones sweepq could make
+            raise Conflict(f"not a sweep id: {shown(sid)} (1-64 lowercase letters and digits)")
+        metric = config.get("metric") or {}
+        now = time.time()
+        fields = {
+            "id": sid, "state": "running", "config": json.dumps(config), "method": config.get("method", ""),
+            "metric_name": metric.get("name", ""), "goal": metric.get("goal", "minimize"),
+            "name": str(config.get("name") or ""), "created_at": now, "next_trial": 0,
+        }
+        flat = [str(x) for kv in fields.items() for x in kv]
+        if not self._script("create_sweep")(keys=[k.sweep(sid), k.sweeps, k.active_sweeps, k.events],
+                                            args=[sid, now, *flat]):
+            raise Conflict(f"sweep {sid} already exists")
+        return sid
+
+    def sweep_exists(self, sid: str) -> bool:
+        return bool(self._r.exists(self.keys.sweep(sid)))
+
+    def get_sweep(self, sid: str) -> dict[str, Any]:
+        h = self._r.hgetall(self.keys.sweep(sid))
+        if not h:
+            raise NotFound(f"unknown sweep {sid!r}")
+        h["config"] = json.loads(h.get("config") or "{}")
+        h["warnings"] = json.loads(h.get("warnings") or "[]")
+        return h
+
+    def _head(self, vals: list[Any]) -> dict[str, Any] | None:
+        """The sweep's changing fields without its config (``_HEAD``), None for a missing sweep."""
+        if vals[0] is None:
+            return None
+        head = dict(zip(self._HEAD, vals, strict=True))
+        head["warnings"] = json.loads(head["warnings"] or "[]")
+        return head
+
+    def sweep_config(self, sid: str) -> dict[str, Any]:
+        raw = self._r.hget(self.keys.sweep(sid), "config")
+        if raw is None:
+            raise NotFound(f"unknown sweep {sid!r}")
+        return json.loads(raw)
+
+    def sweep_state(self, sid: str) -> str | None:
+        return self._r.hget(self.keys.sweep(sid), "state")
+
+    def list_sweeps(self) -> list[str]:
+        return list(self._r.zrange(self.keys.sweeps, 0, -1))
+
+    def active_sweeps(self) -> list[str]:
+        return sorted(self._r.smembers(self.keys.active_sweeps))
+
+    def forget_active(self, sid: str) -> None:
+        """Take a sweep whose record is gone off the active set."""
+        self._r.srem(self.keys.active_sweeps, sid)
+
+    def sweep_action(self, sid: str, action: str, reason: str = "") -> str:
+        """pause | resume | stop | cancel | fail (with ``reason``: the sweep ends ``failed``, its
+        queued trials canceled and its running ones killed); returns the new state or raises
+        StoreError."""
+        k = self.keys
+        res = self._script("sweep_action")(
+            keys=[k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events, k.active_sweeps],
+            args=[k.ns, sid, action, time.time(), reason])
+        if res[0] == "missing":
+            raise NotFound(f"unknown sweep {sid!r}")
+        if res[0] == "bad":
+            raise Conflict(f"cannot {action} sweep {sid}: it is {res[1]}")
+        return res[1]
+
+    def set_sweep_fields(self, sid: str, **fields: Any) -> None:
+        self._r.hset(self.keys.sweep(sid), mapping={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                                                  for k, v in fields.items()})
+
+    def finish_sweep(self, sid: str, state: str = "finished", reason: str = "") -> None:
+        """Mark a sweep ended (only from running/stopped/canceled states it keeps its state; a
+        failed sweep keeps its reason too)."""
+        k = self.keys
+        p = self._r.pipeline()
+        cur = self.sweep_state(sid)
+        if cur == "running":
+            p.hset(k.sweep(sid), mapping={"state": state, "ended_at": time.time(), "end_reason": reason})
+        elif cur == "failed":
+            p.hset(k.sweep(sid), mapping={"ended_at": time.time()})
+        else:
+            p.hset(k.sweep(sid), mapping={"ended_at": time.time(), "end_reason": reason})
+        p.srem(k.active_sweeps, sid)
+        p.xadd(k.events, {"sweep": sid, "trial": "", "kind": "sweep"}, maxlen=EVENTS_MAXLEN, approximate=True)
+        p.execute()
+
+    def counts(self, sid: str) -> dict[str, int]:
+        raw = self._r.hgetall(self.keys.sweep_counts(sid))
+        return {s: max(0, int(raw.get(s, 0))) for s in TRIAL_STATES}
+
+    def n_trials(self, sid: str) -> int:
+        return int(self._r.zcard(self.keys.sweep_trials(sid)))
+
+    def best(self, sid: str) -> dict[str, Any] | None:
+        """The best finished trial by its summary metric (last logged value), or None."""
+        h = self._r.hmget(self.keys.sweep(sid), ["best_id", "best_value"])
+        if not h[0]:
+            return None
+        params = self._r.hget(self.keys.trial(h[0]), "params")
+        return {"run_id": h[0], "value": float(h[1]), "params": json.loads(params or "{}")}
+
+    def status(self, sid: str) -> dict[str, Any]:
+        """The ``status`` JSON shape (docs/dashboard.md, "JSON shapes")."""
+        sw = self.get_sweep(sid)
+        out = {
+            "id": sid, "state": sw["state"], "method": sw.get("method", ""),
+            "metric": {"name": sw.get("metric_name") or None, "goal": sw.get("goal") or "minimize"},
+            "counts": self.counts(sid), "best": self.best(sid),
+        }
+        warnings = list(sw.get("warnings", []))
+        full = self.memory_full() if out["state"] in ("running", "paused", "stopped", "canceled") else None
+        if full:
+            warnings.append(full)
+        extra = {"name": sw.get("name") or "", "created_at": stored_number(sw.get("created_at")),
+                 "ended_at": stored_number(sw.get("ended_at")), "trials": self.n_trials(sid),
+                 "warnings": warnings, "end_reason": sw.get("end_reason", "")}
+        out.update(extra)
+        return out
+
+    def memory_full(self, max_age: float = 2.0) -> str | None:
+        """A one-line warning while Redis is out of memory and refusing writes, else None.
+
+        Nothing can be written to a sweep then, so readers (status, the dashboard) ask Redis itself
+        (``INFO memory``, cached ``max_age`` seconds). A server without INFO (fakeredis) is never full.
+        """
+        at, cached = self._health
+        now = time.monotonic()
+        if now - at < max_age:
+            return cached
+        try:
+            info = self._r.info("memory")
+            limit = int(info.get("maxmemory") or 0)
+            full = (limit > 0 and int(info.get("used_memory") or 0) > limit
+                    and info.get("maxmemory_policy") == "noeviction")
+        except redis.exceptions.ResponseError:
+            full = False
+        msg = OUT_OF_MEMORY if full else None
+        self._health = (now, msg)
+        return msg
+
+    def sweep_metric(self, sid: str) -> tuple[str, str]:
+        """(metric name, goal) of a sweep in one round trip; NotFound for an unknown sweep."""
+        name, goal, exists = self._r.hmget(self.keys.sweep(sid), ["metric_name", "goal", "id"])
+        if not exists:
+            raise NotFound(f"unknown sweep {sid!r}")
+        return name or "", goal or "minimize"
+
+    def find_active_by(self, field: str, value: str) -> str | None:
+        """An active sweep whose ``field`` holds ``value`` (``sweepq run`` resumes by config digest)."""
+        for sid in self.active_sweeps():
+            if self._r.hget(self.keys.sweep(sid), field) == value:
+                return sid
+        return None
+
+    def sweep_states(self, sids: list[str]) -> list[tuple[str | None, dict[str, int]]]:
+        """(state, counts) of each sweep, in one round trip (for /metrics)."""
+        p = self._r.pipeline(transaction=False)
+        for sid in sids:
+            p.hget(self.keys.sweep(sid), "state")
+            p.hgetall(self.keys.sweep_counts(sid))
+        res = p.execute()
+        return [(res[2 * i], {s: max(0, int((res[2 * i + 1] or {}).get(s, 0))) for s in TRIAL_STATES})
+                for i in range(len(sids))]
