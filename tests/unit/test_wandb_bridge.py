@@ -234,17 +234,44 @@ def test_environment_offline_unless_the_worker_sets_a_mode(tmp_path: Path, monke
         monkeypatch.delenv(var, raising=False)
     bridge = TrialBridge("abc123-4", "abc123", tmp_path)
     env = bridge.prepare(PARAMS)
+    param_path = Path(env.pop("WANDB_SWEEP_PARAM_PATH"))
+    assert param_path.parent == tmp_path / "abc123" / "wandb" / "sweep-abc123"
+    assert param_path.read_text() == wandb_bridge.param_file_text(PARAMS)
     assert env == {
-        "WANDB_SWEEP_PARAM_PATH": str(tmp_path / "abc123" / "wandb" / "sweep-abc123" / "config-abc123-4.yaml"),
         "WANDB_RUN_ID": "abc123-4", "WANDB_DIR": str(tmp_path / "abc123"), "WANDB_MODE": "offline",
         "WANDB_ERROR_REPORTING": "false", "WANDB_RUN_GROUP": "sweepq-abc123",
         "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL": "1"}
-    assert Path(env["WANDB_SWEEP_PARAM_PATH"]).read_text() == wandb_bridge.param_file_text(PARAMS)
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_RUN_GROUP", "mine")
     env = TrialBridge("abc123-5", "abc123", tmp_path).prepare(PARAMS)
     assert "WANDB_MODE" not in env and "WANDB_ERROR_REPORTING" not in env and "WANDB_RUN_GROUP" not in env
     assert "WANDB_SWEEP_ID" not in env  # W&B's server refuses a run that names a sweep it does not know
+
+
+def test_a_slots_next_trial_rewrites_its_parameters_file(tmp_path: Path) -> None:
+    """One file per worker slot, rewritten in place: the next trial's (shorter) parameters leave
+    nothing of the previous trial's behind."""
+    first = TrialBridge("s2-1", "s2", tmp_path)
+    first.prepare(PARAMS)
+    second = TrialBridge("s2-2", "s2", tmp_path)
+    second.prepare({"lr": 0.5})
+    assert second.param_path == first.param_path
+    assert second.param_path.read_text() == "wandb_version: 1\n\nlr:\n  value: 0.5\n"
+    assert [p.name for p in second.param_path.parent.iterdir()] == [second.param_path.name]
+
+
+def test_a_parameters_file_that_cannot_be_written_fails_the_trial_visibly(tmp_path: Path) -> None:
+    """Never the slot's previous parameters, never the defaults: the path given to wandb does not
+    exist, so wandb.init stops with 'config file ... doesn't exist'."""
+    bridge = TrialBridge("s3-1", "s3", tmp_path)
+    bridge.prepare({"lr": 0.1})
+    blocked = bridge.param_path
+    blocked.unlink()
+    blocked.mkdir()  # the slot's file cannot be opened for writing any more
+    again = TrialBridge("s3-2", "s3", tmp_path)
+    env = again.prepare({"lr": 0.2})
+    assert env["WANDB_SWEEP_PARAM_PATH"] != str(blocked)
+    assert not Path(env["WANDB_SWEEP_PARAM_PATH"]).exists()
 
 
 def test_prepare_uses_the_workers_wandb_dir_as_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
