@@ -1,11 +1,10 @@
-"""The Celery app and the trial task: ``celery -A sweepq.worker worker``.
+"""The worker: ``celery -A sweepq.worker worker``. This module is Celery's entry point: it builds
+the app from the environment (``sweepq.dispatch``), defines the trial task, and hooks the worker's
+life (the registry the controller sizes queues from, GPU slots, process trees, fencing).
 
-Every setting below is chosen for trials that run for hours or days (measured in
-../shared/CELERY-NOTES.md); the reason for each is next to it. The task message carries only the
-sweep id and the trial id (or, for a batch of very short trials, several trial ids): the command
-is rendered on the worker from the sweep's config in Redis, and claiming a trial is an atomic
-script, so a message delivered twice (redelivery after the visibility timeout, a duplicate
-publish) runs each trial once.
+The task hands each trial to the executor (``sweepq.executor``): claim, run with heartbeats,
+finish. A message delivered twice (redelivery after the visibility timeout, a duplicate publish)
+runs each trial once: the claim is atomic.
 """
 
 from __future__ import annotations
@@ -16,122 +15,23 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Sequence
 from typing import Any
 
-from celery import Celery, signals
+from celery import signals
 
-from sweepq.store import Claim, Store, redis_url_from_env
-from sweepq.store.keys import Keys, namespace_from_env
+from sweepq.config import load_config
+from sweepq.dispatch import DEFAULT_QUEUE, TASK_NAME, make_app
+from sweepq.settings import Settings
+from sweepq.store import Claim, Store
 
 log = logging.getLogger("sweepq.worker")
 
-DEFAULT_QUEUE = "sweepq"
-LEASE_TTL = float(os.environ.get("SWEEPQ_LEASE_TTL", "30"))
+SETTINGS = Settings.from_env()  # read once, when Celery imports this module
+LEASE_TTL = SETTINGS.lease_ttl
 WORKER_TTL = 15.0
-TASK_NAME = "sweepq.run_trial"
 
 
-def broker_url() -> str:
-    return os.environ.get("SWEEPQ_BROKER_URL") or redis_url_from_env()
-
-
-def celery_config(namespace: str | None = None) -> dict[str, Any]:
-    """One documented Celery configuration (each setting's reason beside it; docs/reliability.md)."""
-    keys = Keys(namespace or namespace_from_env())
-    transport: dict[str, Any] = {
-        # Trials own their lease in Redis (30 s, renewed by heartbeat): recovery of a dead worker is
-        # the controller's reaper, in seconds. Celery's own redelivery is only a last-resort net,
-        # so its visibility timeout is longer than any trial could run.
-        "visibility_timeout": float(os.environ.get("SWEEPQ_VISIBILITY_TIMEOUT", 7 * 24 * 3600)),
-        # notice half-open connections (NAT, a restarted Redis) before a BRPOP hangs forever, and
-        # never wait forever on a silent one (a partition, a hung proxy): kombu reconnects
-        "health_check_interval": 25,
-        "socket_keepalive": True,
-        "socket_timeout": 30.0,
-        "socket_connect_timeout": 10.0,
-        # every broker key under the namespace: teams and tests share a Redis safely
-        "global_keyprefix": keys.celery_prefix,
-    }
-    return {
-        # JSON only: a pickled message is refused (anyone who can write the broker could run code)
-        "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
-        "accept_content": ["json"], "result_accept_content": ["json"],
-        # a trial is acked when it ends: a cold-shut-down worker's message goes back to the queue
-        "task_acks_late": True,
-        # one trial per slot, no hoarding: a worker takes a message only when a slot is free
-        "worker_prefetch_multiplier": 1,
-        "worker_disable_prefetch": True,
-        # a killed pool child must not requeue in a loop: the reaper decides (bounded by retries)
-        "task_reject_on_worker_lost": False,
-        "task_acks_on_failure_or_timeout": True,
-        # no result backend: state lives in sweepq's own records
-        "task_ignore_result": True,
-        "broker_transport_options": transport,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_retry": True,
-        "broker_connection_max_retries": None,  # retry forever: a Redis restart is not fatal
-        # a broker blip must not kill day-long trials
-        "worker_cancel_long_running_tasks_on_connection_loss": False,
-        # Task events off unless asked for (`-E`, SWEEPQ_TASK_EVENTS=1): three events per trial were
-        # ~14 % of a worker's CPU per trial (benchmarks/dispatch.py). Flower turns them on in every
-        # worker it sees (its --enable_events, the default), so Flower still lists every trial.
-        # No task-sent events: they doubled the cost of every publish, and sweepq's own records
-        # already say what is queued. Worker heartbeats (Flower's online/offline) stay on.
-        "worker_send_task_events": os.environ.get("SWEEPQ_TASK_EVENTS", "") in ("1", "true", "yes"),
-        "task_send_sent_event": False, "task_track_started": True,
-        # no Celery time limits: they orphan subprocesses; trial_timeout is enforced by the runner
-        "task_time_limit": None, "task_soft_time_limit": None,
-        "task_default_queue": DEFAULT_QUEUE,
-        "worker_hijack_root_logger": False,
-    }
-
-
-def _reuse_kombu_redis_clients() -> None:
-    """Make kombu's Redis channel reuse one synchronous client instead of building a new one for
-    every ack, event and publish.
-
-    kombu 5.7's ``Channel.conn_or_acquire`` calls ``_create_client`` each time, and a redis-py 8
-    client costs ~0.2 ms to build (it fills a ~170-entry table of response callbacks): about a
-    fifth of a worker's CPU per trial and an eighth of the controller's publish cost, measured in
-    docs/benchmarks.md. A ``redis.Redis`` over a connection pool is thread-safe (each command takes
-    a connection from the pool), so one per channel and pool is equivalent; it is rebuilt whenever
-    kombu replaces the channel's pool (after a connection error). The asynchronous client that
-    kombu's event loop polls is left alone.
-    """
-    try:
-        from kombu.transport import redis as kredis
-    except ImportError:  # kombu without the redis transport: nothing to do
-        return
-    original = getattr(kredis.Channel, "_create_client", None)
-    if original is None or getattr(original, "_sweepq_reuse", False):
-        return
-
-    def _create_client(self: Any, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return original(self, asynchronous=True)
-        pool = self.pool
-        cached = self.__dict__.get("_sweepq_sync_client")
-        if cached is None or cached[0] is not pool:
-            cached = (pool, original(self, asynchronous=False))
-            self.__dict__["_sweepq_sync_client"] = cached
-        return cached[1]
-
-    _create_client._sweepq_reuse = True  # type: ignore[attr-defined]
-    kredis.Channel._create_client = _create_client
-
-
-_reuse_kombu_redis_clients()
-
-
-def make_app(namespace: str | None = None) -> Celery:
-    application = Celery("sweepq", broker=broker_url(), set_as_current=True)
-    application.conf.update(celery_config(namespace))
-    return application
-
-
-app = make_app()
-_APP_KEY = (namespace_from_env(), broker_url())  # what the module-level app was built for
+app = make_app(SETTINGS)
 
 _store: Store | None = None
 _store_lock = threading.Lock()
@@ -143,7 +43,7 @@ def get_store() -> Store:
     global _store
     with _store_lock:
         if _store is None or _store_pid.get("pid") != os.getpid():
-            _store = Store()
+            _store = Store(url=SETTINGS.redis_url, namespace=SETTINGS.namespace)
             _store_pid["pid"] = os.getpid()
         return _store
 
@@ -206,15 +106,14 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
     this trial's final write). ``claimed``: this trial's own claim, taken that way."""
     from sweepq.runner import TrialRunner
 
-    agent = os.environ.get("SWEEPQ_AGENT_NAME", "")
-    count = int(os.environ.get("SWEEPQ_AGENT_COUNT") or 0)
+    agent, count = SETTINGS.agent_name, SETTINGS.agent_count
     if agent and count:
         # `sweepq agent --count N`: N trials across all pool children, counted atomically (one
         # claim at a time, so no claim rides on a finish here)
         if not store.agent_take(agent, count):
             store.unpublish(trial_id)
             return "declined", None
-    workdir = os.environ.get("SWEEPQ_WORKDIR") or None
+    workdir = SETTINGS.workdir
     if claimed is not None:
         owner, claim = claimed
     else:
@@ -260,72 +159,12 @@ def _sweep_config(store: Store, sweep_id: str) -> dict[str, Any]:
     """A sweep's config never changes: read and parse it once per process."""
     cfg = _configs.get(sweep_id)
     if cfg is None:
-        cfg = _configs[sweep_id] = store.sweep_config(sweep_id)
+        # checked in full once per process (a config that reached Redis another way fails here,
+        # and the controller fails its sweep); then the engine's fast path
+        cfg = _configs[sweep_id] = load_config(store.sweep_config(sweep_id))
         if len(_configs) > 256:
             _configs.pop(next(iter(_configs)))
     return cfg
-
-
-class Publisher:
-    """Sends trials to their queues through one Celery app (readable in Flower: task name
-    ``sweepq.run_trial``, args ``[sweep, trial]``, or ``[sweep, trial, trial, ...]`` for a batch
-    of short trials: ``trial_id`` may be a sequence of ids).
-
-    ``many`` sends a controller pass's messages through one producer in one kombu publish batch:
-    one pipelined round trip to Redis instead of one per message.
-    """
-
-    batches = True  # takes several trial ids per message (controller.BATCH_MAX)
-
-    def __init__(self, application: Celery) -> None:
-        self.app = application
-        # On Redis, Celery sends a direct queue's messages through the anonymous exchange (an
-        # LPUSH), which needs no binding, yet by default it re-declares the queue on every send (a
-        # third of the controller's publish CPU, measured): skip that. AMQP brokers drop a message
-        # for a queue nobody declared yet, so there the declaration stays.
-        scheme = str(application.conf.broker_url or "").split("://", 1)[0].lower()
-        self.declare: list[Any] | None = [] if scheme in ("redis", "rediss", "redis+socket") else None
-
-    def __call__(self, sweep_id: str, trial_id: str | Sequence[str], queue: str, attempt: int = 0) -> None:
-        _send(self.app, sweep_id, trial_id, queue, attempt, declare=self.declare)
-
-    def many(self, items: list[tuple[str, str | Sequence[str], str, int]]) -> None:
-        if len(items) == 1:
-            self(*items[0])
-            return
-        with self.app.producer_or_acquire() as producer, producer.batch():
-            for sweep_id, trial_id, queue, attempt in items:
-                _send(self.app, sweep_id, trial_id, queue, attempt, producer=producer, declare=self.declare)
-
-
-def _send(application: Celery, sweep_id: str, trial_id: str | Sequence[str], queue: str, attempt: int,
-          producer: Any = None, declare: list[Any] | None = None) -> None:
-    ids = [trial_id] if isinstance(trial_id, str) else list(trial_id)
-    args = [sweep_id, *ids]
-    # argsrepr given: Celery would otherwise saferepr() the args of every message (a sixth of a
-    # send's CPU, profiled); ids are plain tokens, so repr() is the same text
-    application.send_task(TASK_NAME, args=args, queue=queue, producer=producer, argsrepr=repr(args),
-                          kwargsrepr="{}", task_id=f"{ids[0]}.{attempt}.{secrets.token_hex(3)}",
-                          declare=declare)
-
-
-publish_trial = Publisher(app)
-_publishers: dict[tuple[str, str], Publisher] = {}
-
-
-def make_publisher(namespace: str | None = None, broker: str | None = None) -> Publisher:
-    """A publisher for another namespace or broker than this process's default app
-    (the controller serves the namespace of its store; tests run many namespaces at once)."""
-    ns = namespace or namespace_from_env()
-    url = broker or broker_url()
-    if (ns, url) == _APP_KEY:
-        return publish_trial
-    key = (ns, url)
-    if key not in _publishers:
-        other = Celery(f"sweepq-{ns}", broker=url, set_as_current=False)
-        other.conf.update(celery_config(ns))
-        _publishers[key] = Publisher(other)
-    return _publishers[key]
 
 
 @signals.celeryd_init.connect
@@ -398,7 +237,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     from sweepq.gpus import detect_gpus
 
     gpus = detect_gpus()
-    sweep = os.environ.get("SWEEPQ_AGENT_SWEEP", "")
+    sweep = SETTINGS.agent_sweep
 
     def beat() -> None:
         registered = False

@@ -27,10 +27,11 @@ class _Exploit:
 def _attacker_app(url: str, namespace: str) -> Any:
     from celery import Celery
 
-    from sweepq.worker import celery_config
+    from sweepq.dispatch import celery_config
+    from sweepq.settings import Settings
 
     app = Celery("attacker", broker=url, set_as_current=False)
-    app.conf.update(celery_config(namespace))
+    app.conf.update(celery_config(Settings.from_env(), namespace))
     return app
 
 
@@ -67,8 +68,9 @@ def test_pickled_message_refused_worker_healthy(store, start_worker, controller,
 
 
 def test_worker_config_is_json_only() -> None:
-    from sweepq.worker import celery_config
+    from sweepq.dispatch import celery_config
+    from sweepq.settings import Settings
 
-    cfg = celery_config("x")
+    cfg = celery_config(Settings(), "x")
     assert cfg["accept_content"] == ["json"] and cfg["result_accept_content"] == ["json"]
     assert cfg["task_serializer"] == cfg["result_serializer"] == cfg["event_serializer"] == "json"

@@ -152,7 +152,7 @@ def test_publisher_batch_puts_one_message_per_trial_on_the_real_broker(store) ->
     trial arrives as its own Celery message, on its own queue, with (sweep, trial) as args."""
     import base64
 
-    from sweepq.worker import TASK_NAME, make_publisher
+    from sweepq.dispatch import TASK_NAME, make_publisher
 
     pub = make_publisher(store.ns, store.url)
     items = [("s1", "s1-1", "sweepq", 0), ("s1", "s1-2", "sweepq", 0), ("s1", "s1-3", "other", 1)]

@@ -61,9 +61,10 @@ def flower(sq_env: dict[str, str], tmp_path: Path):  # noqa: ANN201
 
 def test_flower_sees_workers_and_trials(flower: str, store, start_worker, controller) -> None:  # noqa: ANN001
     from sweepq.config import load_config
-    from sweepq.worker import celery_config
+    from sweepq.dispatch import celery_config
+    from sweepq.settings import Settings
 
-    limit = celery_config().get("broker_pool_limit")
+    limit = celery_config(Settings.from_env()).get("broker_pool_limit")
     # Flower runs 8 broadcast inspect calls at once on the app's broker pool; below ~10 connections
     # they deadlock and Flower shows neither workers nor tasks (measured: 8 hangs, 10 works)
     assert limit is None or limit >= 10, (

@@ -362,25 +362,26 @@ def test_short_trials_are_batched_and_each_runs_once(st: Store, method: str, sec
 
 
 def test_batch_size_follows_trial_length_and_caps() -> None:
-    from sweepq.controller import _SweepView
+    from sweepq.controller import SweepView
+    from sweepq.controller.capacity import batch_size
 
     ctl = Controller(Store(client=fakeredis.FakeRedis(decode_responses=True), namespace="bs"),
                      publish=MultiPublisher(), batch_max=32)
-    view = _SweepView(config={})
+    view = SweepView(config={})
     rnd = {"method": "random"}
-    assert ctl._batch_size(rnd, view) == 1  # nothing measured yet
+    assert batch_size(rnd, view, ctl.batch_max) == 1  # nothing measured yet
     view.durations.extend([0.003] * 7)
-    assert ctl._batch_size(rnd, view) == 1  # too few
+    assert batch_size(rnd, view, ctl.batch_max) == 1  # too few
     view.durations.append(0.003)
-    assert ctl._batch_size(rnd, view) == 16  # 16 fit in the 50 ms window
+    assert batch_size(rnd, view, ctl.batch_max) == 16  # 16 fit in the 50 ms window
     view.durations.extend([0.001] * 24)
-    assert ctl._batch_size(rnd, view) == 32  # 50 would fit: capped at 32
+    assert batch_size(rnd, view, ctl.batch_max) == 32  # 50 would fit: capped at 32
     view.durations.clear()
     view.durations.extend([0.01] * 8)
-    assert ctl._batch_size(rnd, view) == 5
+    assert batch_size(rnd, view, ctl.batch_max) == 5
     view.durations.extend([0.2] * 32)
-    assert ctl._batch_size(rnd, view) == 1  # trials got long: back to one per message
-    assert Controller(ctl.store, publish=lambda *a: None)._batch_size(rnd, view) == 1  # a single-trial publisher
+    assert batch_size(rnd, view, ctl.batch_max) == 1  # trials got long: back to one per message
+    assert batch_size(rnd, view, Controller(ctl.store, publish=lambda *a: None).batch_max) == 1  # a single-trial publisher
 
 
 def test_max_concurrent_bounds_batches(st: Store) -> None:

@@ -13,41 +13,29 @@ pass; a Redis error (unreachable, out of memory) is no sweep's fault and ends on
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import os
 import secrets
 import socket
-import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq import engine
 from sweepq.config import load_config
-from sweepq.model import FINAL_STATES
+from sweepq.controller.capacity import BATCH_WINDOW_S, batch_size, on_queues, route, target_inflight
+from sweepq.controller.reaper import Reaper
+from sweepq.controller.view import SweepView, failure_line
+from sweepq.settings import Settings
 from sweepq.store import NotFound, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("sweepq.controller")
 
 LEADER_TTL_MS = 10_000
 WORKERS_REFRESH_S = 2.0
-
-
-def resend_after_s() -> float:
-    """A trial sent this long ago and still unclaimed while a slot on its queue is idle lost its
-    message (its worker died between delivery and claim, unacked until the visibility timeout), or
-    waits in a batch behind a long trial: send it again. max(5 s, lease TTL), read when a
-    Controller is made rather than at import (a process may set SWEEPQ_LEASE_TTL after importing)."""
-    return max(5.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")))
-
-
 # events that need no pass of their own (the next pass reads their trials): a trial was claimed
 # (queued -> running leaves the in-flight count as it was), created (by this controller), or
 # unpublished (a claim found its sweep paused: the resume's event brings the pass; an agent at its
@@ -59,60 +47,6 @@ PASSIVE_EVENTS = frozenset({"started", "created", "unpublished"})
 # have a whole batch waiting meanwhile. Without batches a pass follows every trial end at once:
 # with one spare trial per worker, a gap would leave workers idle (measured: half the rate).
 PASS_GAP_S = 0.02
-# leases run for SWEEPQ_LEASE_TTL (30 s) and the reaper waits two of them after a Redis restart:
-# looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
-REAP_EVERY_S = max(0.05, min(1.0, float(os.environ.get("SWEEPQ_LEASE_TTL", "30")) / 10))
-# Short-trial batching (docs/reliability.md, "Very short trials"): once a random or grid sweep's
-# trials are known to take a few milliseconds, one Celery message carries up to BATCH_MAX of them,
-# as many as fit in BATCH_WINDOW_S by the median of the last finished ones. A message's own cost
-# (publish, broker round trips, Celery's ack and hand-off: ~4 ms, benchmarks/dispatch.py) is then
-# paid once per batch. Trials of 25 ms or more are never batched, and bayes never is (each of its
-# suggestions should see the results before it). SWEEPQ_BATCH_MAX=1 turns it off.
-BATCH_MAX = max(1, int(os.environ.get("SWEEPQ_BATCH_MAX", "32")))
-BATCH_WINDOW_S = 0.05
-BATCH_MIN_SAMPLES = 8  # finished trials seen before a sweep's trials count as short
-BATCH_METHODS = frozenset({"random", "grid"})
-
-
-@dataclass
-class _SweepView:
-    """What the controller knows of one sweep (derived from Redis, never the source of truth)."""
-
-    config: dict[str, Any]
-    trials: dict[str, dict[str, Any]] = field(default_factory=dict)
-    loaded: bool = False
-    metrics_dirty: bool = True
-    exhausted: bool = False
-    inflight: set[str] = field(default_factory=set)  # ids of queued/running trials
-    ended_changed: bool = True  # a trial reached a final state since the last look
-    n_ended_run: int = 0  # finished/failed/stopped trials (they ran, so they could log)
-    any_metric: bool = False  # some ended trial logged the metric: the warning can never apply
-    # run times of the last finished trials (seconds): how many fit in one message
-    durations: deque[float] = field(default_factory=lambda: deque(maxlen=32))
-    state: str = ""  # the sweep's state at the last pass: a change (a resume) re-reads its trials
-    fail_fast_judged: bool = False  # its first trials were judged (fail_fast): never again
-
-    def put(self, t: dict[str, Any]) -> None:
-        """Insert or update one trial, keeping the in-flight index and counters exact (O(1))."""
-        old = self.trials.get(t["id"])
-        self.trials[t["id"]] = t
-        if t["state"] in FINAL_STATES:
-            self.inflight.discard(t["id"])
-            if old is None or old["state"] not in FINAL_STATES:
-                self.ended_changed = True
-                if t["state"] in ("finished", "failed", "stopped"):
-                    self.n_ended_run += 1
-                    if t["metric"] is not None or t.get("history"):
-                        self.any_metric = True
-                if t["state"] == "finished" and t.get("started_at") and t.get("ended_at"):
-                    # finished only: a crash in the first millisecond says nothing of a real run
-                    self.durations.append(max(0.0, t["ended_at"] - t["started_at"]))
-        else:
-            self.inflight.add(t["id"])
-
-    def inflight_trials(self) -> list[dict[str, Any]]:
-        return [self.trials[i] for i in sorted(self.inflight)]
-
 
 # (sweep id, trial id, queue, attempt). A publisher that also has ``many(items)`` with ``batches =
 # True`` takes items whose second field is a tuple of trial ids: one message for all of them.
@@ -123,18 +57,20 @@ class Controller:
     """One controller process (or thread). ``run()`` loops until ``stop`` is set."""
 
     def __init__(self, store: Store, publish: Publisher | None = None, tick: float = 0.5,
-                 name: str | None = None, reap_every: float = REAP_EVERY_S,
-                 batch_max: int = BATCH_MAX, batch_window: float = BATCH_WINDOW_S) -> None:
+                 name: str | None = None, reap_every: float | None = None,
+                 batch_max: int | None = None, batch_window: float = BATCH_WINDOW_S,
+                 settings: Settings | None = None) -> None:
+        settings = settings or Settings.from_env()
         self.store = store
         if publish is None:
-            from sweepq.worker import make_publisher
+            from sweepq.dispatch import make_publisher
 
-            publish = make_publisher(store.ns, os.environ.get("SWEEPQ_BROKER_URL") or store.url)
+            publish = make_publisher(store.ns, settings.broker_url or store.url)
         self.publish = publish
         self.tick = tick
         self.name = name or f"{socket.gethostname()}:{secrets.token_hex(3)}"
         self.token = f"{self.name}:{secrets.token_hex(8)}"
-        self.views: dict[str, _SweepView] = {}
+        self.views: dict[str, SweepView] = {}
         self.stop_event = threading.Event()
         self.is_leader = False
         self._workers: list[dict[str, Any]] = []
@@ -144,27 +80,27 @@ class Controller:
         # batched: trials sent in messages of several; resent: trials sent again after they sat
         # unclaimed (a lost message, or a batch held up behind a long trial)
         self.stats = {"suggest_s": [], "stops": 0, "reaped": 0, "batched": 0, "resent": 0}
-        self._uptime = 0.0
-        self._uptime_at = -1e9
         self._led_at = -1e9
         self._running: dict[str, int] = {}
         self._outbox: list[tuple[str, tuple[str, ...], str, int, bool]] = []
         # batches need a publisher that sends several trials in one message (the real one)
+        batch_max = settings.batch_max if batch_max is None else batch_max
         self.batch_max = batch_max if getattr(publish, "batches", False) else 1
         self.batch_window = batch_window
         self._full_at = -1e9  # last pass that re-read every in-flight trial
         self._full_pass = True
         self._batching = False  # the last pass found some sweep's trials short enough to batch
         self._reaped_at = -1e9
-        self.reap_every = reap_every
-        self.resend_after = resend_after_s()
+        # leases run for the lease TTL and the reaper waits two of them after a Redis restart:
+        # looking for expired ones on every pass (hundreds a second in a busy sweep) buys nothing
+        self.reap_every = max(0.05, min(1.0, settings.lease_ttl / 10)) if reap_every is None else reap_every
+        # a trial sent this long ago and still unclaimed while a slot on its queue idles lost its
+        # message (its worker died between delivery and claim, unacked until the visibility
+        # timeout), or waits in a batch behind a long trial: it is sent again
+        self.resend_after = max(5.0, settings.lease_ttl)
         self._stepped_at = -1e9
         self._prefetched: dict[str, dict[str, Any]] = {}  # trial records read by this pass's snapshot
-        self._led_since = 0.0  # when this controller last became the leader (monotonic)
-        # Redis out of memory: when it was last seen full (monotonic), and since when (wall clock)
-        # for the warning the sweeps get once it is over
-        self._oom_seen = -1e9
-        self._oom_since: float | None = None
+        self.reaper = Reaper(store)
         self._logged_error_at = -1e9
 
     # -- main loop ------------------------------------------------------------------------------
@@ -194,7 +130,7 @@ class Controller:
                     self._stepped_at = time.monotonic()
             except Exception as exc:  # Redis restarting, full, a network blip: keep going
                 if isinstance(exc, OutOfMemoryError):
-                    self._note_oom()
+                    self.reaper.note_oom()
                 if time.monotonic() - self._logged_error_at > 30.0:  # one line, not one a second
                     self._logged_error_at = time.monotonic()
                     why = (self.store.unavailable(exc) if isinstance(exc, RedisError) else None) or exc
@@ -218,7 +154,7 @@ class Controller:
             self._led_at = now
         if self.is_leader and not was:
             log.info("controller %s is the leader", self.name)
-            self._led_since = now
+            self.reaper.led_since = now
             self.views.clear()
 
     def _collect_events(self, timeout: float) -> bool:
@@ -295,8 +231,7 @@ class Controller:
                 # unpublished in Redis and the next pass sends them again
                 self._flush_outbox()
         self._dirty.clear()
-        if self._oom_since is not None and not self.store.memory_full():
-            self._after_oom(active)
+        self.reaper.after_oom(active)
 
     def _fail_sweep(self, sid: str, exc: Exception) -> None:
         """End a sweep whose pass raised: ``failed``, with the error as its one-line reason; its
@@ -314,26 +249,6 @@ class Controller:
         except (StoreError, NotFound):  # ended (or gone) meanwhile
             self.store.finish_sweep(sid, "failed", reason)
 
-    def _note_oom(self) -> None:
-        self._oom_seen = time.monotonic()
-        if self._oom_since is None:
-            self._oom_since = time.time()
-            log.warning("Redis is out of memory: writes are refused; trials keep running and their "
-                        "results are retried; no lease is reaped until two lease TTLs after it recovers")
-
-    def _after_oom(self, active: list[str]) -> None:
-        """Redis accepts writes again: every active sweep says that it went through a full Redis."""
-        since, self._oom_since = self._oom_since, None
-        assert since is not None
-        lasted = time.time() - since
-        note = (f"Redis was out of memory for about {lasted:.0f} s from "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}: writes were refused and "
-                "retried, no trial was re-run for it")
-        for sid in active:
-            with contextlib.suppress(NotFound):
-                warnings = self.store.get_sweep(sid).get("warnings") or []
-                self.store.set_sweep_fields(sid, warnings=[*warnings, note])
-
     # -- pieces ---------------------------------------------------------------------------------
     def workers(self) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -350,37 +265,10 @@ class Controller:
         slots = sum(w["slots"] for w in self.workers() if queue in w.get("queues", []))
         return slots - self._running.get(queue, 0)
 
-    def _redis_uptime(self) -> float:
-        """Seconds Redis has been up. Right after a restart every lease looks expired, though the
-        workers are healthy and only waiting to reconnect: reaping waits until they could renew."""
-        now = time.monotonic()
-        if now - self._uptime_at > 5.0:
-            try:
-                self._uptime = self.store.redis_uptime()
-            except Exception:
-                self._uptime = 1e9  # servers without INFO (fakeredis): nothing to wait for
-            self._uptime_at = now
-        return self._uptime + (now - self._uptime_at)
-
     def reap(self, expired: list[str]) -> None:
         """Requeue (or crash) the running trials in ``expired`` (leases past their expiry, read by
-        ``step``) whose worker stopped renewing the lease.
-
-        A lease is judged only when its worker could have renewed it: not while Redis is out of
-        memory (workers' renewals are refused then, and they keep their trials running), nor within
-        two of its TTLs after Redis was last seen full or restarted, nor within one TTL of this
-        controller becoming the leader (it may have taken over because Redis was unreachable)."""
-        if not expired:
-            return
-        if self.store.memory_full(max_age=0.5):
-            self._note_oom()
-            return
-        up = self._redis_uptime()
-        now = time.monotonic()
-        for tid in expired:
-            ttl = self.store.lease_ttl(tid, default=30.0)
-            if up <= 2.0 * ttl or now - self._oom_seen <= 2.0 * ttl or now - self._led_since <= ttl:
-                continue
+        ``step``) whose worker stopped renewing the lease, when the reaper says they may be judged."""
+        for tid in self.reaper.judgeable(expired):
             sid = tid.rsplit("-", 1)[0]
             try:
                 retries = int(self._view(sid).config.get("retries", 1))
@@ -397,16 +285,19 @@ class Controller:
                 log.info("trial %s %s (lease expired)", tid, res)
                 self._dirty.setdefault(sid, set()).add(tid)
 
-    def _view(self, sid: str) -> _SweepView:
+    def _target(self, sid: str, config: dict[str, Any], batch: int = 1) -> tuple[int, dict[str, int]]:
+        return target_inflight(sid, config, self.workers(), self.store.keys.agent_queue(sid), batch)
+
+    def _view(self, sid: str) -> SweepView:
         view = self.views.get(sid)
         if view is None:
             # checked in full once per view: a config that reached Redis some other way (an older
             # version, a hand-written key) fails its own sweep here, not every pass of every sweep
-            view = _SweepView(config=load_config(self.store.sweep_config(sid)))
+            view = SweepView(config=load_config(self.store.sweep_config(sid)))
             self.views[sid] = view
         return view
 
-    def _refresh(self, sid: str, view: _SweepView, inflight_ids: set[str], full: bool = True) -> None:
+    def _refresh(self, sid: str, view: SweepView, inflight_ids: set[str], full: bool = True) -> None:
         if not view.loaded:
             for t in self.store.get_trials(self.store.trial_ids(sid)):
                 view.put(t)
@@ -425,50 +316,6 @@ class Controller:
         if missing:
             for t in self.store.get_trials(missing):
                 view.put(t)
-
-    def _batch_size(self, config: dict[str, Any], view: _SweepView) -> int:
-        """Trials per message for this sweep now (see BATCH_MAX): 1 unless its trials are short."""
-        if (self.batch_max <= 1 or config.get("method") not in BATCH_METHODS
-                or len(view.durations) < BATCH_MIN_SAMPLES):
-            return 1
-        typical = statistics.median(view.durations)
-        return max(1, min(self.batch_max, int(self.batch_window / max(typical, 1e-4))))
-
-    def _target_inflight(self, sid: str, config: dict[str, Any], batch: int = 1) -> tuple[int, dict[str, int]]:
-        """(how many trials to keep queued+running, slots of agents bound to this sweep by queue);
-        ``batch``: trials per message, so that every slot has a batch running and one waiting."""
-        queue = config.get("queue") or "sweepq"
-        slots = 0
-        agents: dict[str, int] = {}
-        for w in self.workers():
-            if w.get("sweep") == sid:
-                q = (w.get("queues") or [self.store.keys.agent_queue(sid)])[0]
-                agents[q] = agents.get(q, 0) + w["slots"]
-            elif queue in w.get("queues", []):
-                slots += w["slots"]
-        total = slots + sum(agents.values())
-        # keep every slot busy plus one suggestion ready per worker, so a worker whose slot frees
-        # never waits for the controller (a single spare left the others waiting: dispatch bench)
-        spares = max(1, sum(1 for w in self.workers() if w.get("sweep") == sid or queue in w.get("queues", [])))
-        target = (total + spares) * batch if total else 1
-        cap = config.get("max_concurrent")
-        if cap:
-            target = min(target, int(cap))
-        return target, agents
-
-    @staticmethod
-    def _route(config: dict[str, Any], agents: dict[str, int], on_q: dict[str, int], batch: int = 1) -> str:
-        """Agents bound to the sweep get its trials while they have room (one running and one
-        waiting per slot, of ``batch`` trials each); shared workers the rest. ``on_q``: trials in
-        flight per queue, counted by the caller (who adds each trial it routes)."""
-        for q, slots in sorted(agents.items()):
-            if on_q.get(q, 0) < (slots + 1) * batch:
-                return q
-        return config.get("queue") or "sweepq"
-
-    @staticmethod
-    def _on_queues(view: _SweepView) -> dict[str, int]:
-        return dict(collections.Counter(view.trials[i].get("queue", "") for i in view.inflight))
 
     def _publish(self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False) -> None:
         """Queue a send for the end of this pass (``_flush_outbox``): one message for ``tids`` (a
@@ -524,7 +371,7 @@ class Controller:
         self._refresh(sid, view, inflight_ids, full=self._full_pass or state != view.state)
         view.state = state
         inflight = view.inflight_trials()
-        _, agents = self._target_inflight(sid, config)
+        _, agents = self._target(sid, config)
 
         if state == "running":
             # trials created but never sent (a publish failed, a pause, a reaped trial): send them
@@ -549,8 +396,8 @@ class Controller:
                     # never sent, or sent to a queue no live worker consumes (its agent left):
                     # send again; a duplicate delivery is harmless (the claim is atomic)
                     if on_q is None:
-                        on_q, batch = self._on_queues(view), self._batch_size(config, view)
-                    q = self._route(config, agents, on_q, batch)
+                        on_q, batch = on_queues(view), batch_size(config, view, self.batch_max, self.batch_window)
+                    q = route(config, agents, on_q, batch)
                     if stranded and q == t.get("queue"):
                         continue
                     on_q[q] = on_q.get(q, 0) + 1
@@ -590,7 +437,7 @@ class Controller:
             self.store.finish_sweep(sid, "finished", sweep.get("end_reason", ""))
             self.views.pop(sid, None)
 
-    def _done_reason(self, config: dict[str, Any], sweep: dict[str, Any], view: _SweepView) -> str | None:
+    def _done_reason(self, config: dict[str, Any], sweep: dict[str, Any], view: SweepView) -> str | None:
         if view.exhausted:
             return "search space exhausted"
         cap = config.get("run_cap")
@@ -605,10 +452,10 @@ class Controller:
                 return f"metric target {target} reached"
         return None
 
-    def _fill(self, sid: str, config: dict[str, Any], view: _SweepView,
+    def _fill(self, sid: str, config: dict[str, Any], view: SweepView,
               inflight: list[dict[str, Any]], agents: dict[str, int]) -> None:
-        batch = self._batch_size(config, view)
-        target, _ = self._target_inflight(sid, config, batch)
+        batch = batch_size(config, view, self.batch_max, self.batch_window)
+        target, _ = self._target(sid, config, batch)
         cap = config.get("run_cap")
         left = int(cap) - len(view.trials) if cap else None
         if batch > 1:
@@ -636,10 +483,10 @@ class Controller:
             if config.get("method") in ("grid", "bayes"):
                 view.exhausted = True
             return
-        on_q = self._on_queues(view)
+        on_q = on_queues(view)
         queues = []
         for _ in suggestions:
-            q = self._route(config, agents, on_q, batch)
+            q = route(config, agents, on_q, batch)
             on_q[q] = on_q.get(q, 0) + 1
             queues.append(q)
         ids = self.store.create_trials(sid, suggestions, run_cap=cap, queues=queues, suggest_time=took)
@@ -657,7 +504,7 @@ class Controller:
                 if len(chunk) > 1:
                     self.stats["batched"] += len(chunk)
 
-    def _fail_fast(self, sid: str, config: dict[str, Any], view: _SweepView) -> bool:
+    def _fail_fast(self, sid: str, config: dict[str, Any], view: SweepView) -> bool:
         """End the sweep ``failed`` when its first ``fail_fast`` trials to end all failed (their
         program exited non-zero, could not start, or timed out), instead of burning ``run_cap``
         on a broken program; the reason quotes the first failure. Trials lost with their worker,
@@ -681,7 +528,7 @@ class Controller:
         self.views.pop(sid, None)
         return True
 
-    def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: _SweepView,
+    def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: SweepView,
                              sweep: dict[str, Any]) -> None:
         name = (config.get("metric") or {}).get("name")
         if not name:
@@ -698,20 +545,6 @@ class Controller:
             self.store.set_sweep_fields(sid, warnings=[*warnings, f"{prefix}; {said}: check the name"])
         elif not missing and have:
             self.store.set_sweep_fields(sid, warnings=[w for w in warnings if not w.startswith(prefix)])
-
-
-def failure_line(t: dict[str, Any]) -> str:
-    """A failed trial's cause in one line: its reason, and the last line its program wrote to
-    stderr (the exception, the \"can't open file\"), which is what a user needs first."""
-    last = ""
-    for line in reversed((t.get("log_tail") or "").splitlines()):
-        text = line.split("] ", 1)[1] if line.startswith("[std") and "] " in line else line
-        if text.strip() and not line.startswith("[sweepq]"):
-            last = text.strip()
-            break
-    reason = t.get("reason") or f"exit code {t.get('exit_code')}"
-    line = f"{reason}: {last}" if last and last not in reason else reason
-    return " ".join(line.split())[:300]
 
 
 def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:
