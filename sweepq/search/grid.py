@@ -3,9 +3,9 @@
 * Axes are the non-constant leaf parameters in :func:`sweepq.params.flatten` order (keys sorted
   at each level, a nested group at its parent's position); the Cartesian product varies the
   *last* axis fastest and walks each axis's values in list order. Constants join every point.
-* An axis is a categorical's values (duplicates collapsed, the later object kept), an
-  int_uniform's ``range(min, max + 1)``, or a q_uniform's ``numpy.arange(min, max, q)`` (max
-  excluded, float noise kept, exactly as W&B).
+* An axis is what :meth:`sweepq.params.Distribution.grid` enumerates: a categorical's values
+  (duplicates collapsed, the later object kept), an int_uniform's ``range(min, max + 1)``, or a
+  q_uniform's ``numpy.arange(min, max, q)`` (max excluded, float noise kept, exactly as W&B).
 * Every trial, in *any* state, covers its point, so failed points are not retried (W&B does the
   same; sweepq retries *crashed* trials elsewhere, by re-running the same trial). Values compare
   by :func:`sweepq.params.canonical`: dicts regardless of key order, ``3000000.0 == 3000000``,
@@ -27,79 +27,14 @@ digits are distinct points.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sweepq.params import ParamPath, canonical, flatten, get_path, make, unflatten
+from sweepq.params import GridAxis, ParamPath, flatten, get_path, make, unflatten
 
 __all__ = ["points", "suggest"]
 
 _MISSING = object()
-
-
-class _Values:
-    """A categorical axis: its distinct values in grid order, and their positions by value."""
-
-    def __init__(self, values: list[Any]) -> None:
-        self.values = values
-        self.size = len(values)
-        self._pos = {canonical(v): i for i, v in enumerate(values)}
-        # keys any dict value has: keys of a trial's dict beyond these were injected at run time
-        keys = [set(v) for v in values if isinstance(v, Mapping)]
-        self._dict_keys = set().union(*keys) if keys else None
-
-    def value(self, i: int) -> Any:
-        return copy.deepcopy(self.values[i])
-
-    def index(self, v: Any) -> int | None:
-        if self._dict_keys is not None and isinstance(v, Mapping):
-            v = {k: x for k, x in v.items() if k in self._dict_keys}
-        return self._pos.get(canonical(v))
-
-
-class _Range:
-    """An int_uniform (``range(min, max + 1)``) or q_uniform (``numpy.arange(min, max, q)``) axis,
-    computed rather than listed. numpy fills an arange as ``start + i * delta`` with
-    ``delta = (start + q) - start``, in the integers when min, max and q are all integers and in
-    doubles otherwise; this does the same, so the values (float noise included) are W&B's."""
-
-    def __init__(self, start: int | float, q: int | float, size: int, integral: bool) -> None:
-        if not integral:
-            start, q = float(start), float(start + q) - float(start)
-        self.start, self.delta, self.size = start, q, size
-
-    def value(self, i: int) -> int | float:
-        return self.start + i * self.delta
-
-    def index(self, v: Any) -> int | None:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return None
-        key = canonical(v)
-        try:
-            guess = round((v - self.start) / self.delta)
-        except OverflowError:  # an integer far beyond any float: on no axis
-            return None
-        for i in (guess, guess - 1, guess + 1):  # rounding may put v one step off
-            if 0 <= i < self.size and canonical(self.value(i)) == key:
-                return i
-        return None
-
-
-def _axis(spec: Mapping[str, Any]) -> _Values | _Range | None:
-    """The axis of a non-constant leaf spec; None for a constant."""
-    dist = spec["distribution"]
-    if dist == "int_uniform":
-        return _Range(spec["min"], 1, spec["max"] - spec["min"] + 1, integral=True)
-    if dist == "q_uniform":
-        lo, hi, q = spec["min"], spec["max"], spec["q"]
-        integral = all(isinstance(x, int) and not isinstance(x, bool) for x in (lo, hi, q))
-        return _Range(lo, q, max(0, math.ceil((hi - lo) / q)), integral)
-    d = make(spec)
-    values = d.grid()
-    if values is None:
-        raise ValueError(f"grid search cannot enumerate a {d.name} distribution")
-    return _Values(values) if d.searchable else None
 
 
 class _Grid:
@@ -111,18 +46,18 @@ class _Grid:
         self.order: list[ParamPath] = []
         self.constants: dict[ParamPath, Any] = {}
         self.paths: list[ParamPath] = []
-        self.axes: list[_Values | _Range] = []
+        self.axes: list[GridAxis] = []
         for path, spec in flatten(config["parameters"]).items():
             self.order.append(path)
-            try:
-                axis = _axis(spec)
-            except ValueError as exc:
-                raise ValueError(f"parameters {'.'.join(path)}: {exc}") from None
+            dist = make(spec)
+            axis = dist.grid()
             if axis is None:
-                self.constants[path] = make(spec).grid()[0]
-            else:
+                raise ValueError(f"parameters {'.'.join(path)}: grid search cannot enumerate a {dist.name} distribution")
+            if dist.searchable:
                 self.paths.append(path)
                 self.axes.append(axis)
+            else:
+                self.constants[path] = axis.value(0)
 
     def digits(self, params: Any) -> tuple[int, ...] | None:
         """The point a trial's params cover, or None (not a mapping, an axis missing or off-grid)."""

@@ -41,37 +41,31 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sweepq.stopping import RUNNING, Trial, early_terminate, metric_spec, signed_iterations
+from sweepq.checks import Checker
+from sweepq.stopping import RUNNING, Trial, metric_spec, rule_section, signed_iterations
 
-__all__ = ["rungs", "to_stop"]
+__all__ = ["KEYS", "check", "decide", "rungs", "to_stop"]
 
-
-def _keys(config: Mapping[str, Any]) -> tuple[float, float, float | None]:
-    section = early_terminate(config) or {}
-    min_iter = section.get("min_iter", 1)
-    eta = section.get("eta", 3)
-    max_iter = section.get("max_iter")
-    min_iter = 1 if min_iter is None else min_iter
-    eta = 3 if eta is None else eta
-    for key, value, low in (("min_iter", min_iter, 1), ("eta", eta, None)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"early_terminate.{key}: must be a number (got {value!r})")
-        if low is not None and value < low:
-            raise ValueError(f"early_terminate.{key}: must be at least {low} (got {value!r})")
-    if not eta > 1:
-        raise ValueError(f"early_terminate.eta: must be greater than 1 (got {eta!r})")
-    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, (int, float))):
-        raise ValueError(f"early_terminate.max_iter: must be a number (got {max_iter!r})")
-    return min_iter, eta, max_iter
+KEYS = ("min_iter", "max_iter", "eta")
+"""The keys of ``early_terminate: {type: asha, ...}``."""
 
 
-def rungs(config: Mapping[str, Any], up_to: int) -> list[int]:
-    """The rungs ``int(min_iter * eta**k)`` that are ``<= up_to`` (and ``< max_iter`` if set).
+def check(ck: Checker, early: Mapping[str, Any]) -> dict[str, Any]:
+    """The section with its defaults filled (``min_iter`` 1, ``eta`` 3), problems recorded in
+    ``ck``: integers >= 1, ``eta`` > 1, ``max_iter`` (optional) at least ``min_iter``."""
+    out: dict[str, Any] = {"type": "asha"}
+    out["min_iter"] = ck.integer("early_terminate.min_iter", early.get("min_iter", 1), minimum=1)
+    out["eta"] = ck.number("early_terminate.eta", early.get("eta", 3), minimum=1, exclusive=True)
+    if "max_iter" in early:
+        max_iter = ck.integer("early_terminate.max_iter", early["max_iter"], minimum=1)
+        if max_iter is not None and out["min_iter"] is not None and max_iter < out["min_iter"]:
+            ck.error("early_terminate.max_iter", f"must be at least min_iter ({out['min_iter']}) (got {max_iter})")
+        out["max_iter"] = max_iter
+    return out
 
-    Rungs are unbounded without ``max_iter``, so the caller says how far to look (the longest
-    history). Duplicates from a small ``eta`` (e.g. 1, 1, 2 for min_iter 1, eta 1.2) are merged.
-    """
-    min_iter, eta, max_iter = _keys(config)
+
+def _rungs(early: Mapping[str, Any], up_to: int) -> list[int]:
+    min_iter, eta, max_iter = early["min_iter"], early["eta"], early.get("max_iter")
     out: list[int] = []
     k = 0
     while True:
@@ -83,15 +77,24 @@ def rungs(config: Mapping[str, Any], up_to: int) -> list[int]:
         k += 1
 
 
-def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
-    """Ids of running trials outside the top ``1/eta`` at their highest rung (module docstring)."""
-    _, goal = metric_spec(config)
-    _, eta, _ = _keys(config)
+def rungs(config: Mapping[str, Any], up_to: int) -> list[int]:
+    """The rungs ``int(min_iter * eta**k)`` that are ``<= up_to`` (and ``< max_iter`` if set).
+
+    Rungs are unbounded without ``max_iter``, so the caller says how far to look (the longest
+    history). Duplicates from a small ``eta`` (e.g. 1, 1, 2 for min_iter 1, eta 1.2) are merged.
+    """
+    return _rungs(rule_section(config, "asha"), up_to)
+
+
+def decide(early: Mapping[str, Any], goal: str, trials: Sequence[Trial]) -> list[str]:
+    """Ids of running trials outside the top ``1/eta`` at their highest rung (module docstring),
+    for a section :func:`check` normalised."""
+    eta = early["eta"]
     signed = [signed_iterations(t, goal) for t in trials]
     longest = max(
         (len(h) for h, t in zip(signed, trials, strict=True) if t.get("state") == RUNNING), default=0
     )
-    rung_list = rungs(config, longest)
+    rung_list = _rungs(early, longest)
     if not rung_list:
         return []
     cutoffs: dict[int, float] = {}
@@ -111,3 +114,9 @@ def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
         if cutoff is not None and history[rung - 1] > cutoff:
             stop.append(str(trial["id"]))
     return stop
+
+
+def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
+    """Ids of running trials outside the top ``1/eta`` at their highest rung (module docstring)."""
+    _, goal = metric_spec(config)
+    return decide(rule_section(config, "asha"), goal, trials)

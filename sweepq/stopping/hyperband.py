@@ -31,28 +31,64 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sweepq.stopping import RUNNING, Trial, early_terminate, metric_spec, signed_iterations
+from sweepq.checks import Checker, describe
+from sweepq.stopping import RUNNING, Trial, metric_spec, rule_section, signed_iterations
 
-__all__ = ["bands", "explain", "thresholds", "to_stop"]
+__all__ = ["KEYS", "bands", "check", "decide", "explain", "thresholds", "to_stop"]
+
+KEYS = ("min_iter", "max_iter", "s", "eta", "strict")
+"""The keys of ``early_terminate: {type: hyperband, ...}``."""
 
 _MIN_ITER_BANDS = 100  # W&B's fixed count of min_iter bands
 
 
-def _section(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    section = early_terminate(config)
-    if section is None:
-        raise ValueError("early_terminate: missing (hyperband needs min_iter, or max_iter and s)")
-    return section
+def check(ck: Checker, early: Mapping[str, Any]) -> dict[str, Any]:
+    """The section with its defaults filled (``eta`` 3, ``strict`` true), problems recorded in
+    ``ck``. W&B's schema: ``min_iter``, or ``max_iter`` with ``s``; integers; ``eta`` > 1."""
+    out: dict[str, Any] = {"type": "hyperband"}
+    if "min_iter" not in early and not ("max_iter" in early and "s" in early):
+        ck.error("early_terminate", "hyperband needs min_iter, or max_iter together with s")
+    if "min_iter" in early:
+        out["min_iter"] = ck.integer("early_terminate.min_iter", early["min_iter"], minimum=1)
+    if "max_iter" in early:
+        out["max_iter"] = ck.integer("early_terminate.max_iter", early["max_iter"], minimum=1)
+    if "s" in early:
+        # W&B types s as a number but uses it as a count (range(s)); 2.0 is fine, 2.5 is not.
+        out["s"] = ck.integer("early_terminate.s", early["s"], minimum=1)
+    out["eta"] = ck.number("early_terminate.eta", early.get("eta", 3), minimum=1, exclusive=True)
+    strict = early.get("strict", True)
+    if not isinstance(strict, bool):
+        ck.error("early_terminate.strict", f"must be true or false (got {describe(strict)})")
+    out["strict"] = strict
+    return out
 
 
-def _eta(section: Mapping[str, Any]) -> float:
-    eta = section.get("eta", 3)
-    if eta is None:
-        eta = 3
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 1:
-        # eta = 1 would make W&B index past the end of the sorted values.
-        raise ValueError(f"early_terminate.eta: must be a number greater than 1 (got {eta!r})")
-    return eta
+def _bands(early: Mapping[str, Any]) -> list[int]:
+    eta = early["eta"]
+    result: list[int] = []
+    if "max_iter" in early:
+        s = early.get("s")
+        if s is None:
+            # max_iter with min_iter passes W&B's schema; its rule then needs s all the same
+            raise ValueError(f"early_terminate.s: must be a whole number with max_iter (got {s!r})")
+        band: float = early["max_iter"]
+        for _ in range(s):
+            band /= eta
+            if band < 1:
+                break
+            result.append(int(band))
+        result.sort()
+    else:
+        # Repeated multiplication, not min_iter * eta**k, to land on W&B's floats exactly.
+        band = early["min_iter"]
+        for _ in range(_MIN_ITER_BANDS):
+            result.append(int(band))
+            band *= eta
+    if not result:
+        raise ValueError(
+            "early_terminate: these keys give no band; increase s, decrease eta, or increase min_iter"
+        )
+    return result
 
 
 def bands(config: Mapping[str, Any]) -> list[int]:
@@ -61,35 +97,7 @@ def bands(config: Mapping[str, Any]) -> list[int]:
     Raises ``ValueError`` when the keys give no band at all, as W&B does ("try increasing s,
     decreasing eta, or increasing min_iter"), because a rule with no checkpoint never stops.
     """
-    section = _section(config)
-    eta = _eta(section)
-    result: list[int] = []
-    if section.get("max_iter") is not None:
-        max_iter = section["max_iter"]
-        s = section.get("s")
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or s != int(s) or s < 0:
-            # W&B crashes in range(s) for a non-integer s; say what is wrong instead.
-            raise ValueError(f"early_terminate.s: must be a whole number with max_iter (got {s!r})")
-        band: float = max_iter
-        for _ in range(int(s)):
-            band /= eta
-            if band < 1:
-                break
-            result.append(int(band))
-        result.sort()
-    elif section.get("min_iter") is not None:
-        # Repeated multiplication, not min_iter * eta**k, to land on W&B's floats exactly.
-        band = section["min_iter"]
-        for _ in range(_MIN_ITER_BANDS):
-            result.append(int(band))
-            band *= eta
-    else:
-        raise ValueError("early_terminate: hyperband needs min_iter, or max_iter and s")
-    if not result:
-        raise ValueError(
-            "early_terminate: these keys give no band; increase s, decrease eta, or increase min_iter"
-        )
-    return result
+    return _bands(rule_section(config, "hyperband"))
 
 
 def thresholds(band_list: Sequence[int], histories: Sequence[Sequence[float]], eta: float) -> list[float]:
@@ -129,31 +137,32 @@ def _judge(
     return b, value, limit
 
 
-def _evaluate(config: Mapping[str, Any], trials: Sequence[Trial]) -> dict[str, Any]:
-    _, goal = metric_spec(config)
-    section = _section(config)
-    eta = _eta(section)
-    strict = section.get("strict", True)
-    strict = True if strict is None else bool(strict)
-    band_list = bands(config)
+def _evaluate(early: Mapping[str, Any], goal: str, trials: Sequence[Trial]) -> dict[str, Any]:
+    band_list = _bands(early)
     signed = [signed_iterations(t, goal) for t in trials]
-    limits = thresholds(band_list, [h for h in signed if h], eta)
+    limits = thresholds(band_list, [h for h in signed if h], early["eta"])
     judged: list[tuple[Trial, int, tuple[int, float, float] | None]] = []
     for trial, history in zip(trials, signed, strict=True):
         if trial.get("state") != RUNNING:
             continue
-        judged.append((trial, len(history), _judge(history, band_list, limits, strict)))
+        judged.append((trial, len(history), _judge(history, band_list, limits, early["strict"])))
     return {"goal": goal, "bands": band_list, "thresholds": limits, "judged": judged}
+
+
+def decide(early: Mapping[str, Any], goal: str, trials: Sequence[Trial]) -> list[str]:
+    """Ids of the running trials whose judged value is strictly above their band's threshold,
+    for a section :func:`check` normalised."""
+    return [
+        str(trial["id"])
+        for trial, _, verdict in _evaluate(early, goal, trials)["judged"]
+        if verdict is not None and verdict[1] > verdict[2]
+    ]
 
 
 def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
     """Ids of the running trials whose judged value is strictly above their band's threshold."""
-    result = _evaluate(config, trials)
-    return [
-        str(trial["id"])
-        for trial, _, verdict in result["judged"]
-        if verdict is not None and verdict[1] > verdict[2]
-    ]
+    _, goal = metric_spec(config)
+    return decide(rule_section(config, "hyperband"), goal, trials)
 
 
 def _shown(value: float, goal: str) -> float:
@@ -171,8 +180,8 @@ def explain(config: Mapping[str, Any], trials: Sequence[Trial]) -> dict[str, dic
     A trial before its first band gets a run line without the parenthesis and ``stop`` False.
     Values and thresholds are in the metric's own sign (W&B prints negated values for maximize).
     """
-    result = _evaluate(config, trials)
-    goal = result["goal"]
+    _, goal = metric_spec(config)
+    result = _evaluate(rule_section(config, "hyperband"), goal, trials)
     shown_limits = [_shown(t, goal) for t in result["thresholds"]]
     # The full 100-band min_iter list would swamp the line; show bands up to the first +inf.
     pairs: list[str] = []

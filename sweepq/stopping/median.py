@@ -36,27 +36,29 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sweepq.stopping import RUNNING, Trial, early_terminate, metric_spec, signed_iterations
+from sweepq.checks import Checker
+from sweepq.stopping import RUNNING, Trial, metric_spec, rule_section, signed_iterations
 
-__all__ = ["to_stop"]
+__all__ = ["KEYS", "check", "decide", "to_stop"]
 
-
-def _keys(config: Mapping[str, Any]) -> tuple[int, int]:
-    section = early_terminate(config) or {}
-    out: list[int] = []
-    for key, default in (("warmup_steps", 5), ("min_trials", 5)):
-        value = section.get(key)
-        value = default if value is None else value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"early_terminate.{key}: must be a whole number >= 0 (got {value!r})")
-        out.append(value)
-    return out[0], out[1]
+KEYS = ("warmup_steps", "min_trials")
+"""The keys of ``early_terminate: {type: median, ...}``."""
 
 
-def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
-    """Ids of running trials whose best-so-far is worse than the peers' median at their step."""
-    _, goal = metric_spec(config)
-    warmup_steps, min_trials = _keys(config)
+def check(ck: Checker, early: Mapping[str, Any]) -> dict[str, Any]:
+    """The section with its defaults filled (``warmup_steps`` 5, ``min_trials`` 5), problems
+    recorded in ``ck``: integers, ``warmup_steps`` >= 0, ``min_trials`` >= 1."""
+    return {
+        "type": "median",
+        "warmup_steps": ck.integer("early_terminate.warmup_steps", early.get("warmup_steps", 5), minimum=0),
+        "min_trials": ck.integer("early_terminate.min_trials", early.get("min_trials", 5), minimum=1),
+    }
+
+
+def decide(early: Mapping[str, Any], goal: str, trials: Sequence[Trial]) -> list[str]:
+    """Ids of running trials whose best-so-far is worse than the peers' median at their step,
+    for a section :func:`check` normalised."""
+    warmup_steps, min_trials = early["warmup_steps"], early["min_trials"]
     signed = [signed_iterations(t, goal) for t in trials]
     stop: list[str] = []
     for index, (trial, history) in enumerate(zip(trials, signed, strict=True)):
@@ -64,8 +66,14 @@ def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
         if trial.get("state") != RUNNING or t <= warmup_steps or t == 0:
             continue
         peers = [h[t - 1] for j, h in enumerate(signed) if j != index and len(h) >= t]
-        if len(peers) < max(min_trials, 1):
+        if len(peers) < min_trials:
             continue
         if min(history) > statistics.median(peers):
             stop.append(str(trial["id"]))
     return stop
+
+
+def to_stop(config: Mapping[str, Any], trials: Sequence[Trial]) -> list[str]:
+    """Ids of running trials whose best-so-far is worse than the peers' median at their step."""
+    _, goal = metric_spec(config)
+    return decide(rule_section(config, "median"), goal, trials)

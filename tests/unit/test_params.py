@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from sweepq.checks import Checker
 from sweepq.config import load_config
 from sweepq.params import (
+    DISTRIBUTIONS,
     Categorical,
     CategoricalWithProbabilities,
     IntUniform,
@@ -20,6 +22,7 @@ from sweepq.params import (
     flatten,
     get_path,
     make,
+    normalise_parameters,
     unflatten,
 )
 
@@ -367,3 +370,86 @@ def test_flatten_unflatten_keep_dotted_leaf_names():
     assert get_path(nested, ("model", "nope"), None) is None
     with pytest.raises(KeyError):
         get_path(nested, ("a.b", "x"))
+
+
+# --- the registry: one rule per distribution, for every method ------------------------------------
+
+
+def test_registry_holds_every_w_and_b_distribution():
+    assert set(DISTRIBUTIONS) == {
+        "constant", "categorical", "categorical_w_probabilities", "int_uniform", "uniform", "q_uniform",
+        "log_uniform", "log_uniform_values", "q_log_uniform", "q_log_uniform_values", "inv_log_uniform",
+        "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta",
+    }  # fmt: skip
+    given = {"value": 1, "values": [1], "probabilities": [1.0], "min": 1, "max": 2}
+    for name, cls in DISTRIBUTIONS.items():
+        spec = spec_of({"distribution": name, **{k: given[k] for k in cls.required}})
+        assert list(spec) == ["distribution", *cls.spec_keys()]  # every key, defaults filled
+        assert make(spec).name == name
+
+
+def test_q_rounding_at_the_bounds_sampling_bayes_and_grid():
+    """Bounds that are not multiples of q: sampling may step q/2 outside them (W&B's
+    distribution), bayes keeps to the multiples inside, grid counts from min (W&B's arange)."""
+    d = make(spec_of({"distribution": "q_uniform", "min": 1, "max": 11, "q": 4}))
+    assert (d.ppf(0.0), d.ppf(1.0)) == (0, 12)
+    assert d.snap(np.array([1.0, 11.0])) == [4, 8] and d.count() == 2
+    axis = d.grid()
+    assert [axis.value(i) for i in range(axis.size)] == [1, 5, 9]
+    f = make(spec_of({"distribution": "q_uniform", "min": 0.05, "max": 0.95, "q": 0.1}))
+    assert f.ppf(0.0) == 0.0 and f.snap(np.array([0.05, 0.6, 0.95])) == [0.1, 0.6, 0.9]
+    # no multiple of q inside: both round to the nearest one, and bayes counts it
+    none_inside = make(spec_of({"distribution": "q_uniform", "min": 0.1, "max": 0.2, "q": 1}))
+    assert none_inside.ppf(0.5) == 0 and none_inside.snap(np.array([0.1, 0.2])) == [0, 0]
+    assert none_inside.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ({"distribution": "normal", "mu": 1.5, "sigma": 0}, 1.5),
+        ({"distribution": "q_normal", "mu": 0.3, "sigma": 0, "q": 1}, 0),
+        ({"distribution": "log_normal", "mu": 1, "sigma": 0}, math.e),
+        ({"distribution": "beta", "a": 0, "b": 2}, 0.0),
+        ({"distribution": "beta", "a": 3, "b": 0}, 1.0),
+        ({"values": ["only"]}, "only"),
+        ({"value": [1]}, [1]),
+    ],
+)
+def test_fixed_distributions_have_one_value(raw, value):
+    d = make(spec_of(raw))
+    assert d.is_fixed
+    assert all(d.ppf(u) == value for u in (0.0, 0.3, 0.5, 1.0))
+
+
+def test_beta_with_both_shapes_zero_is_a_coin_in_every_path():
+    d = make(spec_of({"distribution": "beta", "a": 0, "b": 0}))
+    assert not d.is_fixed and d.count() == 2
+    assert d.ppf_array(np.array([0.1, 0.9])).tolist() == [0.0, 1.0] == [d.ppf(0.1), d.ppf(0.9)]
+    assert d.cdf_array(np.array([0.0, 1.0])).tolist() == [0.0, 1.0]
+
+
+def test_array_and_scalar_paths_agree():
+    for raw in ({"distribution": "beta", "a": 2, "b": 5}, {"distribution": "normal", "mu": 1, "sigma": 2},
+                {"distribution": "log_normal", "mu": -1, "sigma": 0.5}):  # fmt: skip
+        d = make(spec_of(raw))
+        u = np.linspace(0.01, 0.99, 25)
+        np.testing.assert_allclose(d.ppf_array(u), [d.ppf(float(x)) for x in u], rtol=1e-12)
+        v = d.ppf_array(u)
+        np.testing.assert_allclose(d.cdf_array(v), [d.cdf(float(x)) for x in v], rtol=1e-12, atol=1e-15)
+
+
+def test_categories_are_found_by_value():
+    d = Categorical([1, "a", {"k": [1, 2]}, None])
+    assert [d.find(v) for v in (1.0, "a", {"k": [1, 2]}, None, True, "b")] == [0, 1, 2, 3, -1, -1]
+
+
+def test_normalise_parameters_reports_like_the_config():
+    ck = Checker()
+    assert normalise_parameters(ck, {"lr": {"min": 0.1, "max": 0.01}, "1a": {"value": 1}}) == {
+        "1a": {"distribution": "constant", "value": 1}}
+    assert ck.errors == [
+        "parameters.lr.min: must be less than max (got 0.1 >= 0.01)",
+        "parameters.1a: parameter name '1a' is not allowed: a name starts with a letter or _ and holds only "
+        "letters, digits, _, . and -",
+    ]

@@ -59,6 +59,21 @@ def test_missing_metric_is_an_error() -> None:
         stopping.to_stop({"early_terminate": {"type": "hyperband", "min_iter": 1}}, [trial("a", [1.0])])
 
 
+def test_a_rule_reads_its_section_as_the_config_check_normalises_it() -> None:
+    from sweepq.config import validate
+
+    assert stopping.section(rule("asha", max_iter=None)) == {"type": "asha", "min_iter": 1, "eta": 3}
+    assert stopping.section(rule("median")) == {"type": "median", "warmup_steps": 5, "min_trials": 5}
+    assert stopping.section({"metric": {"name": "loss"}}) is None
+    bad = rule("median", min_trials=0, warmup_steps="5")
+    with pytest.raises(ValueError) as raised:
+        stopping.to_stop(bad, [])
+    _, errors, _ = validate({**bad, "parameters": {"x": {"values": [1]}}})
+    assert str(raised.value) == "; ".join(errors) == (
+        "early_terminate.warmup_steps: must be an integer (got the string '5') (it is quoted: write the "
+        "number without quotes); early_terminate.min_trials: must be at least 1 (got 0)")
+
+
 def test_iterations_skip_non_finite_and_non_numbers() -> None:
     t = trial("a", [1.0, None, math.nan, "NaN", math.inf, -math.inf, True, 2, 3.5])
     assert stopping.iterations(t) == [1.0, 2.0, 3.5]
