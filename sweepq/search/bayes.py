@@ -6,7 +6,8 @@ controller that restarts loses nothing. It is the only module of sweepq that imp
 How it works (``docs/bayes.md`` has the reasoning and the measurements):
 
 * **Space.** Every searched parameter becomes one scikit-optimize dimension whose ``normalize`` /
-  ``onehot`` transform gives the model's features in [0, 1]: ``Real`` for uniform and log
+  ``onehot`` transform gives the model's features in [0, 1], placed where its distribution in
+  :mod:`sweepq.params` says (bounds and scale, or its CDF; ``q`` rounding): ``Real`` for uniform and log
   families (log-uniform prior, so the GP works in log space), ``Integer`` for ``int_uniform``,
   ``Categorical`` over the *indices* of ``values`` (one-hot, so no false order, and any value,
   falsy or unhashable, is an ordinary category). Normal, log-normal and beta families are searched
@@ -66,6 +67,10 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from skopt.space import Categorical, Dimension, Integer, Real
 
+from sweepq import params
+from sweepq.model import FINAL_STATES, TrialState, finite_number
+from sweepq.params import Distribution, flatten, get_path, make
+
 __all__ = ["suggest", "suggest_with_info", "last_warnings", "MODEL_CAP", "LIE"]
 
 # --- tunables (docs/bayes.md says which were measured and how) -------------------------------------------
@@ -109,8 +114,6 @@ LOG_PAIRS_MAX = 4
 #: parameters").
 PAIR_EVIDENCE = 2.0
 
-_STATES_TERMINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
-
 #: Warnings of the most recent call in this process (``suggest_with_info`` returns them too).
 last_warnings: list[str] = []
 
@@ -120,10 +123,10 @@ last_warnings: list[str] = []
 
 @dataclass
 class _Param:
-    """One searched parameter: its skopt dimension plus value-level encode/decode."""
+    """One searched parameter: its distribution, its skopt dimension, and value-level encode/decode."""
 
     path: tuple[str, ...]
-    spec: dict[str, Any]
+    dist: Distribution
     dim: Dimension
     #: float values -> points of ``dim`` (before skopt's transform), NaN where not valid.
     to_dim: Callable[[np.ndarray], np.ndarray]
@@ -131,8 +134,6 @@ class _Param:
     from_dim: Callable[[np.ndarray], list[Any]]
     #: probabilities of categories (categorical only), used to draw candidates.
     probs: np.ndarray | None = None
-    #: category lookup: _hkey(value) -> index (categorical only).
-    index: dict[Any, int] | None = None
     #: columns of the feature matrix.
     cols: slice = field(default_factory=lambda: slice(0, 0))
 
@@ -146,7 +147,7 @@ class _Param:
 
     @property
     def is_discrete(self) -> bool:
-        return isinstance(self.dim, Integer | Categorical) or _q(self.spec) is not None
+        return isinstance(self.dim, Integer | Categorical) or self.dist.q is not None
 
     def encode(self, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Values (one per trial) -> (feature columns (n, n_cols), valid mask (n,)).
@@ -156,9 +157,9 @@ class _Param:
         n = len(values)
         width = self.dim.transformed_size
         out = np.zeros((n, width))
-        if self.is_categorical:
-            assert self.index is not None
-            idx = np.fromiter((self.index.get(_hkey(v), -1) for v in values), dtype=int, count=n)
+        if isinstance(self.dist, params.Categorical):
+            find = self.dist.find
+            idx = np.fromiter((find(v) for v in values), dtype=int, count=n)
             return self.onehot(idx), idx >= 0
         raw = np.fromiter((_num_or_nan(v) for v in values), dtype=float, count=n)
         pts = self.to_dim(raw)
@@ -196,133 +197,60 @@ class _Param:
         return self.encode(self.decode(cols))[0]
 
 
-def _q(spec: Mapping[str, Any]) -> float | int | None:
-    return spec.get("q") if str(spec.get("distribution", "")).startswith("q_") else None
-
-
-def _round_q(a: np.ndarray, q: float | int, lo: float | None = None, hi: float | None = None) -> list[Any]:
-    """Round to multiples of q (W&B's rule), kept inside [lo, hi] when a multiple lies there.
-    An int ``q`` gives ints, as in W&B; a float ``q`` gives floats without binary noise."""
-    r = np.round(np.asarray(a, dtype=float) / q) * q
-    if lo is not None and hi is not None:
-        lo_m, hi_m = math.ceil(lo / q) * q, math.floor(hi / q) * q
-        if lo_m <= hi_m:
-            r = np.clip(r, lo_m, hi_m)
-    if isinstance(q, int) and not isinstance(q, bool):
-        return [int(x) for x in np.round(r)]
-    return [float(x) for x in np.round(r, 12)]
-
-
-def _floats(a: np.ndarray) -> list[float]:
-    return [float(x) for x in a]
-
-
 def _num_or_nan(v: Any) -> float:
     if type(v) is float or type(v) is int:  # the common case, fast
         return float(v)
-    f = _num(v)
+    f = finite_number(v)
     return math.nan if f is None else f
 
 
-def _hkey(v: Any) -> Any:
-    """Dict key of a category value: type-exact for scalars (1, 1.0 and True stay apart)."""
-    if v is None or type(v) in (str, int, float, bool):
-        return (type(v).__name__, v)
-    return ("json", _canon(v))
-
-
-def _num(v: Any) -> float | None:
-    """A finite real number, or None (bools and strings are not metric values)."""
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
 def _canon(v: Any) -> str:
-    """Canonical text of a value, so equal values (incl. lists/dicts/None) compare equal."""
+    """Canonical text of a JSON-like value (the key of the search-space cache)."""
     return json.dumps(v, sort_keys=True, default=repr)
 
 
-def _make_param(path: tuple[str, ...], spec: dict[str, Any]) -> _Param | None:
-    """Build the dimension of one normalised spec; None for constants."""
-    dist = spec.get("distribution")
-    if dist == "constant":
-        return None
-    if dist in ("categorical", "categorical_w_probabilities"):
-        values = list(spec["values"])
-        k = len(values)
-        if dist == "categorical_w_probabilities":
-            p = np.asarray(spec["probabilities"], dtype=float)
-            p = p / p.sum()
-        else:
-            p = np.full(k, 1.0 / k)
-        if k == 1:
-            return None
-        index: dict[Any, int] = {}
-        for i, v in enumerate(values):
-            index.setdefault(_hkey(v), i)
+def _make_param(path: tuple[str, ...], dist: Distribution) -> _Param:
+    """The dimension of one distribution that varies (``not dist.is_fixed``).
+
+    The distribution says where to search (``bounds``, ``log_scale``) or, without bounds, how to
+    search through its CDF; and how a point becomes a value (``snap``). Categories are searched
+    by their index, one-hot.
+    """
+    if isinstance(dist, params.Categorical):
+        values = dist.values
         return _Param(
-            path, spec, Categorical(list(range(k)), transform="onehot"),
+            path, dist, Categorical(list(range(len(values))), transform="onehot"),
             to_dim=lambda a: a,
-            from_dim=lambda idx, values=values: [copy.deepcopy(values[int(i)]) for i in idx],
-            probs=p, index=index,
+            from_dim=lambda idx: [copy.deepcopy(values[int(i)]) for i in idx],
+            probs=dist.weights(),
         )
-    if dist == "int_uniform":
-        lo, hi = int(spec["min"]), int(spec["max"])
-        if lo == hi:
-            return None
+    if isinstance(dist, params.IntUniform):
+        lo, hi = dist.min, dist.max
         return _Param(
-            path, spec, Integer(lo, hi, transform="normalize"),
-            to_dim=lambda a, lo=lo, hi=hi: np.clip(np.round(a), lo, hi),
-            from_dim=lambda a: [int(x) for x in np.round(a)],
+            path, dist, Integer(lo, hi, transform="normalize"),
+            to_dim=lambda a: np.clip(np.round(a), lo, hi),
+            from_dim=dist.snap,
         )
-    q = _q(spec)
-    if dist in ("uniform", "q_uniform"):
-        lo, hi = float(spec["min"]), float(spec["max"])
+    bounds = dist.bounds()
+    if bounds is not None:
+        lo_f, hi_f = bounds
+        if dist.log_scale:
+            return _Param(
+                path, dist, Real(lo_f, hi_f, prior="log-uniform", transform="normalize"),
+                to_dim=lambda a: np.where(a > 0, np.clip(a, lo_f, hi_f), np.nan),
+                from_dim=dist.snap,
+            )
         return _Param(
-            path, spec, Real(lo, hi, transform="normalize"),
-            to_dim=lambda a, lo=lo, hi=hi: np.clip(a, lo, hi),
-            from_dim=_floats if q is None else (lambda a, lo=lo, hi=hi, q=q: _round_q(a, q, lo, hi)),
+            path, dist, Real(lo_f, hi_f, transform="normalize"),
+            to_dim=lambda a: np.clip(a, lo_f, hi_f),
+            from_dim=dist.snap,
         )
-    log_bounds = {
-        "log_uniform": lambda s: (math.exp(s["min"]), math.exp(s["max"])),
-        "q_log_uniform": lambda s: (math.exp(s["min"]), math.exp(s["max"])),
-        "log_uniform_values": lambda s: (s["min"], s["max"]),
-        "q_log_uniform_values": lambda s: (s["min"], s["max"]),
-        "inv_log_uniform": lambda s: (math.exp(-s["max"]), math.exp(-s["min"])),
-        "inv_log_uniform_values": lambda s: (s["min"], s["max"]),
-    }
-    if dist in log_bounds:
-        lo, hi = (float(b) for b in log_bounds[dist](spec))
-        return _Param(
-            path, spec, Real(lo, hi, prior="log-uniform", transform="normalize"),
-            to_dim=lambda a, lo=lo, hi=hi: np.where(a > 0, np.clip(a, lo, hi), np.nan),
-            from_dim=_floats if q is None else (lambda a, lo=lo, hi=hi, q=q: _round_q(a, q, lo, hi)),
-        )
-    families = {
-        "normal": lambda s: stats.norm(loc=s.get("mu", 0.0), scale=s.get("sigma", 1.0)),
-        "q_normal": lambda s: stats.norm(loc=s.get("mu", 0.0), scale=s.get("sigma", 1.0)),
-        "log_normal": lambda s: stats.lognorm(s=s.get("sigma", 1.0), scale=math.exp(s.get("mu", 0.0))),
-        "q_log_normal": lambda s: stats.lognorm(s=s.get("sigma", 1.0), scale=math.exp(s.get("mu", 0.0))),
-        "beta": lambda s: stats.beta(a=s.get("a", 1.0), b=s.get("b", 1.0)),
-        "q_beta": lambda s: stats.beta(a=s.get("a", 1.0), b=s.get("b", 1.0)),
-    }
-    if dist in families:
-        rv = families[dist](spec)
-        if dist in ("normal", "q_normal") and spec.get("sigma", 1.0) == 0:
-            return None
-        eps = CDF_EPS
-
-        def to_dim(a: np.ndarray, rv: Any = rv) -> np.ndarray:
-            return np.clip(rv.cdf(a), eps, 1 - eps)
-
-        def from_dim(u: np.ndarray, rv: Any = rv, q: Any = q) -> list[Any]:
-            v = rv.ppf(u)
-            return _floats(v) if q is None else _round_q(v, q)
-
-        return _Param(path, spec, Real(eps, 1 - eps, transform="normalize"), to_dim=to_dim, from_dim=from_dim)
-    raise ValueError(f"parameters.{'.'.join(path)}: unknown distribution {dist!r} for bayes")
+    eps = CDF_EPS
+    return _Param(
+        path, dist, Real(eps, 1 - eps, transform="normalize"),
+        to_dim=lambda a: np.clip(dist.cdf_array(a), eps, 1 - eps),
+        from_dim=lambda u: dist.snap(dist.ppf_array(u)),
+    )
 
 
 class _Space:
@@ -331,7 +259,12 @@ class _Space:
     def __init__(self, parameters: Mapping[str, Any]):
         self.params: list[_Param] = []
         self.constants: list[tuple[tuple[str, ...], Any]] = []
-        self._walk(parameters, ())
+        for path, spec in flatten(parameters).items():
+            dist = make(spec)
+            if dist.is_fixed:
+                self.constants.append((path, dist.ppf(0.5)))
+            else:
+                self.params.append(_make_param(path, dist))
         start = 0
         for p in self.params:
             width = p.dim.transformed_size
@@ -360,52 +293,17 @@ class _Space:
         #: category mask of the model's features (``model_features``: the extra ones are numeric)
         self.model_cat_mask = np.concatenate([self.cat_mask, np.zeros(2 * len(self.log_pairs), dtype=bool)])
 
-    def _walk(self, parameters: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
-        for name in sorted(parameters):
-            spec = parameters[name]
-            path = (*prefix, name)
-            if not isinstance(spec, Mapping):
-                raise ValueError(f"parameters.{'.'.join(path)}: must be a mapping")
-            if spec.get("distribution") == "param_dict" or (
-                "distribution" not in spec and "parameters" in spec
-            ):
-                self._walk(spec["parameters"], path)
-                continue
-            p = _make_param(path, dict(spec))
-            if p is None:
-                value = spec.get("value")
-                if spec.get("distribution") in ("categorical", "categorical_w_probabilities"):
-                    value = spec["values"][0]
-                elif spec.get("distribution") == "int_uniform":
-                    value = int(spec["min"])
-                elif spec.get("distribution") in ("normal", "q_normal"):
-                    value = spec.get("mu", 0.0)
-                self.constants.append((path, value))
-            else:
-                self.params.append(p)
-
     @property
     def dim(self) -> int:
         return len(self.params)
 
-    @property
-    def all_discrete(self) -> bool:
-        return all(p.is_discrete for p in self.params)
-
     def size(self) -> float:
-        """Number of distinct points when every parameter is discrete (inf otherwise)."""
+        """Number of distinct points (inf unless every parameter is discrete)."""
         total = 1.0
         for p in self.params:
-            if isinstance(p.dim, Categorical):
-                total *= int(np.count_nonzero(p.probs > 0))
-            elif isinstance(p.dim, Integer):
-                total *= p.dim.high - p.dim.low + 1
-            else:
-                q = _q(p.spec)
-                lo, hi = p.dim.low, p.dim.high
-                if q is None or p.spec["distribution"] in ("q_normal", "q_log_normal", "q_beta"):
-                    return math.inf
-                total *= math.floor(hi / q) - math.ceil(lo / q) + 1
+            total *= p.dist.count()
+            if math.isinf(total):
+                return math.inf
         return total
 
     def encode_trials(self, params_list: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -414,12 +312,13 @@ class _Space:
         X = np.zeros((n, self.n_features))
         ok = np.ones(n, dtype=bool)
         for p in self.params:
-            if len(p.path) == 1:  # fast path for top-level names; wrappers/non-dicts go the long way
+            if len(p.path) == 1:  # top-level names, the common case: one dict lookup per trial
                 name = p.path[0]
-                raw = [d.get(name, _MISSING) if type(d) is dict else _lookup(d, p.path) for d in params_list]
-                raw = [_lookup({name: v}, p.path) if type(v) is dict else v for v in raw]
+                raw = [d.get(name, _MISSING) if type(d) is dict else get_path(d, p.path, _MISSING)
+                       for d in params_list]
             else:
-                raw = [_lookup(params, p.path) for params in params_list]
+                raw = [get_path(d, p.path, _MISSING) for d in params_list]
+            raw = [_unwrap(v) if type(v) is dict else v for v in raw]
             cols, valid = p.encode(raw)
             X[:, p.cols] = cols
             ok &= valid
@@ -453,7 +352,7 @@ class _Space:
         """Draw the categorical columns of X (in place) from each parameter's probabilities."""
         rows = np.arange(len(X)) if rows is None else rows
         for p in self.params:
-            if not p.is_categorical:
+            if p.probs is None:  # not a categorical
                 continue
             chg = rows[rng.random(len(rows)) < prob]
             if not len(chg):
@@ -501,20 +400,9 @@ def _row_key(row: np.ndarray) -> bytes:
     return np.round(row, 9).tobytes()
 
 
-def _lookup(params: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
-    if len(path) == 1 and type(params) is dict:  # fast path: top-level parameter
-        node = params.get(path[0], _MISSING)
-        if type(node) is dict and len(node) == 1 and "value" in node:
-            node = node["value"]
-        return node
-    node: Any = params
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    if isinstance(node, Mapping) and set(node) == {"value"}:  # a W&B-style {"value": v} wrapper
-        node = node["value"]
-    return node
+def _unwrap(value: dict[str, Any]) -> Any:
+    """The value inside a W&B-style ``{"value": v}`` wrapper; any other dict as it is."""
+    return value["value"] if len(value) == 1 and "value" in value else value
 
 
 _SPACE_CACHE: OrderedDict[str, _Space] = OrderedDict()
@@ -553,18 +441,18 @@ class _Data:
 def _metric_values(trial: Mapping[str, Any]) -> list[float]:
     hist = trial.get("history") or []
     if all(type(h) is float for h in hist):  # the common case, fast
-        vals = [h for h in hist if math.isfinite(h)]
+        finite = [h for h in hist if math.isfinite(h)]
         f = trial.get("metric")
         if type(f) is float:
-            return vals + [f] if math.isfinite(f) else vals
-        f = _num(f)
-        return vals + [f] if f is not None else vals
+            return finite + [f] if math.isfinite(f) else finite
+        f = finite_number(f)
+        return finite + [f] if f is not None else finite
     vals: list[float] = []
     for h in hist:
-        f = _num(h)
+        f = finite_number(h)
         if f is not None:
             vals.append(f)
-    f = _num(trial.get("metric"))
+    f = finite_number(trial.get("metric"))
     if f is not None:
         vals.append(f)
     return vals
@@ -573,7 +461,7 @@ def _metric_values(trial: Mapping[str, Any]) -> list[float]:
 def _last_history_value(trial: Mapping[str, Any]) -> float | None:
     """The last finite value in the trial's history (its summary is not part of it)."""
     for h in reversed(trial.get("history") or []):
-        f = _num(h)
+        f = finite_number(h)
         if f is not None:
             return f
     return None
@@ -591,7 +479,7 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
     seen = {x.tobytes() for x in np.round(X[ok], 9)}
 
     per: list[list[float]] = [[sign * v for v in _metric_values(t)] for t in trials]
-    terminal_vals = [v for t, vs in zip(trials, per, strict=True) if t.get("state") in _STATES_TERMINAL
+    terminal_vals = [v for t, vs in zip(trials, per, strict=True) if t.get("state") in FINAL_STATES
                      for v in vs]
     worst = max(terminal_vals) if terminal_vals else None
 
@@ -605,41 +493,41 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
             n_bad_params += 1
             continue
         y: float | None = None
-        if state == "finished":
+        if state == TrialState.FINISHED:
             if vs:
                 y = min(vs)
             else:
                 n_unlogged += 1  # includes NaN/inf only: a diverged run counts as the worst run
                 y = worst
-        elif state in ("failed", "crashed"):
+        elif state in (TrialState.FAILED, TrialState.CRASHED):
             if impute == "latest":  # W&B: the last valid *history* value, not the summary
                 last = _last_history_value(t)
                 own = None if last is None else sign * last
             else:
                 own = min(vs) if vs and impute == "best" else None
             y = own if own is not None else worst
-        elif state in ("stopped", "canceled"):
+        elif state in (TrialState.STOPPED, TrialState.CANCELED):
             own_best = min(vs) if vs and STOPPED_RULE == "own" else None
-            y = own_best if own_best is not None else (worst if state == "stopped" else None)
-        elif state == "running":
+            y = own_best if own_best is not None else (worst if state == TrialState.STOPPED else None)
+        elif state == TrialState.RUNNING:
             if while_running in ("latest", "best", "worst") and vs:
                 y = {"latest": vs[-1], "best": min(vs), "worst": max(vs)}[while_running]
             else:
                 pend_idx.append(i)
                 continue
-        elif state == "queued":
+        elif state == TrialState.QUEUED:
             pend_idx.append(i)
             continue
         else:
             continue
         if y is None:
-            if state != "canceled":
+            if state != TrialState.CANCELED:
                 n_unimputable += 1
             continue
         obs_idx.append(i)
         obs_y.append(y)
 
-    n_finished = sum(1 for t in trials if t.get("state") == "finished")
+    n_finished = sum(1 for t in trials if t.get("state") == TrialState.FINISHED)
     if n_finished and n_unlogged == n_finished and not terminal_vals:
         warn.append(
             f"metric '{name}' was never logged by any of the {n_finished} finished trials; "
@@ -963,8 +851,7 @@ def suggest_with_info(
 
     if not space.params:
         # Only constants: one point, so exhausted once any trial exists.
-        out = [] if trials or n < 1 else [space.decode(np.zeros(0))[0]]
-        return out, info
+        return ([] if trials or n < 1 else [space.decode(np.zeros(0))[0]]), info
 
     limit = space.size()
     out: list[dict[str, Any]] = []
@@ -992,9 +879,10 @@ def suggest_with_info(
                 if key not in seen:
                     break
             else:
-                params, key = _unseen_random(space, seen, rng)
-                if params is None:
+                found, key = _unseen_random(space, seen, rng)
+                if found is None:
                     break
+                params = found
             seen.add(key)
             out.append(params)
             existing.append(x[None, :])
@@ -1059,10 +947,11 @@ def suggest_with_info(
                 chosen = j
                 break
         if chosen is None:
-            params, key = _unseen_random(space, seen, rng)
-            if params is None:
+            found, key = _unseen_random(space, seen, rng)
+            if found is None:
                 info["warnings"].append("no unseen point found; the search space looks exhausted")
                 break
+            params = found
             x = space.encode_trials([params])[0][0]
             pred = None
         else:

@@ -339,6 +339,42 @@ def test_finite_space_is_exhausted_without_duplicates() -> None:
     assert bayes.suggest(c, trials, 2, seed=0) == []
 
 
+def test_distributions_with_one_value_give_it_as_random_search_does() -> None:
+    """A distribution whose draws are all equal is not searched; its value is the one random
+    search draws (a multiple of q, exp(mu) for a log-normal; never NaN)."""
+    fixed = {"qn": {"distribution": "q_normal", "mu": 0.3, "sigma": 0.0, "q": 1},
+             "ln": {"distribution": "log_normal", "mu": 1.0, "sigma": 0.0},
+             "b0": {"distribution": "beta", "a": 0.0, "b": 2.0}}
+    c = cfg({**fixed, "x": {"min": 0.0, "max": 1.0}})
+    (r,) = random_search.suggest(c, [], 1, seed=0)
+    for p in bayes.suggest(c, [], 3, seed=0):
+        assert {k: p[k] for k in fixed} == {k: r[k] for k in fixed} == {"qn": 0, "ln": math.e, "b0": 0.0}
+
+
+def test_beta_with_both_shapes_zero_is_searched_as_its_two_values() -> None:
+    c = cfg({"b": {"distribution": "beta", "a": 0.0, "b": 0.0}, "c": {"values": ["x", "y"]}})
+    trials = run_sweep(c, lambda p: p["b"] + (p["c"] == "y"), 4)
+    assert sorted((t["params"]["b"], t["params"]["c"]) for t in trials) == [
+        (0.0, "x"), (0.0, "y"), (1.0, "x"), (1.0, "y")]
+    assert bayes.suggest(c, trials, 1, seed=0) == []
+
+
+def test_q_without_a_multiple_inside_its_bounds_is_one_value() -> None:
+    """Rounding reaches the nearest multiple (0 here), as in random search; a finite space with
+    such a parameter is not empty."""
+    c = cfg({"q": {"distribution": "q_uniform", "min": 0.1, "max": 0.2, "q": 1}, "c": {"values": ["x", "y"]}})
+    out = bayes.suggest(c, [], 3, seed=0)
+    assert sorted((p["q"], p["c"]) for p in out) == [(0, "x"), (0, "y")]
+
+
+def test_categories_of_trials_are_found_by_value() -> None:
+    """A value equal to a category by grid's rule (an integral float equals its int) is that
+    category: the trial is in the space."""
+    c = cfg({"c": {"values": [1, 2]}, "x": {"min": 0.0, "max": 1.0}})
+    X, ok = bayes._space_for(c["parameters"]).encode_trials([{"c": 1.0, "x": 0.5}, {"c": 3, "x": 0.5}])
+    assert ok.tolist() == [True, False]
+
+
 # --- observations, imputation and warnings -------------------------------------------------------
 
 
