@@ -8,18 +8,14 @@ can call it without Redis or Celery. A trial is ``{"id", "params", "state", "met
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sweepq import stopping
 from sweepq.config import load_config
 
 __all__ = ["suggest", "to_stop"]
-
-
-def _config(config: Any) -> dict[str, Any]:
-    # A config load_config returned comes back unchecked (cheap on every controller pass); any
-    # other dict, whatever keys it carries, is checked in full.
-    return load_config(config)
 
 
 def suggest(
@@ -30,50 +26,25 @@ def suggest(
 ) -> list[dict[str, Any]]:
     """Up to ``n`` new parameter dicts, nested as in the config, constants included.
 
-    ``config`` is a path, YAML text or dict (``ConfigError`` if invalid). ``seed`` overrides the
-    config's ``seed``. Grid returns fewer than ``n`` (``[]`` when exhausted) and never a point a
-    trial already covers; bayes returns fewer only when a finite (all-discrete) space has no untried
-    point left; random always returns ``n``.
+    ``config`` is a path, YAML text or dict (``ConfigError`` if invalid; a config
+    ``load_config`` returned is not checked again, so calling this on every controller pass is
+    cheap). ``seed`` overrides the config's ``seed``. Grid returns fewer than ``n`` (``[]`` when
+    exhausted) and never a point a trial already covers; bayes returns fewer only when a finite
+    (all-discrete) space has no untried point left; random always returns ``n``.
     """
-    cfg = _config(config)
+    cfg = load_config(config)
     trials = list(trials or ())
     if n <= 0:
         return []
     if seed is None:
         seed = cfg.get("seed")
-    method = cfg["method"]
-    if method == "grid":
-        from sweepq.search import grid
-
-        return grid.suggest(cfg, trials, n, seed)
-    if method == "bayes":
-        try:
-            from sweepq.search import bayes
-        except ModuleNotFoundError as exc:
-            if exc.name != "sweepq.search.bayes":
-                raise
-            # sweepq/search/bayes.py is written separately; until it exists, bayes starts the
-            # way it always starts (random points), which keeps preview and tests working.
-            bayes = None
-        if bayes is not None:
-            return bayes.suggest(cfg, trials, n, seed)
-    from sweepq.search import random
-
-    return random.suggest(cfg, trials, n, seed)
+    # imported on first use, so that grid and random never pay for bayes' scientific stack
+    method = importlib.import_module(f"sweepq.search.{cfg['method']}")
+    out: list[dict[str, Any]] = method.suggest(cfg, trials, n, seed)
+    return out
 
 
 def to_stop(config: Any, trials: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Ids of running trials that the config's ``early_terminate`` rule would stop now.
-
-    ``[]`` when the config has no ``early_terminate`` (or the stopping package is absent).
-    """
-    cfg = _config(config)
-    if not cfg.get("early_terminate"):
-        return []
-    try:
-        from sweepq import stopping
-    except ModuleNotFoundError as exc:
-        if exc.name != "sweepq.stopping":
-            raise
-        return []
-    return list(stopping.to_stop(cfg, list(trials)))
+    """Ids of running trials that the config's ``early_terminate`` rule would stop now; ``[]``
+    when the config has none. ``config`` as for :func:`suggest`."""
+    return stopping.to_stop(load_config(config), list(trials))

@@ -31,9 +31,9 @@ def suggest(
     if seed is None:
         seed = config.get("seed")
     leaves = [(path, make(spec)) for path, spec in flatten(config["parameters"]).items()]
-    fresh = np.random.default_rng() if seed is None else None
-    out = []
-    for i in range(n):
-        rng = fresh if fresh is not None else np.random.default_rng([int(seed), len(trials) + i])
-        out.append(unflatten({path: dist.sample(rng) for path, dist in leaves}))
-    return out
+    if seed is None:
+        fresh = np.random.default_rng()
+        rngs = [fresh] * n
+    else:
+        rngs = [np.random.default_rng([int(seed), len(trials) + i]) for i in range(n)]
+    return [unflatten({path: dist.sample(rng) for path, dist in leaves}) for rng in rngs]
