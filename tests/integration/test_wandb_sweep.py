@@ -255,7 +255,7 @@ metric:
   goal: minimize
 parameters:
   lr:
-    values: [0.001, 0.01]
+    values: [0.003, 0.03]
   optimizer:
     parameters:
       name:
@@ -285,7 +285,7 @@ def test_sweepq_run_takes_a_wandb_config_and_script_as_they_are(isolated: Loopba
     status = json.loads(r.stdout)
     assert status["state"] == "finished" and status["counts"]["finished"] == 2, status
     records = {rec["run"]: rec for rec in (json.loads(p.read_text()) for p in rec_dir.glob("*.json"))}
-    assert sorted(rec["config"]["lr"] for rec in records.values()) == [0.001, 0.01]
+    assert sorted(rec["config"]["lr"] for rec in records.values()) == [0.003, 0.03]
     assert all(rec["done"] and len(rec["logged"]) == 3 for rec in records.values())
     best = min(records.values(), key=lambda rec: rec["logged"][-1]["loss"])
     assert status["best"]["run_id"] == best["run"]
