@@ -45,9 +45,9 @@ penalty = {"adam": 0.0, "sgd": 0.5}.get(optimizer, 1.0)
 for epoch in range(epochs):
     loss = 0.1 * (math.log10(lr) + 2.5) ** 2 + penalty + 0.01 * layers + 1.0 / (epoch + 1)
     row = {"loss": loss, "epoch": epoch, "train": {"acc": 1.0 - loss / 10, "lr": lr}}
-    wandb.log(row)
-    record["logged"].append(row)
+    record["logged"].append(row)  # recorded first: a stop may land between the two
     save()
+    wandb.log(row)
     time.sleep(float(config.sleep))
 wandb.summary["final_loss"] = loss
 wandb.finish()
