@@ -66,7 +66,7 @@ from _harness import (  # noqa: E402
     used_memory,
 )
 
-from sweepq.runner import FINISHED_TAIL_CHARS  # noqa: E402
+from sweepq.executor import FINISHED_TAIL_CHARS  # noqa: E402
 
 PARAMS = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},

@@ -13,21 +13,17 @@ and ``log`` keeps the values in ``run.summary`` and ``run.history``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
 import os
-import secrets
-import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-METRIC_PREFIX = "@sweepq "
+from sweepq.protocol import control_line, format_row
 
 
 class Config(dict):
@@ -165,7 +161,7 @@ class Run:
             self._sink(row)
         elif self.in_sweep:
             out = sys.__stdout__ or sys.stdout
-            out.write(METRIC_PREFIX + json.dumps(row) + "\n")
+            out.write(format_row(row))
             out.flush()
 
     @property
@@ -183,7 +179,7 @@ class Run:
         if not self._polls_announced and self._sink is None:
             self._polls_announced = True
             out = sys.__stdout__ or sys.stdout
-            out.write(METRIC_PREFIX + json.dumps({"_sweepq": {"polls_stop": True}}) + "\n")
+            out.write(control_line(polls_stop=True))
             out.flush()
         return Path(self._stop_file).exists()
 
@@ -265,115 +261,31 @@ def sweep(config: Any, **_: Any) -> str:
 
 def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int | None = None,
           *, store: Any = None, controller: bool = True, poll: float = 0.1) -> None:
-    """Run trials of ``sweep_id`` as calls of ``function`` in this process, like ``wandb.agent``.
+    """Run trials of ``sweep_id`` as calls of ``function`` in this process, like ``wandb.agent``
+    (each call sees its own ``run.config`` through ``sweepq.init()``; ``sweepq.agent``'s
+    ``FunctionTrial``); without ``function``, a Celery worker bound to the sweep runs them as
+    programs (``sweepq agent SWEEP_ID``)."""
+    from sweepq.agents import run_agent, run_functions
+    from sweepq.ids import is_sweep_id, shown
 
-    Each call sees its own ``run.config`` through ``sweepq.init()``. The agent registers as a
-    one-slot worker bound to the sweep; the controller (started here too unless one already leads)
-    hands it trials that it claims directly from Redis (no Celery message: it is in-process).
-    A function that raises ends its trial as ``failed`` with the exception in the log tail.
-    """
+    if not is_sweep_id(sweep_id):
+        raise ValueError(f"not a sweep id: {shown(sweep_id)}")
     if function is None:
-        from sweepq.cli.sweep_cmds import run_agent_process
+        from sweepq.store import Store
 
-        run_agent_process(sweep_id, count=count)
+        run_agent(store or Store(), sweep_id, count=count, controller=controller)
         return
-    from sweepq.store import Store
-
-    st = store or Store()
-    st.get_sweep(sweep_id)  # raises NotFound early
-    name = f"inproc-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-    queue = f"direct:{sweep_id}"
-    ctl = th = None
-    if controller:
-        from sweepq.controller import run_controller_thread
-
-        ctl, th = run_controller_thread(st, tick=0.2)
-    stop_beat = threading.Event()
-
-    def beat() -> None:
-        while not stop_beat.is_set():
-            with contextlib.suppress(Exception):
-                st.register_worker(name, 1, [queue], sweep=sweep_id, ttl=15.0)
-            stop_beat.wait(5.0)
-
-    threading.Thread(target=beat, daemon=True).start()
-    done = 0
-    try:
-        while count is None or done < count:
-            state = st.sweep_state(sweep_id)
-            inflight = st.inflight_ids(sweep_id)
-            if state not in ("running", "paused") and not inflight:
-                break
-            tid = _next_direct_trial(st, sweep_id, inflight, queue)
-            if tid is None:
-                if state != "running" and not inflight:
-                    break
-                time.sleep(poll)
-                continue
-            if _run_function_trial(st, sweep_id, tid, name, function):
-                done += 1
-    finally:
-        stop_beat.set()
-        with contextlib.suppress(Exception):
-            st.unregister_worker(name)
-        if ctl is not None:
-            ctl.stop_event.set()
-            th.join(timeout=5)
+    run_functions(sweep_id, function, count, store=store, controller=controller, poll=poll)
 
 
-def _next_direct_trial(st: Any, sid: str, inflight: set[str], queue: str) -> str | None:
-    for t in st.get_trials(sorted(inflight), history=False):
-        if t["state"] == "queued" and t.get("queue") == queue:
-            return t["id"]
-    return None
+def enter_trial(params: dict[str, Any], run_id: str, sweep_id: str, sink: Callable[[dict[str, Any]], None],
+                stop_event: threading.Event) -> None:
+    """In this thread, ``sweepq.init()`` now starts the given trial (an in-process agent's call):
+    its parameters, rows to ``sink``, ``should_stop`` from ``stop_event``."""
+    _inprocess.ctx = (params, run_id, sweep_id, sink, stop_event)
 
 
-def _run_function_trial(st: Any, sid: str, tid: str, worker: str, function: Callable[[], Any]) -> bool:
-    import traceback
-
-    owner = f"{worker}:{secrets.token_hex(4)}"
-    claim = st.claim(sid, tid, owner, worker, 60.0)
-    if not claim.ok:
-        return False
-    trial = st.get_trial(tid, history=False)
-    config = st.sweep_config(sid)
-    metric = (config.get("metric") or {}).get("name")
-    stop_event = threading.Event()
-    lock = threading.Lock()
-
-    def sink(row: dict[str, Any]) -> None:
-        from sweepq.runner import metric_values
-
-        with lock:
-            st.log_metrics(sid, tid, owner, metric_values([row], metric) if metric else [],
-                           [json.dumps(row)])
-
-    done = threading.Event()
-
-    def heartbeat() -> None:
-        while not done.wait(10.0):
-            try:
-                owned, req = st.heartbeat(tid, owner, 60.0)
-                if req or not owned:
-                    stop_event.set()
-            except Exception:
-                pass
-
-    threading.Thread(target=heartbeat, daemon=True).start()
-    _inprocess.ctx = (trial["params"], tid, sid, sink, stop_event)
-    state, code, tail = "finished", 0, ""
-    try:
-        function()
-    except Exception as exc:
-        state, code = "failed", 1
-        tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:]
-    finally:
-        _inprocess.ctx = None
-        done.set()
-        global _current
-        _current = None
-    if stop_event.is_set() and state == "finished":
-        state = "stopped"
-    st.finish_trial(sid, tid, owner, state, code, reason="" if state == "finished" else state,
-                    log_tail=tail, goal=(config.get("metric") or {}).get("goal", "minimize"))
-    return True
+def leave_trial() -> None:
+    global _current
+    _inprocess.ctx = None
+    _current = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sweepq.model import finite_number
+
 PREFIX = "@sweepq "
 PREFIX_BYTES = PREFIX.encode()
 CONTROL_KEY = "_sweepq"
@@ -36,3 +38,23 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def metric_values(rows: list[dict[str, Any]], name: str) -> list[float]:
+    """Finite numeric values of the sweep metric in rows, in order (NaN, inf, strings, bools
+    skipped: they stay in the rows, never in the metric)."""
+    out = []
+    for row in rows:
+        if name in row:
+            v = finite_number(row[name])
+            if v is not None:
+                out.append(v)
+    return out
+
+
+def row_json(row: dict[str, Any]) -> str:
+    """A logged row as the store keeps it (JSON, NaN allowed, at most 100,000 characters)."""
+    try:
+        return json.dumps(row, allow_nan=True, default=str)[:100_000]
+    except (TypeError, ValueError):
+        return json.dumps({"_unserialisable": True})

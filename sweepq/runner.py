@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -41,31 +40,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import OutOfMemoryError, RedisError
-
 from sweepq import command as command_mod
 from sweepq import wandb_bridge
-from sweepq.model import finite_number
-from sweepq.store import EXITED, Claim, Store
+from sweepq.executor import BEAT_SHARE, FENCED, TAIL_CHARS, Execution, TrialOutcome
+from sweepq.protocol import CONTROL_KEY, MAX_LINE, PREFIX_BYTES, parse_line
+from sweepq.store import EXITED, Store
 from sweepq.tree import TrialTree
 
 log = logging.getLogger("sweepq.runner")
 
-METRIC_PREFIX = b"@sweepq "
-CONTROL_KEY = "_sweepq"  # a row holding it is a message to sweepq, not metrics
-MAX_LINE = 1 << 20  # longer metric lines are treated as ordinary output
 LOG_CAP_BYTES = 20 << 20  # per-trial log file cap; the rest is counted, not written
 TAIL_LINES = 40
-TAIL_CHARS = 8000  # a failed trial's tail: what the user needs to see why
-FINISHED_TAIL_CHARS = 500  # a finished trial's: short, it is kept for every trial (memory)
 
 
-@dataclass
-class TrialOutcome:
-    state: str  # finished | failed | stopped | canceled | released | lost | skipped
-    exit_code: int | None = None
-    reason: str = ""
-    tail: str = ""
 
 
 @dataclass
@@ -111,8 +98,8 @@ class _Stream:
             self.line(line)
 
     def line(self, raw: bytes) -> None:
-        if self.metrics is not None and raw.startswith(METRIC_PREFIX) and len(raw) <= MAX_LINE:
-            row = _parse_metric_line(raw)
+        if self.metrics is not None and raw.startswith(PREFIX_BYTES) and len(raw) <= MAX_LINE:
+            row = parse_line(raw)
             if row is not None:
                 if CONTROL_KEY in row:
                     if isinstance(row[CONTROL_KEY], dict):
@@ -213,30 +200,10 @@ class _IOThread:
                     os.close(self.pidfd)
 
 
-def _parse_metric_line(raw: bytes) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(raw[len(METRIC_PREFIX):].decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
-def metric_values(rows: list[dict[str, Any]], name: str) -> list[float]:
-    """Finite numeric values of the sweep metric, in order (NaN, inf, strings, bools skipped)."""
-    out = []
-    for row in rows:
-        if name in row:
-            v = finite_number(row[name])
-            if v is not None:
-                out.append(v)
-    return out
 
 
-def _safe_row_json(row: dict[str, Any]) -> str:
-    try:
-        return json.dumps(row, allow_nan=True, default=str)[:100_000]
-    except (TypeError, ValueError):
-        return json.dumps({"_unserialisable": True})
 
 
 # Set when a shutdown signal (a cold shutdown, a revoke) reaches this process during a task of
@@ -338,93 +305,12 @@ def _cannot_execute(argv: list[str], path: str, cwd: str) -> str:
 
 
 FIRST_WAIT_S = 0.05
-# Heartbeats renew the lease every BEAT_SHARE of its TTL; a worker that has not renewed it for
-# FENCE_SHARE of the TTL (counted from when the last successful renewal was *sent*, so the lease
-# runs at least that long on Redis's clock) kills the trial's processes. The rest of the TTL is the
-# margin for the kill; the controller can only give the trial to another worker after the whole TTL.
-BEAT_SHARE = 0.2
-FENCE_SHARE = 0.7
-# A pool process that cannot act on its own fence (stopped, hung) is fenced by its worker's main
-# process KEEPER_SHARE of the TTL later; both act before the lease can expire.
-KEEPER_SHARE = 0.1
-FENCED = "worker lost contact with Redis (lease not renewed in time): trial stopped and handed back"
 
 
-def fence_dir() -> Path:
-    """Where pool processes leave their trials' fence deadlines for the worker's main process
-    (one directory per host and user, shared by every worker of that user)."""
-    d = os.environ.get("SWEEPQ_FENCE_DIR")
-    return Path(d) if d else Path(tempfile.gettempdir()) / f"sweepq-fence-{os.getuid()}"
 
 
-class _FenceFile:
-    """A trial's fence deadline on disk (``time.monotonic()`` is one clock for the whole host),
-    with what it takes to kill the trial's processes, so that the worker's main process can fence
-    the trial when the pool process running it cannot (it is stopped, or hung)."""
-
-    def __init__(self, tree: TrialTree, run_id: str) -> None:
-        d = fence_dir()
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = d / f"{os.getpid()}-{tree.token}.fence"
-        self.record: dict[str, Any] = {**tree.describe(), "run": run_id}
-
-    def write(self, deadline: float) -> None:
-        self.record["deadline"] = deadline
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(self.record))
-            os.replace(tmp, self.path)
-        except OSError as exc:  # the in-process watchdog still fences; only the backstop is lost
-            log.warning("cannot write the fence file %s: %s", self.path, exc)
-
-    @property
-    def fired(self) -> bool:
-        """The main process fenced the trial (it renames the file before it kills)."""
-        return self.path.with_suffix(".fenced").exists()
-
-    def remove(self) -> None:
-        for p in (self.path, self.path.with_suffix(".tmp"), self.path.with_suffix(".fenced")):
-            with contextlib.suppress(OSError):
-                p.unlink()
 
 
-def keep_fences(stop: threading.Event, ttl: float, every: float = 0.25) -> None:
-    """The worker main process's loop: kill the trials whose fence deadline passed KEEPER_SHARE of
-    the TTL ago without their pool process acting (it renews the deadline while it renews the
-    lease, and fences the trial itself at the deadline). Files of pool processes that died go too."""
-    from sweepq.tree import kill_described
-
-    grace = KEEPER_SHARE * ttl
-    while not stop.wait(every):
-        d = fence_dir()
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        now = time.monotonic()
-        for name in names:
-            path = d / name
-            if name.endswith(".fenced"):
-                pid = name.split("-", 1)[0]
-                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                continue
-            if not name.endswith(".fence"):
-                continue
-            try:
-                rec = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if float(rec.get("deadline", now)) + grace > now:
-                continue
-            try:
-                os.replace(path, path.with_suffix(".fenced"))  # claim it: the pool process will know
-            except OSError:
-                continue  # its trial ended meanwhile
-            log.warning("trial %s: its worker process has not renewed the lease in time; killing it",
-                        rec.get("run"))
-            kill_described(rec)
 
 
 def log_dir_for(workdir: str | None = None) -> Path:
@@ -437,55 +323,8 @@ def log_dir_for(workdir: str | None = None) -> Path:
 OUTPUT_LINE = 2000  # characters of an output line streamed to Redis (the log file keeps it whole)
 
 
-class _Watchdog:
-    """One daemon thread per process that kills the trials whose lease this process has not renewed
-    in time. It touches no socket, so it acts even while the trial's own thread hangs inside a
-    Redis call (a silent partition, a hung proxy); a process that was frozen (SIGSTOP, a paused VM)
-    acts the moment it runs again (docs/reliability.md states the bound)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._armed: dict[int, list[Any]] = {}  # key -> [deadline (monotonic), callback]
-        self._pid = -1
-
-    def arm(self, key: int, deadline: float, fire: Any) -> None:
-        with self._cond:
-            if self._pid != os.getpid():  # first use in this process (or a fork of one): own thread
-                self._pid = os.getpid()
-                self._armed = {}
-                threading.Thread(target=self._run, name="sweepq-fence", daemon=True).start()
-            # no notify: a deadline is at least 0.7 TTL away and the thread looks every 0.25 s,
-            # while waking it per trial costs a context switch on every short trial
-            self._armed[key] = [deadline, fire]
-
-    def renew(self, key: int, deadline: float) -> None:
-        with self._cond:
-            entry = self._armed.get(key)
-            if entry is not None and deadline > entry[0]:
-                entry[0] = deadline
-
-    def disarm(self, key: int) -> None:
-        with self._cond:
-            self._armed.pop(key, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                now = time.monotonic()
-                fires = [self._armed.pop(k)[1] for k, (d, _) in list(self._armed.items()) if d <= now]
-                if not fires:
-                    nxt = min((d for d, _ in self._armed.values()), default=now + 0.25)
-                    # short waits: after a freeze (SIGSTOP) the check runs at once, whatever the clock
-                    self._cond.wait(min(0.25, max(0.0, nxt - now)))
-                    continue
-            for fire in fires:
-                try:
-                    fire()
-                except Exception:
-                    log.exception("fencing a trial failed")
 
 
-WATCHDOG = _Watchdog()
 
 
 def _wait_for_end(proc: subprocess.Popen, timeout: float) -> None:
@@ -507,52 +346,34 @@ def _wait_for_end(proc: subprocess.Popen, timeout: float) -> None:
         os.close(fd)
 
 
-class TrialRunner:
-    """Runs one claimed trial to its end and records the outcome in the store.
+class TrialRunner(Execution):
+    """Runs one claimed trial's program to its end and records the outcome in the store.
 
-    The caller has already claimed the trial (it owns it under ``owner``).
+    The caller has already claimed the trial (it owns it under ``owner``); the lease, the fence
+    and the final write are :class:`sweepq.executor.Execution`'s.
     """
 
     def __init__(self, store: Store, sweep_id: str, trial: dict[str, Any], config: dict[str, Any],
                  owner: str, *, lease_ttl: float = 30.0, workdir: str | None = None,
                  gpus: str | None = None, log_dir: str | None = None,
                  claimed_at: float | None = None) -> None:
-        self.store = store
-        self.sid = sweep_id
-        self.trial = trial
-        self.tid = trial["id"]
-        self.config = config
-        self.owner = owner
-        self.lease_ttl = lease_ttl
+        super().__init__(store, sweep_id, trial, config, owner, lease_ttl=lease_ttl, claimed_at=claimed_at)
         self.workdir = workdir or os.getcwd()
         self.gpus = gpus
         self.log_dir = Path(log_dir) if log_dir else log_dir_for(self.workdir)
-        self.metric_name = (config.get("metric") or {}).get("name")
-        self.goal = (config.get("metric") or {}).get("goal", "minimize")
         self.grace = float(config.get("stop_grace", 30.0) or 0.0)
         self.timeout = config.get("trial_timeout")
-        self._pending_values: list[float] = []
-        self._pending_rows: list[str] = []
         self.forwarder = _Forwarder()
         self.shutdown_grace = 5.0
         self.pass_fds: list[int] = []  # GPU slot locks: held by the trial process itself
-        # the next trial of a batch of short trials, claimed with this one's final write (one
-        # round trip for both): (id, owner, worker, lease TTL, GPUs); its Claim lands in next_claim
-        self.claim_next: tuple[str, str, str, float, str, str] | None = None
-        self.next_claim: Claim | None = None
         self._exit_lock = threading.Lock()
         self._exited = False  # the I/O thread saw the program end
         self._waiting = False  # the watch loop is (about to be) blocked in BLPOP on the stop list
-        # when the claim was sent (time.monotonic()): the lease is good for lease_ttl after it
-        self.claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self.tree: TrialTree | None = None
-        self.fenced = False  # the watchdog killed the trial: its lease went unrenewed too long
-        self._fence_file: _FenceFile | None = None
         self._control: dict[str, Any] = {}  # the program's @sweepq control messages (see _Stream)
         # output lines not yet streamed to Redis (sweepq logs --follow); the oldest go first
         self._live: collections.deque = collections.deque(maxlen=1000)
         self._term_due: float | None = None  # when a stop's SIGTERM is due (a program that polls should_stop)
-        self._fence_deadline = self.claimed_at + FENCE_SHARE * lease_ttl
         # a program that uses wandb: its parameters file and its runs' rows (sweepq.wandb_bridge)
         self._wandb: wandb_bridge.TrialBridge | None = None
 
@@ -596,31 +417,10 @@ class TrialRunner:
                                              args_json_dir=self.workdir)
         return argv
 
-    # -- store calls that must not kill a healthy trial -----------------------------------------
-    def _try(self, fn: Any, *args: Any, default: Any = None, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (RedisError, OSError) as exc:
-            log.warning("redis unavailable (%s); trial %s keeps running", exc, self.tid)
-            return default
 
-    def _must(self, fn: Any, *args: Any, deadline: float = 3600.0, **kwargs: Any) -> Any:
-        """Retry a write that matters (final state) until Redis acknowledges it."""
-        delay = 0.2
-        end = time.monotonic() + deadline
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except (RedisError, OSError) as exc:
-                if time.monotonic() > end:
-                    raise
-                log.warning("redis unavailable (%s); retrying final write for %s", exc, self.tid)
-                time.sleep(delay)
-                # at most a second apart: a hand-back must land before the controller, settling
-                # after Redis comes back (two lease TTLs), reaps the trial and spends a retry
-                delay = min(delay * 2, 1.0)
 
     def _drain_metrics(self, q: queue.Queue) -> None:
+        """Take the rows the program printed (and its wandb runs wrote) so far."""
         rows = []
         while True:
             try:
@@ -629,10 +429,7 @@ class TrialRunner:
                 break
         if self._wandb is not None:
             rows.extend(self._wandb.rows())
-        if rows:
-            if self.metric_name:
-                self._pending_values.extend(metric_values(rows, self.metric_name))
-            self._pending_rows.extend(_safe_row_json(r) for r in rows)
+        self.add_rows(rows)
 
     def _take_output(self) -> list[tuple[str, str]]:
         lines = []
@@ -647,12 +444,7 @@ class TrialRunner:
         if lines:
             self._try(self.store.append_output, self.tid, lines)
         self._drain_metrics(q)
-        if not self._pending_rows:
-            return
-        ok = self._try(self.store.log_metrics, self.sid, self.tid, self.owner, self._pending_values,
-                       self._pending_rows)
-        if ok is not None:  # None: Redis down, keep buffering
-            self._pending_values, self._pending_rows = [], []
+        self.flush()
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> TrialOutcome:
@@ -693,7 +485,7 @@ class TrialRunner:
             pgid = proc.pid
             self.tree.started(pgid)
             self.forwarder.pgid = pgid
-            WATCHDOG.arm(id(self), self.claimed_at + FENCE_SHARE * self.lease_ttl, self._fence)
+            self.arm_fence()
             io = _IOThread(proc, [(proc.stdout, out), (proc.stderr, err)], self._announce_exit)
             io.start()
             outcome = self._watch(proc, mq)
@@ -701,9 +493,7 @@ class TrialRunner:
             # before waiting on the pipes: surviving children hold them open. The lease is kept
             # alive meanwhile, so the reaper never hands the trial to someone else too early.
             self._end_tree()
-            WATCHDOG.disarm(id(self))  # nothing of the trial runs any more: nothing to fence
-            if self._fence_file is not None:
-                self._fence_file.remove()
+            self.disarm_fence()  # nothing of the trial runs any more: nothing to fence
             io.join(timeout=5)  # also: its exit push lands before finish deletes the stop list
             tail = _tail_text(out, err)
             if out.bad_metric_lines:  # at the end: the tail is cut from the front
@@ -711,16 +501,11 @@ class TrialRunner:
             if outcome.state == "lost":
                 return outcome
             if outcome.state == "released":
-                if not self._must(self.store.release_trial, self.sid, self.tid, self.owner, outcome.reason):
-                    # reaped meanwhile (the lease expired): this copy's work is not the trial's any more
-                    return TrialOutcome("lost", outcome.exit_code, "lease lost")
-                return outcome
+                return self.release(outcome)
             self._drain_metrics(mq)  # the last rows travel with the final state (one round trip)
             return self._finish(outcome.state, outcome.exit_code, outcome.reason, tail)
         finally:
-            WATCHDOG.disarm(id(self))
-            if self._fence_file is not None:
-                self._fence_file.remove()
+            self.disarm_fence()
             self.forwarder.uninstall()
             self.forwarder.pgid = None
             if self.tree is not None:
@@ -737,39 +522,8 @@ class TrialRunner:
         if waiting:
             self._try(self.store.notify_exited, self.tid)
 
-    def _fence(self) -> None:
-        """The watchdog's verdict: the lease may be about to go to another worker. Kill every
-        process of the trial now; the watch loop hands the trial back when Redis answers again."""
-        self.fenced = True
-        log.warning("trial %s: lease not renewed for %.1f s; killing its processes (fencing)",
-                    self.tid, FENCE_SHARE * self.lease_ttl)
-        if self.tree is not None:
-            self.tree.kill()
 
-    def _beat(self) -> tuple[bool, str] | None:
-        """Renew the lease: (still owner, stop request), or None when Redis did not answer. A
-        renewal pushes the fence back; so does a refusal because Redis is out of memory: a server
-        that answers is up, it refuses the reaper's writes too, and the controller does not reap
-        while it is full (nor for two lease TTLs after)."""
-        sent = time.monotonic()
-        try:
-            owned, req = self.store.heartbeat(self.tid, self.owner, self.lease_ttl)
-        except OutOfMemoryError:
-            self._renew_fence(sent)
-            log.warning("Redis is out of memory; trial %s keeps running, its writes are retried", self.tid)
-            return None
-        except (RedisError, OSError) as exc:
-            log.warning("redis unavailable (%s); trial %s keeps running", exc, self.tid)
-            return None
-        if owned:
-            self._renew_fence(sent)
-        return owned, req
 
-    def _renew_fence(self, sent: float) -> None:
-        self._fence_deadline = sent + FENCE_SHARE * self.lease_ttl
-        WATCHDOG.renew(id(self), self._fence_deadline)
-        if self._fence_file is not None:
-            self._fence_file.write(self._fence_deadline)
 
     def _end_tree(self) -> None:
         """Stop whatever of the trial is still running: SIGTERM to every process, SIGKILL after the
@@ -782,7 +536,7 @@ class TrialRunner:
         last_beat = time.monotonic()
         while tree.alive() and time.monotonic() < end:
             if time.monotonic() - last_beat > max(0.1, self.lease_ttl * BEAT_SHARE):
-                self._beat()
+                self.beat()
                 last_beat = time.monotonic()
             time.sleep(0.05)
         tree.kill()
@@ -801,8 +555,7 @@ class TrialRunner:
         _wait_for_end(proc, FIRST_WAIT_S)
         if proc.poll() is None:
             # not a very short trial: leave the fence where the worker's main process sees it
-            self._fence_file = _FenceFile(tree, self.tid)
-            self._fence_file.write(self._fence_deadline)
+            self.leave_fence_file(tree.describe())
         beat_every = max(0.1, self.lease_ttl * BEAT_SHARE)
         stop_kind = ""
         term_at: float | None = None
@@ -817,7 +570,7 @@ class TrialRunner:
                 term_at = now
                 tree.signal(signal.SIGTERM)
             if now - last_beat >= beat_every:
-                res = self._beat()
+                res = self.beat()
                 if res is not None:
                     last_beat = now
                     owned, req = res
@@ -853,7 +606,7 @@ class TrialRunner:
                     stop_kind, term_at = req, time.monotonic()
             else:
                 time.sleep(0.05)
-        if self._fence_file is not None and self._fence_file.fired:
+        if self.fence_fired_elsewhere:
             self.fenced = True  # the main process fenced it while this process could not
         if self.fenced:
             # the watchdog killed it: the lease may go to another worker, this copy's result
@@ -903,21 +656,15 @@ class TrialRunner:
         return True
 
     def _finish(self, state: str, exit_code: int | None, reason: str, tail: str) -> TrialOutcome:
-        # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
-        keep = TAIL_CHARS if state != "finished" else FINISHED_TAIL_CHARS
-        kw = {"reason": reason, "log_tail": tail[-keep:], "goal": self.goal,
-              "values": self._pending_values, "rows": self._pending_rows, "output": self._take_output()}
-        if self.claim_next is not None:
-            ok, self.next_claim = self._must(self.store.finish_and_claim, self.sid, self.tid, self.owner, state,
-                                             exit_code, claim_next=self.claim_next, **kw)
-        else:
-            ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code, **kw)
-        self._pending_values, self._pending_rows = [], []
+        outcome = self.finish(state, exit_code, reason, tail, output=self._take_output())
         with contextlib.suppress(OSError):
             self.stop_file.unlink()
-        if not ok:
-            return TrialOutcome("lost", exit_code, "trial no longer owned when finishing")
-        return TrialOutcome(state, exit_code, reason, tail)
+        return outcome
+
+    def kill(self) -> None:
+        """The fence fired: every process of the trial dies now."""
+        if self.tree is not None:
+            self.tree.kill()
 
 
 def _tail_text(out: _Stream, err: _Stream) -> str:

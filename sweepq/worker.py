@@ -259,7 +259,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
             _hb_stop.wait(WORKER_TTL / 3)
 
     threading.Thread(target=beat, name="sweepq-worker-heartbeat", daemon=True).start()
-    from sweepq.runner import keep_fences
+    from sweepq.executor import keep_fences
 
     # the backstop for trials whose pool process is stopped or hung: it cannot fence them itself
     threading.Thread(target=keep_fences, args=(_hb_stop, LEASE_TTL), name="sweepq-fence-keeper",

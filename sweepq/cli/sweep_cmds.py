@@ -10,10 +10,7 @@ import io
 import json
 import logging
 import os
-import secrets
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +19,7 @@ from typing import Any
 
 import click
 
+from sweepq.agents import AgentProcess, default_slots
 from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, RUN_ID, SWEEP_ID, CliError, main
 from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError, connect, redact, unavailable
 
@@ -140,110 +138,17 @@ def controller_cmd(tick: float) -> None:
 
 
 # -- agent / worker process -------------------------------------------------------------------------
-def worker_argv(queues: list[str], concurrency: int, name: str, loglevel: str = "WARNING") -> list[str]:
-    # no -E: task events cost ~14 % of a worker's CPU per trial; Flower turns them on when it runs
-    return [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", ",".join(queues),
-            "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle",
-            "-l", loglevel]
-
-
-class AgentProcess:
-    """A Celery worker child bound to one sweep (``sweepq agent`` and ``sweepq run``)."""
-
-    def __init__(self, store: Store, sweep_id: str, slots: int, count: int | None = None,
-                 gpus: list[str] | None = None, loglevel: str = "WARNING") -> None:
-        self.store = store
-        self.sid = sweep_id
-        self.name = f"agent-{sweep_id}-{secrets.token_hex(3)}@{socket.gethostname()}"
-        self.count = count
-        self.slots = slots
-        env = dict(os.environ)
-        env.update({"SWEEPQ_AGENT_SWEEP": sweep_id, "SWEEPQ_AGENT_NAME": self.name,
-                    "SWEEPQ_REDIS_URL": os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL),
-                    "SWEEPQ_NAMESPACE": store.ns,
-                    # SIGTERM = cold shutdown: running trials are stopped and handed back at once
-                    "REMAP_SIGTERM": "SIGQUIT"})
-        if count:
-            env["SWEEPQ_AGENT_COUNT"] = str(count)
-        if gpus is not None:
-            env["SWEEPQ_GPUS"] = ",".join(gpus)
-        self.argv = worker_argv([store.keys.agent_queue(sweep_id)], slots, self.name, loglevel)
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        # registered before the worker is up, so the controller routes the first trials here
-        self.store.register_worker(self.name, self.slots, [self.store.keys.agent_queue(self.sid)],
-                                   sweep=self.sid, ttl=15.0)
-        log_dir = Path(os.environ.get("SWEEPQ_LOG_DIR") or Path(".sweepq") / "logs")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"worker-{self.sid}.log"
-        with open(self.log_path, "ab") as out:  # the worker's chatter stays out of the progress bar
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def done_count(self) -> int:
-        return self.store.agent_done_count(self.name)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        with contextlib.suppress(Exception):
-            self.store.forget_agent(self.name)
-
-
-def _default_slots(gpus: list[str] | None, per_trial: int = 1) -> int:
-    if gpus:
-        return max(1, len(gpus) // max(1, per_trial))
-    return 1
-
-
 def run_agent_process(sweep_id: str, count: int | None = None, gpus: str | None = None,
                       workers: int | None = None, controller: bool = True) -> int:
     """Run trials of one sweep on this machine until it ends or ``count`` trials ran."""
-    from sweepq.controller import run_controller_thread
+    from sweepq.agents import run_agent
     from sweepq.gpus import detect_gpus, parse_gpu_list
 
     with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
         gpu_list = parse_gpu_list(gpus) if gpus is not None else detect_gpus()
-        config = s.store.sweep_config(sweep_id)
-        slots = workers or _default_slots(gpu_list, int(config.get("gpus_per_trial") or 1))
-        ctl = th = None
-        if controller:
-            ctl, th = run_controller_thread(s.store, tick=0.25)
-        agent = AgentProcess(s.store, sweep_id, slots, count=count,
-                             gpus=gpu_list if gpus is not None else None)
-        agent.start()
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        click.echo(f"agent {agent.name}: {slots} slot(s) on sweep {sweep_id}", err=True)
-        try:
-            while not stop.wait(0.5):
-                if not agent.alive():
-                    break
-                if count and agent.done_count() >= count:
-                    break
-                if sweep_id not in s.store.active_sweeps():
-                    break
-        finally:
-            agent.stop()
-            if ctl is not None:
-                ctl.stop_event.set()
-                th.join(timeout=5)
-        return 0
+        return run_agent(s.store, sweep_id, count=count, gpu_list=gpu_list, gpus_given=gpus is not None,
+                         workers=workers, controller=controller, say=lambda m: click.echo(m, err=True))
 
 
 @main.command("agent")
@@ -298,7 +203,7 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
             store.set_sweep_fields(sid, digest=digest, source=str(Path(config_path).resolve())
                                    if os.path.exists(config_path) else "")
         gpus = detect_gpus()
-        slots = workers or (_default_slots(gpus, int(config.get("gpus_per_trial") or 1)) if gpus else 2)
+        slots = workers or (default_slots(gpus, int(config.get("gpus_per_trial") or 1)) if gpus else 2)
         ctl, th = run_controller_thread(store, tick=0.25)
         agent = AgentProcess(store, sid, slots)
         agent.start()

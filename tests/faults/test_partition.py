@@ -113,7 +113,7 @@ def _lab_env(srv: HostRedis, namespace: str, rec_dir: Path, slow: Path) -> dict[
 
 def _start_host_worker(host: Host, env: dict[str, str], tmp_path: Path) -> tuple[str, Path]:
     """A real celery worker (one slot) inside ``host``; returns (its name, its log)."""
-    from sweepq.cli.sweep_cmds import worker_argv
+    from sweepq.agents import worker_argv
 
     name = f"{host.name}-{secrets.token_hex(2)}@{host.name}"
     log = tmp_path / f"worker-{host.name}.log"

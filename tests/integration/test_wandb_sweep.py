@@ -187,7 +187,7 @@ def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackH
         "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 3},
         "run_cap": 8}))
 
-    from sweepq.cli.sweep_cmds import worker_argv
+    from sweepq.agents import worker_argv
 
     worker_log, controller_log = tmp_path / "worker.log", tmp_path / "controller.log"
     isolated.popen(worker_argv(["sweepq"], 2, f"wb-{secrets.token_hex(2)}@isolated", "INFO"), env, worker_log)
