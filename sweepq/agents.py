@@ -61,7 +61,7 @@ class AgentProcess:
         # registered before the worker is up, so the controller routes the first trials here
         self.store.register_worker(self.name, self.slots, [self.store.keys.agent_queue(self.sid)],
                                    sweep=self.sid, ttl=15.0)
-        log_dir = Path(os.environ.get("SWEEPQ_LOG_DIR") or Path(".sweepq") / "logs")
+        log_dir = Path(Settings.from_env().log_dir or Path(".sweepq") / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"worker-{self.sid}.log"
         with open(self.log_path, "ab") as out:  # the worker's chatter stays out of the progress bar

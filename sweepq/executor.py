@@ -26,6 +26,7 @@ from typing import Any
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq.protocol import metric_values, row_json
+from sweepq.settings import Settings
 from sweepq.store import Claim, Store
 
 log = logging.getLogger("sweepq.executor")
@@ -57,7 +58,7 @@ FENCED = "worker lost contact with Redis (lease not renewed in time): trial stop
 def fence_dir() -> Path:
     """Where pool processes leave their trials' fence deadlines for the worker's main process
     (one directory per host and user, shared by every worker of that user)."""
-    d = os.environ.get("SWEEPQ_FENCE_DIR")
+    d = Settings.from_env().fence_dir
     return Path(d) if d else Path(tempfile.gettempdir()) / f"sweepq-fence-{os.getuid()}"
 
 

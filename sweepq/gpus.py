@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from sweepq.settings import Settings
 from sweepq.store.keys import namespace_from_env
 
 
@@ -32,7 +33,7 @@ def parse_gpu_list(text: str) -> list[str]:
 
 def detect_gpus() -> list[str]:
     """This machine's GPUs: ``SWEEPQ_GPUS`` if set, else ``nvidia-smi -L``, else /dev/nvidiaN."""
-    env = os.environ.get("SWEEPQ_GPUS")
+    env = Settings.from_env().gpus
     if env is not None:
         return parse_gpu_list(env)
     smi = shutil.which("nvidia-smi")
@@ -74,7 +75,7 @@ class SlotPool:
 
     def __init__(self, gpus: list[str], lock_dir: str | None = None) -> None:
         self.gpus = gpus
-        self.lock_dir = lock_dir or os.environ.get("SWEEPQ_GPU_LOCK_DIR") or os.path.join(
+        self.lock_dir = lock_dir or Settings.from_env().gpu_lock_dir or os.path.join(
             tempfile.gettempdir(), f"sweepq-gpus-{namespace_from_env()}")
 
     _cached: SlotPool | None = None

@@ -44,6 +44,7 @@ from sweepq import command as command_mod
 from sweepq import wandb_bridge
 from sweepq.executor import BEAT_SHARE, FENCED, TAIL_CHARS, Execution, TrialOutcome
 from sweepq.protocol import CONTROL_KEY, MAX_LINE, PREFIX_BYTES, parse_line
+from sweepq.settings import Settings
 from sweepq.store import EXITED, Store
 from sweepq.tree import TrialTree
 
@@ -316,7 +317,7 @@ FIRST_WAIT_S = 0.05
 def log_dir_for(workdir: str | None = None) -> Path:
     """Where a worker writes its trials' output (``<run id>.log``): ``SWEEPQ_LOG_DIR``, else
     ``.sweepq/logs`` under the trials' working directory."""
-    env = os.environ.get("SWEEPQ_LOG_DIR")
+    env = Settings.from_env().log_dir
     return Path(env) if env else Path(workdir or os.getcwd()) / ".sweepq" / "logs"
 
 

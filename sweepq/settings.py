@@ -59,6 +59,7 @@ class Settings:
     fence_dir: str | None = None  # SWEEPQ_FENCE_DIR: trials' fence deadlines for the worker's main process
     trial_cgroups: bool = True  # SWEEPQ_TRIAL_CGROUPS=0: keep trials' processes by marker, not cgroup
     debug: bool = False  # SWEEPQ_DEBUG: the CLI shows tracebacks
+    wandb: str = "auto"  # SWEEPQ_WANDB: auto (when wandb is installed) | on | off: the W&B bridge
     # a `sweepq agent` worker: its name, its --count, and the sweep it is bound to
     agent_name: str = ""  # SWEEPQ_AGENT_NAME
     agent_count: int = 0  # SWEEPQ_AGENT_COUNT
@@ -87,6 +88,7 @@ class Settings:
             fence_dir=e.get("SWEEPQ_FENCE_DIR") or None,
             trial_cgroups=cgroups not in _FALSE,
             debug=bool(e.get("SWEEPQ_DEBUG")),
+            wandb=e.get("SWEEPQ_WANDB", "").strip().lower() or "auto",
             agent_name=e.get("SWEEPQ_AGENT_NAME", ""),
             agent_count=_int(e, "SWEEPQ_AGENT_COUNT", 0),
             agent_sweep=e.get("SWEEPQ_AGENT_SWEEP", ""),

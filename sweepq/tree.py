@@ -80,8 +80,9 @@ def cgroup_base() -> Path | None:
     when ``SWEEPQ_TRIAL_CGROUPS=0`` turns them off."""
     global _BASE
     if _BASE is False:
-        off = os.environ.get("SWEEPQ_TRIAL_CGROUPS", "").strip().lower() in ("0", "false", "no", "off")
-        base = None if off else _cgroup_base()
+        from sweepq.settings import Settings
+
+        base = _cgroup_base() if Settings.from_env().trial_cgroups else None
         if base is not None:
             probe = base / f"{_PREFIX}{os.getpid()}.probe-{secrets.token_hex(3)}"
             try:

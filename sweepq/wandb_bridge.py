@@ -98,7 +98,9 @@ def enabled() -> bool:
     when set, else whether this Python can import ``wandb``. The lookup finds the package without
     importing it and is done once per process; the switch is read each time (tests, a worker
     whose trials run another interpreter that has wandb: ``SWEEPQ_WANDB=on``)."""
-    value = os.environ.get(SWITCH, "").strip().lower()
+    from sweepq.settings import Settings
+
+    value = Settings.from_env().wandb
     if value in ("1", "on", "true", "yes"):
         return True
     if value in ("0", "off", "false", "no"):

@@ -82,7 +82,9 @@ class _Group(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as exc:  # a bug or an environment failure: one line, exit 1
-            if os.environ.get("SWEEPQ_DEBUG"):
+            from sweepq.settings import Settings
+
+            if Settings.from_env().debug:
                 raise
             from sweepq.errors import SweepqError
             from sweepq.store import redis_url_from_env, unavailable

@@ -21,6 +21,7 @@ import click
 
 from sweepq.agents import AgentProcess, default_slots
 from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, RUN_ID, SWEEP_ID, CliError, main
+from sweepq.settings import Settings
 from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError, connect, redact, unavailable
 
 log = logging.getLogger("sweepq.cli")
@@ -45,7 +46,8 @@ def open_session(embedded: bool = False, start_embedded: bool = False) -> _Sessi
     server's data under ./.sweepq (started for the command); else, if allowed, a new one."""
     from sweepq import embedded as emb
 
-    url = os.environ.get("SWEEPQ_REDIS_URL")
+    settings = Settings.from_env()
+    url = settings.redis_url if settings.redis_url_given else None
     if url and not embedded:
         store = Store(url=url)  # a URL redis-py cannot use: BadRedisURL, one line, exit 2
         try:  # one quick try (the store's client retries for seconds): is it there, is it usable
@@ -76,7 +78,7 @@ def session(sweep_id: str | None = None, **kwargs: Any):  # noqa: ANN201
     s = open_session(**kwargs)
     try:
         local = (Path(emb.DEFAULT_DIR) / "redis").is_dir()
-        if (sweep_id and s.embedded is None and local and not os.environ.get("SWEEPQ_REDIS_URL")
+        if (sweep_id and s.embedded is None and local and not Settings.from_env().redis_url_given
                 and not s.store.sweep_exists(sweep_id)):
             s.close()
             s = open_session(embedded=True)
@@ -208,7 +210,7 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
         agent = AgentProcess(store, sid, slots)
         agent.start()
         prev = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        where = f"embedded {s.embedded.kind}" if s.embedded else redact(os.environ.get("SWEEPQ_REDIS_URL", DEFAULT_REDIS_URL))
+        where = f"embedded {s.embedded.kind}" if s.embedded else redact(Settings.from_env().redis_url)
         click.echo(f"sweep {sid}: {config['method']} search, {slots} worker slot(s), store: {where}", err=True)
         _progress(store, sid, config, interrupted, agent, quiet=as_json)
         for sig, h in prev.items():
@@ -364,7 +366,7 @@ def list_cmd(as_json: bool) -> None:
     with session() as s:
         rows = [s.store.status(sid) for sid in s.store.list_sweeps()]
         used_embedded = s.embedded is not None
-    if not used_embedded and (Path(".sweepq") / "redis").is_dir() and not os.environ.get("SWEEPQ_REDIS_URL"):
+    if not used_embedded and (Path(".sweepq") / "redis").is_dir() and not Settings.from_env().redis_url_given:
         with session(embedded=True) as local:  # sweeps of embedded `sweepq run`s in this folder
             rows += [local.store.status(sid) for sid in local.store.list_sweeps()]
     if as_json:
