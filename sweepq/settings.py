@@ -13,10 +13,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sweepq.errors import BadInput
 from sweepq.store.connection import DEFAULT_REDIS_URL
 from sweepq.store.keys import DEFAULT_NAMESPACE
 
 _TRUE = ("1", "true", "yes", "on")
+
+
+class SettingsError(BadInput, ValueError):
+    """An environment variable whose value cannot be used (exit 2, one line naming it)."""
+
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -25,7 +31,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(raw) if raw else default
     except ValueError:
-        raise ValueError(f"{name}: must be a number of seconds (got {raw!r})") from None
+        raise SettingsError(f"{name}: must be a number of seconds (got {raw!r})") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -33,7 +39,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw) if raw else default
     except ValueError:
-        raise ValueError(f"{name}: must be an integer (got {raw!r})") from None
+        raise SettingsError(f"{name}: must be an integer (got {raw!r})") from None
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """The settings the environment (``os.environ`` by default) gives; ValueError names a
-        variable whose value cannot be used."""
+        """The settings the environment (``os.environ`` by default) gives; :class:`SettingsError`
+        names a variable whose value cannot be used."""
         e = os.environ if env is None else env
         redis_url = e.get("SWEEPQ_REDIS_URL") or (e.get("SWEEPQ_DEFAULT_REDIS_URL") or DEFAULT_REDIS_URL)
         cgroups = e.get("SWEEPQ_TRIAL_CGROUPS", "").strip().lower()

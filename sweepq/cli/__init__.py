@@ -82,9 +82,13 @@ class _Group(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as exc:  # a bug or an environment failure: one line, exit 1
-            from sweepq.settings import Settings
+            from sweepq.settings import Settings, SettingsError
 
-            if Settings.from_env().debug:
+            try:
+                debug = Settings.from_env().debug
+            except SettingsError:  # the error being reported may be that very variable
+                debug = False
+            if debug:
                 raise
             from sweepq.errors import SweepqError
             from sweepq.store import redis_url_from_env, unavailable
