@@ -123,7 +123,7 @@ def run_agent(store: Store, sweep_id: str, count: int | None = None, gpu_list: l
                 break
     finally:
         agent.stop()
-        if ctl is not None:
+        if ctl is not None and th is not None:
             ctl.stop_event.set()
             th.join(timeout=5)
     return 0
@@ -234,6 +234,6 @@ def run_functions(sweep_id: str, function: Callable[[], Any], count: int | None 
         stop_beat.set()
         with contextlib.suppress(Exception):
             st.unregister_worker(name)
-        if ctl is not None:
+        if ctl is not None and th is not None:
             ctl.stop_event.set()
             th.join(timeout=5)

@@ -106,7 +106,7 @@ def _reuse_kombu_redis_clients() -> None:
         return cached[1]
 
     _create_client._sweepq_reuse = True  # type: ignore[attr-defined]
-    kredis.Channel._create_client = _create_client
+    kredis.Channel._create_client = _create_client  # type: ignore[method-assign]
 
 
 def make_app(settings: Settings | None = None, namespace: str | None = None, broker: str | None = None,

@@ -574,14 +574,14 @@ class TrialRunner(Execution):
                 res = self.beat()
                 if res is not None:
                     last_beat = now
-                    owned, req = res
+                    owned, stop_req = res
                     if not owned:
                         # the reaper gave this trial to someone else: stop our copy now
                         tree.kill()
                         proc.wait()
                         return TrialOutcome("lost", proc.returncode, "lease lost")
-                    if req and not stop_kind and self._begin_stop(proc):
-                        stop_kind, term_at = req, now
+                    if stop_req and not stop_kind and self._begin_stop(proc):
+                        stop_kind, term_at = stop_req, now
             if self.timeout and not stop_kind and now - started > float(self.timeout) and self._begin_stop(proc):
                 stop_kind, term_at = "timeout", now
             if self._term_due is not None and now >= self._term_due:

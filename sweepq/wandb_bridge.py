@@ -416,6 +416,7 @@ def _fields(b: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
     while i < n:
         key, i = _varint(b, i)
         number, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, i = _varint(b, i)
         elif wire == 2:

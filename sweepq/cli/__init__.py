@@ -32,7 +32,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it from the instance
 
     def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
         click.echo(f"error: {self.format_message()}", err=True)

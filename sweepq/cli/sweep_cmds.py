@@ -218,7 +218,7 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
     finally:
         if agent is not None:
             agent.stop()
-        if ctl is not None:
+        if ctl is not None and th is not None:
             ctl.stop_event.set()
             th.join(timeout=5)
     try:
@@ -266,7 +266,8 @@ def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threa
             if not agent.alive():
                 dead_since = dead_since or time.monotonic()
                 if time.monotonic() - dead_since > 2:
-                    raise CliError(f"the worker process exited (code {agent.proc.returncode}); see {agent.log_path}")
+                    code = agent.proc.returncode if agent.proc is not None else None
+                    raise CliError(f"the worker process exited (code {code}); see {agent.log_path}")
 
 
 class _FailureFeed:

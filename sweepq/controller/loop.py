@@ -79,7 +79,7 @@ class Controller:
         self._dirty: dict[str, set[str]] = {}
         # batched: trials sent in messages of several; resent: trials sent again after they sat
         # unclaimed (a lost message, or a batch held up behind a long trial)
-        self.stats = {"suggest_s": [], "stops": 0, "reaped": 0, "batched": 0, "resent": 0}
+        self.stats: dict[str, Any] = {"suggest_s": [], "stops": 0, "reaped": 0, "batched": 0, "resent": 0}
         self._led_at = -1e9
         self._running: dict[str, int] = {}
         self._outbox: list[tuple[str, tuple[str, ...], str, int, bool]] = []
@@ -306,11 +306,11 @@ class Controller:
             return
         # O(in flight + changed), not O(all trials): finished trials do not change any more
         ids = (view.inflight if full else set()) | (inflight_ids ^ view.inflight) | self._dirty.get(sid, set())
-        missing = []
+        missing: list[str] = []
         for tid in sorted(ids):
-            t = self._prefetched.pop(tid, None)
-            if t is not None:
-                view.put(t)
+            known = self._prefetched.pop(tid, None)
+            if known is not None:
+                view.put(known)
             else:
                 missing.append(tid)
         if missing:

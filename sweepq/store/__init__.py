@@ -23,6 +23,7 @@ The parts, one concept each: ``keys`` (every key name), ``connection`` (clients 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sweepq.errors import BadRedisURL, Conflict, NotFound, Unavailable
@@ -57,13 +58,13 @@ __all__ = [
 ]
 
 
-class Store(SweepsPart, TrialsPart, LeasesPart, WorkersPart, EventsPart):
+class Store(SweepsPart, LeasesPart, TrialsPart, WorkersPart, EventsPart):
     """Typed access to sweepq's Redis records. Cheap to create (no I/O until first used); share
     one per process. ``Store(client=...)`` wraps a given client (fakeredis in unit tests)."""
 
     run_json = staticmethod(run_json)
 
-    def pass_snapshot(self, sids: list[str], leases: bool = False, trials: list[str] = (),
+    def pass_snapshot(self, sids: list[str], leases: bool = False, trials: Sequence[str] = (),
                       history: bool = True) -> tuple[list[str], dict[str, tuple[dict[str, Any] | None, set[str]]],
                                                      list[str], dict[str, dict[str, Any]]]:
         """What one controller pass reads, in one round trip: the active sweeps, the head and the

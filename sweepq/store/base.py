@@ -17,7 +17,8 @@ class StoreBase:
 
     def __init__(self, client: redis.Redis | None = None, namespace: str | None = None,
                  url: str | None = None) -> None:
-        self._r = client if client is not None else connect(url)
+        # Any: with decode_responses every reply is str, which redis-py's types cannot say
+        self._r: Any = client if client is not None else connect(url)
         # the URL as given (TLS options, escaped passwords intact): the broker defaults to it
         self.url = url or (redis_url_from_env() if client is None else client_url(self._r))
         self.keys = Keys(namespace or namespace_from_env())

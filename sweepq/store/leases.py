@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweepq.model import FINAL_STATES, stored_number
-from sweepq.store.base import StoreBase
 from sweepq.store.limits import ROWS_CAP
+from sweepq.store.trials import TrialsPart
 
 EXITED = "__exited__"  # pushed on a trial's stop list when its program ends: wakes the watch loop
 
@@ -30,7 +30,7 @@ class Claim:
         return self.status == "ok"
 
 
-class LeasesPart(StoreBase):
+class LeasesPart(TrialsPart):
     """Claims, leases and the writes of the worker that owns a trial."""
 
     def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "",
