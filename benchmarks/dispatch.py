@@ -309,7 +309,7 @@ def main() -> None:
         rows.append([r["system"], r["workers"], r["trials"], r["tps"], med(over) * ms, pct(over, 0.95) * ms,
                      r["in_trial"] * ms, med(r["gaps"]) * ms, pct(r["gaps"], 0.95) * ms,
                      None if r["ctl_cpu"] is None else r["ctl_cpu"] * ms, r["wrk_cpu"] * ms, r["srv_cpu"] * ms])
-    print(f"\n{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_load()}; program: {' '.join(argv)}; "
+    print(f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_load()}; program: {' '.join(argv)}; "
           f"floor median {floor * ms:.2f} ms, p95 {pct(floors, 0.95) * ms:.2f} ms\n")
     print(table(["system", "workers", "trials", "trials/s", "overhead p50 ms", "overhead p95 ms",
                  "start→end p50 ms", "idle gap p50 ms", "idle gap p95 ms", "controller CPU ms/trial",

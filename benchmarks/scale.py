@@ -414,7 +414,7 @@ def main() -> None:
     if "many" in parts:
         results["many"] = part_many(a.redis, a.sweeps, a.per_sweep)
     results["load_end"] = machine_load()
-    print(f"\n{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; at start {results['load_start']}; "
+    print(f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; at start {results['load_start']}; "
           f"at end {results['load_end']}\n")
     if "growth" in results:
         g = results["growth"]

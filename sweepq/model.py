@@ -2,7 +2,7 @@
 way a number is read from a training program or from Redis.
 
 Everything else (the store, the controller, the engine, the CLI, the web) takes these from here,
-so a state or a coercion rule is defined once. States are ``str`` enums: they compare equal to the
+so a state or a coercion rule is defined once. States are ``StrEnum``s: they compare equal to the
 plain strings stored in Redis and written in JSON, so records stay plain dicts (the engine's
 contract, docs/design.md "Trials") while code can name them.
 """
@@ -10,11 +10,11 @@ contract, docs/design.md "Trials") while code can name them.
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypedDict
 
 
-class TrialState(str, Enum):
+class TrialState(StrEnum):
     """A trial's state. ``queued`` and ``running`` are in flight; the others are final."""
 
     QUEUED = "queued"
@@ -25,11 +25,8 @@ class TrialState(str, Enum):
     STOPPED = "stopped"  # early-terminated (or stopped with its sweep)
     CANCELED = "canceled"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class SweepState(str, Enum):
+class SweepState(StrEnum):
     """A sweep's state. ``running``, ``paused`` and ``stopped`` (running trials finishing) are
     active; ``canceled``, ``finished`` and ``failed`` are final."""
 
@@ -39,9 +36,6 @@ class SweepState(str, Enum):
     CANCELED = "canceled"
     FINISHED = "finished"
     FAILED = "failed"  # its first trials all failed, or the controller could not run it
-
-    def __str__(self) -> str:
-        return self.value
 
 
 TRIAL_STATES: tuple[str, ...] = tuple(s.value for s in TrialState)
