@@ -46,6 +46,7 @@ def check(ck: Checker, early: Mapping[str, Any]) -> dict[str, Any]:
     """The section with its defaults filled (``eta`` 3, ``strict`` true), problems recorded in
     ``ck``. W&B's schema: ``min_iter``, or ``max_iter`` with ``s``; integers; ``eta`` > 1."""
     out: dict[str, Any] = {"type": "hyperband"}
+    n_errors = len(ck.errors)
     if "min_iter" not in early and not ("max_iter" in early and "s" in early):
         ck.error("early_terminate", "hyperband needs min_iter, or max_iter together with s")
     if "min_iter" in early:
@@ -60,6 +61,13 @@ def check(ck: Checker, early: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(strict, bool):
         ck.error("early_terminate.strict", f"must be true or false (got {describe(strict)})")
     out["strict"] = strict
+    if len(ck.errors) == n_errors:
+        # what W&B only finds when the sweep runs (a rule with no checkpoint never stops anything)
+        try:
+            _bands(out)
+        except ValueError as exc:
+            path, _, message = str(exc).partition(": ")
+            ck.error(path, message)
     return out
 
 
@@ -70,7 +78,7 @@ def _bands(early: Mapping[str, Any]) -> list[int]:
         s = early.get("s")
         if s is None:
             # max_iter with min_iter passes W&B's schema; its rule then needs s all the same
-            raise ValueError(f"early_terminate.s: must be a whole number with max_iter (got {s!r})")
+            raise ValueError("early_terminate.s: max_iter needs s, the number of bands counted down from it")
         band: float = early["max_iter"]
         for _ in range(s):
             band /= eta

@@ -432,3 +432,18 @@ def test_hyperband_matches_wandb_engine(early: dict[str, Any], goal: str, runs: 
     }
     expected = [r.name for r in sweeps.stop_runs(wb_config, theirs)]
     assert stopping.to_stop(config, ours) == expected
+
+
+def test_hyperband_sections_that_give_no_band_are_refused_at_validation() -> None:
+    """W&B finds these only when the sweep runs (every pass would fail); sweepq says so before."""
+    from sweepq.config import validate
+
+    base = {"method": "random", "metric": {"name": "l"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    for early, expect in [
+        ({"max_iter": 2, "s": 2, "eta": 3}, "early_terminate: these keys give no band"),
+        ({"max_iter": 27, "min_iter": 1}, "early_terminate.s: max_iter needs s"),
+    ]:
+        cfg, errors, _ = validate({**base, "early_terminate": {"type": "hyperband", **early}})
+        assert cfg is None and any(e.startswith(expect) for e in errors), (early, errors)
+    cfg, errors, _ = validate({**base, "early_terminate": {"type": "hyperband", "max_iter": 27, "s": 2}})
+    assert cfg is not None and not errors, errors
