@@ -17,6 +17,7 @@ from sweepq.errors import BadInput
 from sweepq.store.connection import DEFAULT_REDIS_URL
 from sweepq.store.keys import DEFAULT_NAMESPACE
 
+DEFAULT_FLOWER_URL = "http://127.0.0.1:5555"
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -51,6 +52,13 @@ class Settings:
     broker_url: str | None = None  # SWEEPQ_BROKER_URL: another Celery broker (None: the store's URL)
     namespace: str = DEFAULT_NAMESPACE  # SWEEPQ_NAMESPACE: prefix of every key, Celery's too
     api_token: str | None = None  # SWEEPQ_API_TOKEN: the HTTP API and dashboard require it
+    flower_url: str = DEFAULT_FLOWER_URL  # SWEEPQ_FLOWER_URL: where the dashboard's Flower links point
+    # SWEEPQ_WEB_ALLOWED_HOSTS: the Host names `sweepq web` answers (comma-separated; "*": any)
+    web_allowed_hosts: tuple[str, ...] = ()
+    # SWEEPQ_TRUSTED_PROXIES as given: how many reverse proxies' X-Forwarded-* `sweepq web`
+    # believes; its value is checked where it is used (sweepq.web.security.parse_trusted_proxies),
+    # so a wrong one stops the web server only
+    trusted_proxies: str = ""
     # SWEEPQ_LEASE_TTL: seconds a trial's lease lasts unrenewed (workers renew every TTL/5 and
     # fence at 0.7 TTL; the controller reaps after the TTL and reads each trial's own)
     lease_ttl: float = 30.0
@@ -83,6 +91,9 @@ class Settings:
             broker_url=e.get("SWEEPQ_BROKER_URL") or None,
             namespace=e.get("SWEEPQ_NAMESPACE") or DEFAULT_NAMESPACE,
             api_token=e.get("SWEEPQ_API_TOKEN") or None,
+            flower_url=e.get("SWEEPQ_FLOWER_URL") or DEFAULT_FLOWER_URL,
+            web_allowed_hosts=tuple(h for h in e.get("SWEEPQ_WEB_ALLOWED_HOSTS", "").split(",") if h),
+            trusted_proxies=e.get("SWEEPQ_TRUSTED_PROXIES", ""),
             lease_ttl=_float(e, "SWEEPQ_LEASE_TTL", 30.0),
             visibility_timeout=_float(e, "SWEEPQ_VISIBILITY_TIMEOUT", 7 * 24 * 3600.0),
             task_events=e.get("SWEEPQ_TASK_EVENTS", "").strip().lower() in _TRUE,
