@@ -173,16 +173,17 @@ def quality_summary(runs: list[dict[str, Any]], budgets: tuple[int, ...] = (50, 
 
 # -- suggestion latency ---------------------------------------------------------------------------
 def plot_latency(results: list[dict[str, Any]], path: Path) -> Path:
-    """Wall ms per suggestion against completed trials, one panel per problem (log-log)."""
+    """CPU ms per suggestion against completed trials, one panel per problem (log-log). CPU, not
+    wall time: on a shared machine the wall time also counts waiting for a core."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.6), squeeze=False)
     for ax, res in zip(axes.flat, results, strict=True):
         for method in dict.fromkeys(r["method"] for r in res["results"]):
             rs = sorted((r for r in res["results"] if r["method"] == method), key=lambda r: r["n"])
             x = [r["n"] for r in rs]
-            med = [statistics.median(r["wall_ms"]) for r in rs]
-            lo = [m - min(r["wall_ms"]) for m, r in zip(med, rs, strict=True)]
-            hi = [max(r["wall_ms"]) - m for m, r in zip(med, rs, strict=True)]
+            med = [statistics.median(r["cpu_ms"]) for r in rs]
+            lo = [m - min(r["cpu_ms"]) for m, r in zip(med, rs, strict=True)]
+            hi = [max(r["cpu_ms"]) - m for m, r in zip(med, rs, strict=True)]
             ax.errorbar(x, med, yerr=[lo, hi], marker="o", ms=4, capsize=2, color=COLOURS.get(method),
                         lw=2.0 if method == "sweepq-bayes" else 1.2, label=LABELS.get(method, method))
         ax.set_xscale("log")
@@ -190,10 +191,12 @@ def plot_latency(results: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xticks(res["sizes"], [str(n) for n in res["sizes"]])
         ax.minorticks_off()
         ax.set_xlabel("completed trials in the sweep")
-        ax.set_ylabel("ms per suggestion (median, min–max)")
+        ax.set_ylabel("CPU ms per suggestion (median, min–max)")
         ax.set_title(f"{res['problem']}")
-    axes.flat[0].legend(fontsize=8, frameon=False)
-    fig.suptitle("Time per suggestion, one thread", y=1.0)
+        ax.yaxis.set_major_formatter(_plt().FuncFormatter(lambda v, _: f"{v:g}"))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.12))
+    fig.suptitle("Time per suggestion, one thread (bars: min–max of the timed calls, a refit included)", y=1.0)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -208,6 +211,14 @@ def latency_table(res: dict[str, Any]) -> str:
             r = next((r for r in res["results"] if r["method"] == method and r["n"] == n), None)
             cells.append("skipped" if r is None else
                          f"{statistics.median(r['wall_ms']):.1f} ({min(r['wall_ms']):.1f}–{max(r['wall_ms']):.1f})")
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    out.append("\nCPU ms per suggestion, median (min–max)\n")
+    out.append("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
+    out.append("|---|" + "---|" * len(sizes))
+    for method in dict.fromkeys(r["method"] for r in res["results"]):
+        cells = [next((f"{statistics.median(r['cpu_ms']):.1f} ({min(r['cpu_ms']):.1f}–{max(r['cpu_ms']):.1f})"
+                       for r in res["results"] if r["method"] == method and r["n"] == n), "skipped")
+                 for n in sizes]
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     out.append("\nfirst call of a fresh process, ms\n")
     out.append("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
@@ -233,8 +244,10 @@ def plot_early_stopping(workloads: dict[str, dict[str, Any]], path: Path) -> Pat
             colour = {"sweepq": COLOURS["sweepq-bayes"], "optuna": COLOURS["optuna-tpe"], "none": "black"}[owner]
             x, y = 100 * row["steps_frac"], 100 * row["gap_rel_mean"]
             ax.scatter(x, y, marker=markers[kind], s=60 if kind == "none" else 40, color=colour, zorder=3)
-            label = method.replace("sweepq ", "").replace("optuna ", "")
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7, color=colour)
+            setting = method.rsplit(" ", 1)[1] if "/" in method else ""
+            if setting:  # sweepq's below its point, Optuna's above: the two often land close together
+                ax.annotate(setting, (x, y), textcoords="offset points", xytext=(5, -9 if owner == "sweepq" else 4),
+                            fontsize=7, color=colour)
         ax.set_xlabel("epochs trained, % of no stopping")
         ax.set_ylabel("best final metric: mean gap to no stopping, %")
         ax.set_xlim(15, 105)
@@ -243,21 +256,25 @@ def plot_early_stopping(workloads: dict[str, dict[str, Any]], path: Path) -> Pat
 
     handles = [Line2D([], [], ls="", marker="o", color=COLOURS["sweepq-bayes"], label="sweepq's rules"),
                Line2D([], [], ls="", marker="o", color=COLOURS["optuna-tpe"], label="Optuna's pruners"),
-               Line2D([], [], ls="", marker="*", color="black", label="no stopping")]
-    axes.flat[0].legend(handles=handles, frameon=False, fontsize=8, loc="upper right")
+               Line2D([], [], ls="", marker="*", color="black", label="no stopping"),
+               Line2D([], [], ls="", marker="s", color="grey", label="hyperband (min_iter/eta)"),
+               Line2D([], [], ls="", marker="^", color="grey", label="ASHA (min_iter/eta)"),
+               Line2D([], [], ls="", marker="o", color="grey", label="median")]
+    axes.flat[-1].legend(handles=handles, frameon=False, fontsize=8, loc="upper right")
     fig.suptitle("Early stopping: cost against quality (lower left is better)", y=1.0)
     fig.tight_layout()
     return _save(fig, path)
 
 
 # -- dispatch -------------------------------------------------------------------------------------
+#: dispatch.py's system names as its JSON records them
 SYSTEM_LABELS = {
     "sweepq": "sweepq",
-    "sweepq-single": "sweepq, 1 trial/message",
-    "optuna-journal-redis": "Optuna journal (Redis)",
-    "optuna-rdb-pg": "Optuna RDB (PostgreSQL)",
+    "sweepq, 1 trial/message": "sweepq, 1 trial/message",
+    "optuna-journal-redis": "Optuna, journal on Redis",
+    "optuna-rdb-pg": "Optuna, RDB on PostgreSQL",
 }
-SYSTEM_COLOURS = {"sweepq": COLOURS["sweepq-bayes"], "sweepq-single": COLOURS["sweepq-bayes+8pending"],
+SYSTEM_COLOURS = {"sweepq": COLOURS["sweepq-bayes"], "sweepq, 1 trial/message": COLOURS["sweepq-bayes+8pending"],
                   "optuna-journal-redis": COLOURS["optuna-tpe"], "optuna-rdb-pg": COLOURS["optuna-gp"]}
 
 
@@ -283,7 +300,8 @@ def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title(f"Throughput, no-op trials (spawning alone: {floor:.0f}/s)")
     ax2.set_ylabel("ms per trial above spawning it (median)")
     ax2.set_title("Per-trial overhead")
-    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -313,22 +331,26 @@ def plot_scale(scale: dict[str, Any] | None, web: dict[int, dict[str, Any]], pat
     if web:
         ax = axs.pop(0)
         sizes = sorted(web)
-        series = [("runs page (50, newest first)", "cold", "runs page, first call", "--"),
-                  ("all runs, unpaged (CLI list)", "warm", "all runs, unpaged", "-"),
-                  ("runs page (50, newest first)", "warm", "runs page", "-"),
-                  ("status", "warm", "status", "-")]
-        for i, (ep, kind, label, ls) in enumerate(series):
+        series = [("runs page (50, newest first)", "cold", "runs page, first call of a process", "--", "#7f8c8d"),
+                  ("all runs, unpaged (CLI list)", "warm", "all runs, unpaged", "-", "#2471a3"),
+                  ("runs page (50, newest first)", "warm", "runs page", "-", "#27ae60"),
+                  ("status", "warm", "status", "-", "#8e44ad")]
+        for ep, kind, label, ls, colour in series:
             ys = [1e3 * (web[n]["cold_s"][ep] if kind == "cold" else statistics.median(web[n]["warm_s"][ep]))
                   for n in sizes]
-            ax.plot(sizes, ys, marker="o", ls=ls, label=label, color=f"C{i}")
+            ax.plot(sizes, ys, marker="o", ls=ls, label=label, color=colour)
         ax.plot(sizes, [1e3 * statistics.median(web[n]["poll_changed_s"]) for n in sizes], marker="s",
                 color=COLOURS["sweepq-bayes"], label="sweep page poll, 20 trials changed")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
         ax.minorticks_off()
+        top = ax.get_ylim()[1]
+        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= top]
+        ax.set_yticks(ticks, [str(t) for t in ticks])
+        ax.set_ylim(1, top)
         ax.set_xlabel("finished trials in the sweep")
-        ax.set_ylabel("server ms (median of warm calls)")
+        ax.set_ylabel("server ms (median of 30 calls)")
         ax.set_title("Dashboard API")
         ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
