@@ -12,7 +12,6 @@ address other machines can reach the server refuses to start without ``SWEEPQ_AP
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import threading
@@ -46,29 +45,29 @@ def web_cmd(host: str, port: int, flower_url: str | None, trusted_proxies: str |
     from werkzeug.serving import make_server
 
     from sweepq.cli.sweep_cmds import open_session
-    from sweepq.web import create_app, is_loopback, parse_trusted_proxies
+    from sweepq.settings import Settings
+    from sweepq.web import WebSettings, create_app, is_loopback, parse_trusted_proxies
 
-    token = os.environ.get("SWEEPQ_API_TOKEN") or None
+    env = Settings.from_env()
+    token = env.api_token
     if not token and not open_api and not is_loopback(host):
         raise CliError(f"refusing to serve the API on {host} without a token: set SWEEPQ_API_TOKEN "
                        "(e.g. export SWEEPQ_API_TOKEN=$(openssl rand -hex 24)), or pass --open-api "
                        "to let anyone who reaches the port run commands on the workers", EXIT_BAD_INPUT)
     try:
         if trusted_proxies is None:
-            proxies = parse_trusted_proxies(os.environ.get("SWEEPQ_TRUSTED_PROXIES"))
+            proxies = parse_trusted_proxies(env.trusted_proxies)
         else:
             proxies = parse_trusted_proxies(trusted_proxies, "--trusted-proxies")
     except ValueError as exc:
         raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    web = WebSettings.from_settings(env, trusted_proxies=proxies, flower_url=flower_url or env.flower_url)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    settings: dict[str, object] = {"trusted_proxies": proxies}
-    if flower_url:
-        settings["flower_url"] = flower_url
     s = open_session()
     try:
-        app = create_app(s.store, settings)
+        app = create_app(s.store, web)
         # bind here, not in werkzeug: its own bind error is several lines and sys.exit(1)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

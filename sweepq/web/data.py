@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import heapq
 import json
-import math
 import threading
 import time
 from collections import OrderedDict
 from operator import itemgetter
 from typing import Any
 
-from sweepq.store import NotFound, Store
+from sweepq.errors import NotFound
+from sweepq.model import IN_FLIGHT, TRIAL_STATES, finite_number, stored_number
+from sweepq.store import Store
 from sweepq.store.limits import READ_CHUNK
 
 # Fields a client may sort runs by (``?sort=metric`` or ``?sort=-metric``).
 SORT_KEYS = ("id", "state", "metric", "steps", "started_at", "ended_at", "duration", "worker", "exit_code")
-IN_FLIGHT = ("queued", "running")
 
 
 def _event_id(eid: str) -> tuple[int, int]:
@@ -38,29 +38,34 @@ def _event_id(eid: str) -> tuple[int, int]:
         return 0, 0
 
 
-def flatten(params: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested parameter dicts as dotted keys (``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``), the
-    way the runs table and the plots show them."""
+def dotted(values: Any, prefix: str = "") -> dict[str, Any]:
+    """A trial's parameter values with nested groups as dotted names (``{"opt": {"lr": 1}}`` ->
+    ``{"opt.lr": 1}``), in the trial's own key order: the names the runs table and the plots
+    show. A value that is not a mapping is named ``prefix`` (``"value"`` at the top).
+
+    :func:`sweepq.params.flatten` is the config's view (the specs of ``parameters``, keyed by
+    path tuples, sorted); this is a trial's, and takes whatever values the record holds."""
     out: dict[str, Any] = {}
-    if not isinstance(params, dict):
-        return {prefix or "value": params}
-    for k, v in params.items():
+    if not isinstance(values, dict):
+        return {prefix or "value": values}
+    for k, v in values.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if isinstance(v, dict):
-            out.update(flatten(v, key))
+            out.update(dotted(v, key))
         else:
             out[key] = v
     return out
 
 
-def _num(v: Any) -> float | None:
-    if v in (None, ""):
+def row_number(v: Any) -> float | None:
+    """A logged row's value as a number to plot, else None: a finite number
+    (:func:`sweepq.model.finite_number`: not a bool), or text that reads as one (``"0.5"``: the
+    rows keep values as logged)."""
+    if v is None:
         return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    if isinstance(v, str):
+        v = stored_number(v)
+    return finite_number(v)
 
 
 class SweepTrials:
@@ -195,6 +200,77 @@ class TrialCache:
 
 
 # -- queries ------------------------------------------------------------------------------------
+def sweep_statuses(store: Store) -> list[dict[str, Any]]:
+    """Every sweep's ``status`` shape in the store's order (newest last); a sweep deleted
+    between the listing and its read is left out."""
+    out = []
+    for sid in store.list_sweeps():
+        try:
+            out.append(store.status(sid))
+        except NotFound:
+            continue
+    return out
+
+
+def sweep_config(store: Store, sid: str) -> dict[str, Any]:
+    """The normalised config a sweep runs with, without the ``_normalised`` marker that records
+    written by older releases carry (it is no part of the config)."""
+    return {k: v for k, v in store.sweep_config(sid).items() if k != "_normalised"}
+
+
+def runs(cached: SweepTrials, states: set[str] | None, sort: str) -> tuple[int, list[dict[str, Any]]]:
+    """(runs in the sweep, the runs in ``states`` (None: all) sorted by ``sort`` (``""``:
+    creation order)); remembered until the sweep's records change."""
+
+    def view() -> tuple[int, list[dict[str, Any]]]:
+        trials = cached.trials()
+        total_all = len(trials)
+        if states is not None:
+            trials = [t for t in trials if t["state"] in states]
+        if sort:
+            trials = sort_runs(trials, sort)
+        return total_all, trials
+
+    result: tuple[int, list[dict[str, Any]]] = cached.memo(
+        ("runs", frozenset(states) if states else None, sort), view)
+    return result
+
+
+def run_of(store: Store, sid: str, tid: str) -> dict[str, Any]:
+    """The full record of run ``tid`` of sweep ``sid`` (with its metric history); NotFound for an
+    unknown sweep, or a run that does not exist or belongs to another sweep."""
+    if not store.sweep_exists(sid):
+        raise NotFound(f"unknown sweep {sid!r}")
+    try:
+        t = store.get_trial(tid, history=True)
+    except NotFound:
+        raise NotFound(f"unknown run {tid!r} in sweep {sid!r}") from None
+    if t["sweep"] != sid:
+        raise NotFound(f"unknown run {tid!r} in sweep {sid!r}")
+    return t
+
+
+def run_detail(store: Store, t: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The ``run`` shape of record ``t`` plus ``log_tail``, ``reason``, ``history``,
+    ``queued_at``, ``queue``, ``stop``, its last ``rows`` logged rows (0: none) and the numeric
+    keys it logged."""
+    out = Store.run_json(t)
+    out.update({"log_tail": t["log_tail"], "reason": t["reason"], "history": t["history"],
+                "queued_at": t["queued_at"], "queue": t["queue"], "stop": t["stop"],
+                "rows": store.trial_rows(t["id"], limit=rows) if rows else [],
+                "keys": row_keys(store, t["id"])})
+    return out
+
+
+def curve_runs(cached: SweepTrials, goal: str, ids: list[str]) -> list[str]:
+    """The runs whose curves to draw: those of ``ids`` the sweep has, or its 5 best when none
+    are asked for."""
+    if not ids:
+        best: list[str] = cached.memo(("best5", goal), lambda: best_ids(cached.trials(), goal, 5))
+        return best
+    return [i for i in ids if i in cached.by_id]
+
+
 def check_sort(sort: str) -> str:
     """The field of ``[-]field``; ValueError (a 400) for an unknown one."""
     field = sort.lstrip("-+") or "id"
@@ -231,8 +307,7 @@ def best_ids(trials: list[dict[str, Any]], goal: str, k: int = 5) -> list[str]:
 
 
 def parse_states(raw: str | None) -> set[str] | None:
-    from sweepq.model import TRIAL_STATES
-
+    """The states of ``?state=a,b`` (None: no filter); ValueError (a 400) for an unknown one."""
     if not raw:
         return None
     states = {s.strip() for s in raw.split(",") if s.strip()}
@@ -255,11 +330,10 @@ def curves(store: Store, tids: list[str], key: str, max_points: int = 2000) -> l
         for row in rows:
             if key not in row:
                 continue
-            v = _num(row[key]) if not isinstance(row[key], bool) else None
+            v = row_number(row[key])
             if v is None:
                 continue
-            s = row.get("_step", row.get("step"))
-            s = _num(s) if not isinstance(s, bool) else None
+            s = row_number(row.get("_step", row.get("step")))
             steps.append(s if s is not None else float(len(values)))
             values.append(v)
         if len(values) > max_points:
@@ -275,7 +349,7 @@ def row_keys(store: Store, tid: str, limit: int = 200) -> list[str]:
     keys: dict[str, None] = {}
     for row in store.rows_of([tid], last=limit)[0]:
         for k, v in row.items():
-            if not k.startswith("_") and _num(v) is not None and not isinstance(v, bool):
+            if not k.startswith("_") and row_number(v) is not None:
                 keys[k] = None
     return list(keys)
 
@@ -290,7 +364,7 @@ def parallel(trials: list[dict[str, Any]], goal: str, limit: int = 2000) -> dict
     scored = [t for t in trials if t["metric"] is not None]
     scored.sort(key=lambda t: t["metric"], reverse=(goal == "maximize"))
     scored = scored[:limit]
-    flat = [flatten(t["params"]) for t in scored]
+    flat = [dotted(t["params"]) for t in scored]
     names: dict[str, None] = {}
     for f in flat:
         for k in f:
@@ -348,7 +422,7 @@ def importance(scored: list[dict[str, Any]], max_samples: int = 1000, min_runs: 
     import numpy as np
     from sklearn.ensemble import RandomForestRegressor
 
-    flat = [flatten(t["params"]) for t in scored]
+    flat = [dotted(t["params"]) for t in scored]
     names: dict[str, None] = {}
     for f in flat:
         for k in f:
@@ -383,29 +457,8 @@ def importance(scored: list[dict[str, Any]], max_samples: int = 1000, min_runs: 
     imp: dict[str, float] = {}
     for name, v in zip(owner, forest.feature_importances_, strict=True):
         imp[name] = imp.get(name, 0.0) + float(v)
-    rows = [{"param": k, "importance": imp.get(k, 0.0),
-             "correlation": None if corr.get(k) is None or not math.isfinite(corr[k]) else corr[k]}
-            for k in dict.fromkeys(owner)]
+    rows: list[dict[str, Any]] = [
+        {"param": k, "importance": imp.get(k, 0.0), "correlation": finite_number(corr.get(k))}
+        for k in dict.fromkeys(owner)]
     rows.sort(key=lambda r: -r["importance"])
     return {"n": n, "params": rows, "note": ""}
-
-
-def queue_names(store: Store) -> list[str]:
-    """The Celery queues sweepq uses now: the default one, each sweep's ``queue``, the agent
-    queues of active sweeps, and whatever live workers consume."""
-    names = {"sweepq"}
-    active = store.active_sweeps()
-    names.update(store.sweep_queues(active))
-    names.update(store.keys.agent_queue(sid) for sid in active)
-    try:
-        for w in store.alive_workers():
-            names.update(str(q) for q in w.get("queues") or [])
-    except Exception:  # a half-written worker record must not break /metrics
-        pass
-    return sorted(names)
-
-
-def queue_depths(store: Store) -> dict[str, int]:
-    """Messages waiting in each Celery queue: LLEN of ``<ns>:celery:<queue>`` (kombu's Redis
-    transport keeps one list per queue, plus one per priority step, summed here)."""
-    return store.queue_depths(queue_names(store))

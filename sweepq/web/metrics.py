@@ -16,7 +16,7 @@ Metrics (all prefixed ``sweepq_``):
   trial slots.
 * ``sweepq_suggest_seconds`` (histogram): how long one ``engine.suggest`` call took. The
   controller keeps these durations in memory (``Controller.stats["suggest_s"]``), so they are
-  reported for controllers running in the web's own process (passed in ``settings["controllers"]``)
+  reported for controllers running in the web's own process (``WebSettings.controllers``)
   and, should a controller publish them, from the Redis list ``<ns>:stats:suggest_s`` (seconds,
   newest last). With a separate ``sweepq controller`` process and no such list the histogram is
   empty.
@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from sweepq.model import SWEEP_STATES, TRIAL_STATES
 from sweepq.store import Store
-from sweepq.web.data import TrialCache, queue_depths
+from sweepq.web.data import TrialCache
 
 SUGGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STOP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -58,15 +58,36 @@ def _histogram(values: Iterable[float], bounds: tuple[float, ...]) -> tuple[list
     return buckets, float(sum(vals))
 
 
+def queue_names(store: Store) -> list[str]:
+    """The Celery queues sweepq uses now: the default one, each sweep's ``queue``, the agent
+    queues of active sweeps, and whatever live workers consume."""
+    names = {"sweepq"}  # sweepq.dispatch.DEFAULT_QUEUE (importing it would load Celery)
+    active = store.active_sweeps()
+    names.update(store.sweep_queues(active))
+    names.update(store.keys.agent_queue(sid) for sid in active)
+    try:
+        for w in store.alive_workers():
+            names.update(str(q) for q in w.get("queues") or [])
+    except Exception:  # a half-written worker record must not break /metrics
+        pass
+    return sorted(names)
+
+
+def queue_depths(store: Store) -> dict[str, int]:
+    """Messages waiting in each Celery queue: LLEN of ``<ns>:celery:<queue>`` (kombu's Redis
+    transport keeps one list per queue, plus one per priority step, summed here)."""
+    return store.queue_depths(queue_names(store))
+
+
 class SweepqCollector(Collector):
     """Reads Redis on every scrape (see the module docstring for each metric)."""
 
-    def __init__(self, store: Store, cache: TrialCache, controllers: list[Any] | None = None) -> None:
+    def __init__(self, store: Store, cache: TrialCache, controllers: Iterable[Any] = ()) -> None:
         self.store = store
         self.cache = cache
-        self.controllers = controllers if controllers is not None else []
+        self.controllers = list(controllers)
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         return []  # metrics are dynamic: no describe-time scrape
 
     def collect(self) -> Iterable[Any]:
@@ -121,18 +142,18 @@ class SweepqCollector(Collector):
                 continue
             stops = [t["ended_at"] - t["stop_requested_at"] for t in recs
                      if t["stop_requested_at"] is not None and t["ended_at"] is not None]
-            b, s = _histogram(stops, STOP_BUCKETS)
-            stop.add_metric([sid], b, s)
+            b, total = _histogram(stops, STOP_BUCKETS)
+            stop.add_metric([sid], b, total)
             waits = [t["started_at"] - t["queued_at"] for t in recs
                      if t["started_at"] is not None and t["queued_at"] is not None
                      and t["started_at"] <= now]
-            b, s = _histogram(waits, WAIT_BUCKETS)
-            wait.add_metric([sid], b, s)
+            b, total = _histogram(waits, WAIT_BUCKETS)
+            wait.add_metric([sid], b, total)
         yield stop
         yield wait
 
 
-def make_registry(store: Store, cache: TrialCache, controllers: list[Any] | None = None) -> CollectorRegistry:
+def make_registry(store: Store, cache: TrialCache, controllers: Iterable[Any] = ()) -> CollectorRegistry:
     """A registry holding only sweepq's collector (not the process/platform defaults: the web's
     own Python process is not what operators watch here)."""
     reg = CollectorRegistry(auto_describe=False)

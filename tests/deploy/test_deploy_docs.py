@@ -46,7 +46,7 @@ def test_docs_point_inside_the_repository() -> None:
         assert "ARCHITECTURE.md" not in text, f"{doc.relative_to(ROOT)} cites a file outside the repository"
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (doc.parent / target).exists(), f"{doc.relative_to(ROOT)} links to missing {target}"
-    from sweepq.web.api import openapi_spec
+    from sweepq.web.openapi import openapi_spec
 
     assert "ARCHITECTURE" not in openapi_spec()["info"]["description"]
 
