@@ -123,7 +123,7 @@ class Checker:
             if not exclusive and not v >= minimum:
                 self.error(path, f"must be at least {minimum:g} (got {v!r})")
                 return None
-        return v  # type: ignore[no-any-return]
+        return v
 
     def integer(self, path: str, v: Any, *, minimum: int | None = None, integral_float: bool = True) -> int | None:
         """``v`` as an ``int`` if it is an integer at or above ``minimum``. An integral float

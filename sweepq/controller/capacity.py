@@ -67,3 +67,25 @@ def route(config: dict[str, Any], agents: dict[str, int], on_q: dict[str, int], 
 def on_queues(view: SweepView) -> dict[str, int]:
     """The sweep's in-flight trials per queue."""
     return dict(collections.Counter(view.trials[i].get("queue", "") for i in view.inflight))
+
+
+def fill_plan(config: dict[str, Any], n_trials: int, n_inflight: int, target: int, batch: int) -> tuple[int, int]:
+    """(how many new trials to suggest now, trials per message) for a sweep with ``n_trials``
+    trials, ``n_inflight`` of them in flight, that should keep ``target`` in flight.
+
+    With batches the last trials before ``run_cap`` go in smaller messages so that the slots end
+    together, and new trials come a whole batch at a time while slots still have queued ones
+    (the target holds one batch running and one waiting per slot)."""
+    cap = config.get("run_cap")
+    left = int(cap) - n_trials if cap else None
+    if batch > 1:
+        messages = max(2, target // batch)
+        batch = max(1, min(batch, target // 2))  # max_concurrent may leave room for fewer
+        if left is not None:
+            batch = max(1, min(batch, -(-left // messages)))
+    n_new = target - n_inflight
+    if left is not None:
+        n_new = min(n_new, left)
+    if batch > 1 and 0 < n_new < batch and n_inflight and n_new != left:
+        n_new = 0
+    return max(0, n_new), batch

@@ -19,16 +19,25 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from sweepq import engine
 from sweepq.config import load_config
-from sweepq.controller.capacity import BATCH_WINDOW_S, batch_size, on_queues, route, target_inflight
+from sweepq.controller import verdicts
+from sweepq.controller.capacity import (
+    BATCH_WINDOW_S,
+    batch_size,
+    fill_plan,
+    on_queues,
+    route,
+    target_inflight,
+)
+from sweepq.controller.outbox import Outbox, Publisher
 from sweepq.controller.reaper import Reaper
-from sweepq.controller.view import SweepView, failure_line
+from sweepq.controller.view import SweepView
 from sweepq.settings import Settings
 from sweepq.store import NotFound, Store, StoreError, StoreUnavailable
 
@@ -48,9 +57,7 @@ PASSIVE_EVENTS = frozenset({"started", "created", "unpublished"})
 # with one spare trial per worker, a gap would leave workers idle (measured: half the rate).
 PASS_GAP_S = 0.02
 
-# (sweep id, trial id, queue, attempt). A publisher that also has ``many(items)`` with ``batches =
-# True`` takes items whose second field is a tuple of trial ids: one message for all of them.
-Publisher = Callable[[str, str, str, int], None]
+__all__ = ["LEADER_TTL_MS", "Controller", "Publisher", "run_controller_thread"]
 
 
 class Controller:
@@ -66,7 +73,6 @@ class Controller:
             from sweepq.dispatch import make_publisher
 
             publish = make_publisher(store.ns, settings.broker_url or store.url)
-        self.publish = publish
         self.tick = tick
         self.name = name or f"{socket.gethostname()}:{secrets.token_hex(3)}"
         self.token = f"{self.name}:{secrets.token_hex(8)}"
@@ -82,7 +88,7 @@ class Controller:
         self.stats: dict[str, Any] = {"suggest_s": [], "stops": 0, "reaped": 0, "batched": 0, "resent": 0}
         self._led_at = -1e9
         self._running: dict[str, int] = {}
-        self._outbox: list[tuple[str, tuple[str, ...], str, int, bool]] = []
+        self.outbox = Outbox(store, publish)
         # batches need a publisher that sends several trials in one message (the real one)
         batch_max = settings.batch_max if batch_max is None else batch_max
         self.batch_max = batch_max if getattr(publish, "batches", False) else 1
@@ -102,6 +108,15 @@ class Controller:
         self._prefetched: dict[str, dict[str, Any]] = {}  # trial records read by this pass's snapshot
         self.reaper = Reaper(store)
         self._logged_error_at = -1e9
+
+    @property
+    def publish(self) -> Publisher:
+        """What sends trials to Celery (replaceable: a test's broker going down)."""
+        return self.outbox.publish
+
+    @publish.setter
+    def publish(self, value: Publisher) -> None:
+        self.outbox.publish = value
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -229,7 +244,7 @@ class Controller:
             finally:
                 # a failed send raises to run(), which drops every view: the trials are still
                 # unpublished in Redis and the next pass sends them again
-                self._flush_outbox()
+                self.outbox.flush()
         self._dirty.clear()
         self.reaper.after_oom(active)
 
@@ -318,44 +333,7 @@ class Controller:
                 view.put(t)
 
     def _publish(self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False) -> None:
-        """Queue a send for the end of this pass (``_flush_outbox``): one message for ``tids`` (a
-        trial id or a batch of them); ``marked``: created already marked published on ``queue``."""
-        batch = (tids,) if isinstance(tids, str) else tuple(tids)
-        self._outbox.append((sid, batch, queue, attempt, marked))
-
-    def _flush_outbox(self) -> None:
-        """Send this pass's trials in one publish batch, then mark the rest published in one
-        pipeline.
-
-        Trials created by this pass were marked published by the creating script (one round trip
-        less); if the send fails they are unmarked again, and whatever a dying controller could not
-        unmark is found by the re-send of trials left unclaimed while a worker idles. Other trials
-        are marked after the send: a controller dying in between sends them again on restart (a
-        duplicate delivery is harmless, the claim is atomic).
-        """
-        items, self._outbox = self._outbox, []
-        if not items:
-            return
-        sends = [it[:4] for it in items if not it[2].startswith("direct:")]  # in-process agents claim directly
-        try:
-            many = getattr(self.publish, "many", None)
-            if many is not None and getattr(self.publish, "batches", False) and sends:
-                many(sends)
-            elif many is not None and sends:
-                many([(sid, tids[0], q, a) for sid, tids, q, a in sends])
-            else:
-                for sid, tids, q, a in sends:
-                    self.publish(sid, tids[0], q, a)
-        except Exception:
-            for _, tids, _, _, marked in items:
-                if marked:
-                    for tid in tids:
-                        with contextlib.suppress(Exception):
-                            self.store.unpublish(tid)
-            raise
-        unmarked = [(tid, queue) for _, tids, queue, _, marked in items if not marked for tid in tids]
-        if unmarked:
-            self.store.mark_published_many(unmarked)
+        self.outbox.add(sid, tids, queue, attempt, marked)
 
     def step_sweep(self, sid: str, snap: tuple[dict[str, Any] | None, set[str]] | None) -> None:
         """One sweep's pass; ``snap`` is its (head, in-flight ids) as ``step`` read them (None: a
@@ -417,11 +395,11 @@ class Controller:
                 if self._fail_fast(sid, config, view):
                     return  # the sweep is failing: the next pass ends it
                 self._warn_missing_metric(sid, config, view, sweep)
-            done_reason = self._done_reason(config, sweep, view)
+            done_reason = verdicts.done_reason(config, sweep, view)
             if done_reason is None:
                 self._fill(sid, config, view, inflight, agents)
                 inflight = view.inflight_trials()
-                done_reason = self._done_reason(config, sweep, view)
+                done_reason = verdicts.done_reason(config, sweep, view)
             if done_reason and not inflight:
                 log.info("sweep %s finished: %s", sid, done_reason)
                 self.store.finish_sweep(sid, "finished", done_reason)
@@ -437,40 +415,14 @@ class Controller:
             self.store.finish_sweep(sid, "finished", sweep.get("end_reason", ""))
             self.views.pop(sid, None)
 
-    def _done_reason(self, config: dict[str, Any], sweep: dict[str, Any], view: SweepView) -> str | None:
-        if view.exhausted:
-            return "search space exhausted"
-        cap = config.get("run_cap")
-        if cap and len(view.trials) >= int(cap):
-            return f"run_cap {cap} reached"
-        target = (config.get("metric") or {}).get("target")
-        best = sweep.get("best_value")
-        if target is not None and best not in (None, ""):
-            goal = (config.get("metric") or {}).get("goal", "minimize")
-            b = float(best)
-            if (goal == "maximize" and b >= float(target)) or (goal != "maximize" and b <= float(target)):
-                return f"metric target {target} reached"
-        return None
-
     def _fill(self, sid: str, config: dict[str, Any], view: SweepView,
               inflight: list[dict[str, Any]], agents: dict[str, int]) -> None:
         batch = batch_size(config, view, self.batch_max, self.batch_window)
         target, _ = self._target(sid, config, batch)
-        cap = config.get("run_cap")
-        left = int(cap) - len(view.trials) if cap else None
-        if batch > 1:
-            messages = max(2, target // batch)  # what the target holds: one running, one waiting per slot
-            batch = max(1, min(batch, target // 2))  # max_concurrent may leave room for fewer
-            if left is not None:  # the last ones in smaller batches, so that the slots end together
-                batch = max(1, min(batch, -(-left // messages)))
-        n_new = target - len(inflight)
-        if left is not None:
-            n_new = min(n_new, left)
+        n_new, batch = fill_plan(config, len(view.trials), len(inflight), target, batch)
         self._batching = self._batching or batch > 1
         if n_new <= 0:
             return
-        if batch > 1 and n_new < batch and inflight and n_new != left:
-            return  # a whole batch at a time: slots still have queued ones (target holds two per slot)
         t0 = time.perf_counter()
         suggestions = engine.suggest(config, list(view.trials.values()), n=n_new)
         took = time.perf_counter() - t0
@@ -489,7 +441,8 @@ class Controller:
             q = route(config, agents, on_q, batch)
             on_q[q] = on_q.get(q, 0) + 1
             queues.append(q)
-        ids = self.store.create_trials(sid, suggestions, run_cap=cap, queues=queues, suggest_time=took)
+        ids = self.store.create_trials(sid, suggestions, run_cap=config.get("run_cap"), queues=queues,
+                                       suggest_time=took)
         now = time.time()
         groups: dict[str, list[str]] = {}
         for tid, params, q in zip(ids, suggestions, queues, strict=False):
@@ -505,21 +458,10 @@ class Controller:
                     self.stats["batched"] += len(chunk)
 
     def _fail_fast(self, sid: str, config: dict[str, Any], view: SweepView) -> bool:
-        """End the sweep ``failed`` when its first ``fail_fast`` trials to end all failed (their
-        program exited non-zero, could not start, or timed out), instead of burning ``run_cap``
-        on a broken program; the reason quotes the first failure. Trials lost with their worker,
-        stopped or canceled say nothing about the program and do not count. Judged once."""
-        n = int(config.get("fail_fast") or 0)
-        if not n or view.fail_fast_judged:
+        """End the sweep ``failed`` if :func:`verdicts.fail_fast` says its program is broken."""
+        reason = verdicts.fail_fast(config, view)
+        if reason is None:
             return False
-        ended = [t for t in view.trials.values() if t["state"] in ("finished", "failed")]
-        if len(ended) < n:
-            return False
-        view.fail_fast_judged = True
-        first = sorted(ended, key=lambda t: (t.get("ended_at") or 0.0, t.get("n") or 0))[:n]
-        if any(t["state"] != "failed" for t in first):
-            return False
-        reason = f"its first {n} trials failed; the first ({first[0]['id']}): {failure_line(first[0])}"
         log.warning("sweep %s: %s", sid, reason)
         try:
             self.store.sweep_action(sid, "fail", reason=reason[:500])
@@ -530,16 +472,16 @@ class Controller:
 
     def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: SweepView,
                              sweep: dict[str, Any]) -> None:
-        name = (config.get("metric") or {}).get("name")
-        if not name:
+        """Keep the sweep's warning about a metric never logged in step with its trials; the
+        warning names the keys the trials did log (usually a misspelt name)."""
+        prefix = verdicts.missing_metric_prefix(config)
+        if prefix is None:
             return
         warnings = list(sweep.get("warnings") or [])
-        prefix = f"metric {name!r} was never logged by any ended trial"
         have = [w for w in warnings if w.startswith(prefix)]
-        missing = view.n_ended_run >= 1 and not view.any_metric
+        missing = verdicts.metric_missing(view)
         if missing and not have:
-            ran = [t["id"] for t in view.trials.values() if t["state"] in ("finished", "failed", "stopped")]
-            keys = self.store.logged_keys(ran[:5])
+            keys = self.store.logged_keys(verdicts.ran_trial_ids(view)[:5])
             said = (f"they logged {', '.join(repr(k) for k in keys[:10])}" if keys else
                     "they logged no metric at all (run.log, @sweepq lines or wandb.log)")
             self.store.set_sweep_fields(sid, warnings=[*warnings, f"{prefix}; {said}: check the name"])

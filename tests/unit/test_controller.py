@@ -454,3 +454,15 @@ def test_batches_go_to_the_agent_bound_to_the_sweep(st: Store) -> None:
     assert st.status(sid)["counts"]["finished"] == 150
     assert ctl.stats["batched"] > 0
     assert {q for _, _, q, _ in pub.messages} == {st.keys.agent_queue(sid)}
+
+
+def test_fill_plan_sends_whole_batches_and_smaller_last_ones() -> None:
+    """Batches come whole while slots still hold queued ones; before ``run_cap`` the last trials
+    are split so that the slots end together; without batches the target is simply topped up."""
+    from sweepq.controller.capacity import fill_plan
+
+    assert fill_plan({}, 10, 3, 8, 1) == (5, 1)
+    assert fill_plan({}, 10, 14, 16, 4) == (0, 4)  # 2 short of the target: wait for a whole batch
+    assert fill_plan({}, 10, 0, 16, 4) == (16, 4)
+    assert fill_plan({"run_cap": 100}, 94, 8, 16, 8) == (6, 3)  # the 6 left: 2 messages of 3
+    assert fill_plan({"run_cap": 100}, 100, 2, 16, 4)[0] == 0
