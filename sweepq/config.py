@@ -28,9 +28,9 @@ sweepq's own. Where sweepq deliberately differs from W&B (the "rulings" of ``WAN
 Trust: every config from outside (a file, YAML text, a JSON body, any plain dict) is checked in
 full. Only the dict that :func:`validate` itself returns (a private ``dict`` subclass, a type no
 YAML or JSON can produce) skips the check when handed back, so the controller can call
-``engine.suggest`` on every pass cheaply. ``_normalised``, the key that used to mark a normalised
-config, carries no trust: it is dropped with a warning (configs stored by earlier versions carry
-it); every other key starting with ``_`` is refused as unknown.
+``engine.suggest`` on every pass cheaply. A ``_normalised`` key (found in configs stored by
+sweepq 0.x) carries no trust: it is dropped with a warning; every other key starting with ``_``
+is refused as unknown.
 """
 
 from __future__ import annotations

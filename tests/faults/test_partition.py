@@ -1,4 +1,4 @@
-"""Cut-off and frozen workers (issue 17): a trial whose worker can no longer renew its lease is
+"""Cut-off and frozen workers: a trial whose worker can no longer renew its lease is
 re-run elsewhere, and the two copies never run at the same time.
 
 * A worker host silently partitioned (network namespaces, tests/netns.py: its bridge port

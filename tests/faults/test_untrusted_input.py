@@ -1,4 +1,4 @@
-"""Configs from outside are checked in full at every entry (issue 17): a dict carrying sweepq's
+"""Configs from outside are checked in full at every entry: a dict carrying sweepq's
 old internal marker ``_normalised: true`` gets no trust, through HTTP, the Python API and the
 engine. (Config files given to the CLI are read as text, which never carried trust.)"""
 

@@ -1,4 +1,4 @@
-"""Issue 4 in the real loop: bayes with 4 trials in flight beats random search on the Branin
+"""In the real loop, bayes with 4 trials in flight beats random search on the Branin
 example (configs/bayes), averaged over seeds. Values are compared, never times."""
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     assert final["id"] == sid and final["counts"]["finished"] == 3 and final["trials"] == 3
 
 
-# -- edges (issue 17) -----------------------------------------------------------------------------
+# -- edges -----------------------------------------------------------------------------
 BAD_IDS = ["ABC", "a:b", "a*", "x" * 65, "a b", "abc-1", "été", "a\nb"]
 
 
@@ -250,7 +250,7 @@ PEAK_RSS = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stde
 
 def test_preview_of_the_largest_grid_stays_small(sq_env, tmp_path) -> None:  # noqa: ANN001
     """Six axes of 1,000,000 values each (the most an axis may have): 10^36 points, previewed
-    in the memory of an idle interpreter (each axis used to be listed in full: 320 MB)."""
+    in the memory of an idle interpreter (listing each axis in full would take 320 MB)."""
     cfg = tmp_path / "huge.yaml"
     cfg.write_text(yaml.safe_dump({"method": "grid", "program": "train.py",
                                    "parameters": {f"p{i}": {"min": 1, "max": 1_000_000} for i in range(6)}}))

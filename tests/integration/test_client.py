@@ -96,7 +96,7 @@ def test_function_that_raises_is_failed_with_traceback_tail(store) -> None:  # n
 
 
 def test_hyperband_stops_losers_in_a_real_sweep(store, start_worker, controller, tmp_path) -> None:  # noqa: ANN001
-    """Issue 5: some trials end `stopped`, their processes are gone, the best is not among them."""
+    """Some trials end `stopped`, their processes are gone, the best is not among them."""
     from sweepq.config import load_config
 
     rec = tmp_path / "rec"

@@ -1,4 +1,4 @@
-"""The distributed loop against a real Redis and real `celery worker` processes (issue 3)."""
+"""The distributed loop against a real Redis and real `celery worker` processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GPU pinning without GPUs (issue 8): workers are given fake GPU lists with ``SWEEPQ_GPUS``.
+"""GPU pinning without GPUs: workers are given fake GPU lists with ``SWEEPQ_GPUS``.
 
 The trial program records its start and end times, pid and ``CUDA_VISIBLE_DEVICES``; from those
 records each test checks the promise users rely on: never more concurrent trials than GPU slots,

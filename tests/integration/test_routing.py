@@ -1,4 +1,4 @@
-"""Many machines, many queues, another broker (issue 8).
+"""Many machines, many queues, another broker.
 
 Workers here are separate ``celery -A sweepq.worker worker`` processes with their own node names,
 as workers on separate machines would be. A sweep's ``queue`` key decides which workers may run its

@@ -161,7 +161,7 @@ def test_large_grid_is_lazy():
 
 def test_huge_grid_costs_what_its_trials_cost_not_its_size():
     """Six axes of 1,000,000 values (10^36 points, the most each axis may have): suggestions
-    past 500 trials in a few MB (the grid used to be listed axis by axis on every call: hundreds
+    past 500 trials in a few MB (listing the grid axis by axis on every call would cost hundreds
     of MB per controller pass), and trials map back to their points wherever they lie."""
     cfg = config({f"p{i}": {"min": 1, "max": 1_000_000} for i in range(5)}
                  | {"q": {"distribution": "q_uniform", "min": 0.5, "max": 1000.5, "q": 0.001}})

@@ -510,7 +510,7 @@ def test_web_command_busy_port_is_one_line_error(store: Store) -> None:
     assert "cannot listen on 127.0.0.1" in r.output and "Traceback" not in r.output
 
 
-# -- edges: ids, deep bodies, every exception as JSON (issue 17) --------------------------------
+# -- edges: ids, deep bodies, every exception as JSON --------------------------------
 class _NoRedis:
     """Stands in for the store's Redis client: any use fails the test (the view would 500)."""
 
