@@ -38,15 +38,9 @@ def free_port() -> int:
 
 
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
-    import redis
+    from sweepq.store import answers
 
-    try:
-        c = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-        ok = bool(c.ping())
-        c.close()
-        return ok
-    except Exception:
-        return False
+    return answers(url, timeout)
 
 
 def find_server_binary() -> tuple[str, str] | None:
@@ -100,9 +94,9 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(Exception):
-                import redis
+                from sweepq.store.connection import shutdown_server
 
-                redis.Redis.from_url(self.url, socket_timeout=5).shutdown(nosave=False)
+                shutdown_server(self.url)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

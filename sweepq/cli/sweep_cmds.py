@@ -21,8 +21,9 @@ import click
 
 from sweepq.agents import AgentProcess, default_slots
 from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, RUN_ID, SWEEP_ID, CliError, main
+from sweepq.errors import Unavailable
 from sweepq.settings import Settings
-from sweepq.store import DEFAULT_REDIS_URL, NotFound, Store, StoreError, connect, redact, unavailable
+from sweepq.store import NotFound, Store, StoreError, probe, redact
 
 log = logging.getLogger("sweepq.cli")
 
@@ -51,21 +52,19 @@ def open_session(embedded: bool = False, start_embedded: bool = False) -> _Sessi
     if url and not embedded:
         store = Store(url=url)  # a URL redis-py cannot use: BadRedisURL, one line, exit 2
         try:  # one quick try (the store's client retries for seconds): is it there, is it usable
-            connect(url, socket_timeout=2.0, retry=None, retry_on_error=[]).ping()
-        except Exception as exc:  # the cause in one line: unreachable, password, missing database
-            named = unavailable(exc, url)
-            if named is None:
-                raise
+            probe(url)
+        except Unavailable as named:  # the cause in one line: unreachable, password, missing database
             raise CliError(f"{named} (SWEEPQ_REDIS_URL)", named.exit_code) from None
         return _Session(store)
-    if not embedded and emb.redis_answers(DEFAULT_REDIS_URL, 0.5):
-        return _Session(Store(url=DEFAULT_REDIS_URL))
+    default = settings.redis_url  # 127.0.0.1:6379 (SWEEPQ_DEFAULT_REDIS_URL moves it, for tests)
+    if not embedded and emb.redis_answers(default, 0.5):
+        return _Session(Store(url=default))
     has_data = (Path(emb.DEFAULT_DIR) / "redis").is_dir()
     if embedded or start_embedded or has_data:
         server = emb.start(emb.DEFAULT_DIR)
         os.environ["SWEEPQ_REDIS_URL"] = server.url
         return _Session(Store(url=server.url), server)
-    raise CliError(f"cannot reach Redis at {DEFAULT_REDIS_URL}: start one, set SWEEPQ_REDIS_URL, "
+    raise CliError(f"cannot reach Redis at {redact(default)}: start one, set SWEEPQ_REDIS_URL, "
                    "or use `sweepq run` (it starts an embedded server)")
 
 

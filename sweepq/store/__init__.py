@@ -31,8 +31,9 @@ from sweepq.store.connection import (
     DEFAULT_REDIS_URL,
     OUT_OF_MEMORY,
     SOCKET_TIMEOUT,
+    answers,
     client_url,
-    connect,
+    probe,
     redact,
     redis_url_from_env,
     unavailable,
@@ -53,7 +54,7 @@ StoreUnavailable = Unavailable
 __all__ = [
     "BadRedisURL", "Claim", "DEFAULT_REDIS_URL", "EVENTS_MAXLEN", "EXITED", "HISTORY_CAP", "Keys",
     "NotFound", "OUTPUT_CAP", "OUTPUT_TTL", "OUT_OF_MEMORY", "ROWS_CAP", "SOCKET_TIMEOUT", "Store",
-    "StoreError", "StoreUnavailable", "client_url", "connect", "namespace_from_env", "redact",
+    "StoreError", "StoreUnavailable", "answers", "client_url", "namespace_from_env", "probe", "redact",
     "redis_url_from_env", "run_json", "trial_from_hash", "unavailable",
 ]
 

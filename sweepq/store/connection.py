@@ -17,7 +17,7 @@ import redis
 from sweepq.errors import BadRedisURL, Unavailable
 
 # the address probed when SWEEPQ_REDIS_URL is unset (overridable so tests can point it at nothing)
-DEFAULT_REDIS_URL = os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 OUT_OF_MEMORY = ("Redis is out of memory (maxmemory reached, policy noeviction) and refuses writes; "
                  "free memory (delete old sweeps) or raise maxmemory")
@@ -28,7 +28,7 @@ SOCKET_TIMEOUT = 10.0
 
 
 def redis_url_from_env() -> str:
-    return os.environ.get("SWEEPQ_REDIS_URL") or DEFAULT_REDIS_URL
+    return os.environ.get("SWEEPQ_REDIS_URL") or os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def redact(url: str) -> str:
@@ -99,6 +99,39 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
     except ValueError as exc:  # scheme, port, database number
         raise BadRedisURL(f"{redact(url)} is not a usable Redis URL ({exc}); write "
                           "redis://[:PASSWORD@]HOST:PORT/DB, rediss://... or unix:///path") from None
+
+
+def probe(url: str, timeout: float = 2.0) -> None:
+    """One quick try of the server at ``url`` (the store's own client retries for seconds): return
+    if it answers, raise its trouble named in one line (:class:`Unavailable`) otherwise."""
+    try:
+        client = connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=None,
+                         retry_on_error=[])
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Unavailable:
+        raise
+    except Exception as exc:
+        named = unavailable(exc, url)
+        if named is None:
+            raise
+        raise named from None
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether a usable Redis answers at ``url`` within ``timeout`` seconds."""
+    try:
+        probe(url, timeout)
+    except Exception:
+        return False
+    return True
+
+
+def shutdown_server(url: str, timeout: float = 5.0) -> None:
+    """Ask the server at ``url`` to save and exit (the embedded server ``sweepq run`` owns)."""
+    connect(url, socket_timeout=timeout, retry=None, retry_on_error=[]).shutdown(nosave=False)
 
 
 def client_url(client: redis.Redis) -> str:

@@ -213,6 +213,21 @@ def test_bad_sweep_ids_exit_2_with_one_line_before_redis(sq_env) -> None:  # noq
         assert r.stderr.startswith("error: not a sweep id: ") and r.stderr.count("\n") == 1, (cmd, r.stderr)
 
 
+@pytest.mark.parametrize("url, code, says", [
+    ("redis://127.0.0.1:{closed}/0", 1, "cannot reach Redis at redis://127.0.0.1:{closed}/0"),
+    ("{real}/99", 2, "Redis database 99 does not exist"),
+    ("http://127.0.0.1:6379/0", 2, "is not a usable Redis URL"),
+])
+def test_unusable_redis_url_is_one_line_naming_it(sq_env, url: str, code: int, says: str) -> None:  # noqa: ANN001
+    closed = _closed_port()
+    real = sq_env["SWEEPQ_REDIS_URL"].rsplit("/", 1)[0]
+    env = {**sq_env, "SWEEPQ_REDIS_URL": url.format(closed=closed, real=real)}
+    r = sq(["list"], env, timeout=60)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert says.format(closed=closed) in r.stderr, r.stderr
+
+
 def _closed_pipe_run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """``sweepq ARGS`` writing to a pipe whose reader has already gone."""
     r, w = os.pipe()
