@@ -50,6 +50,7 @@ from sweepq.checks import Checker, describe, did_you_mean, one_line
 from sweepq.command import DEFAULT_COMMAND as _COMMAND_DEFAULT
 from sweepq.command import macro_names
 from sweepq.errors import BadInput
+from sweepq.model import DEFAULT_QUEUE
 from sweepq.params import flatten, make, normalise_parameters
 from sweepq.search import METHODS
 
@@ -87,7 +88,7 @@ SWEEPQ_DEFAULTS: dict[str, Any] = {
     "retries": 1,
     "fail_fast": 3,
     "gpus_per_trial": 1,
-    "queue": "sweepq",
+    "queue": DEFAULT_QUEUE,
     "stop_grace": 30.0,
 }
 """sweepq's own top-level keys and their defaults (docs/design.md)."""

@@ -17,10 +17,10 @@ from typing import Any
 
 from celery import Celery
 
+from sweepq.model import DEFAULT_QUEUE
 from sweepq.settings import Settings
 from sweepq.store.keys import Keys
 
-DEFAULT_QUEUE = "sweepq"
 TASK_NAME = "sweepq.run_trial"
 
 

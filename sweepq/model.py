@@ -45,6 +45,8 @@ FINAL_STATES: frozenset[str] = frozenset(TRIAL_STATES) - IN_FLIGHT
 # final states of trials whose program ran to a verdict of its own (it could log metrics)
 RAN_STATES: frozenset[str] = frozenset({TrialState.FINISHED.value, TrialState.FAILED.value,
                                         TrialState.STOPPED.value})
+DEFAULT_QUEUE = "sweepq"  # the Celery queue of a sweep that names none (config key ``queue``)
+
 SWEEP_FINAL: frozenset[str] = frozenset({SweepState.CANCELED.value, SweepState.FINISHED.value,
                                          SweepState.FAILED.value})
 

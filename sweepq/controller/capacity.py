@@ -16,6 +16,7 @@ import statistics
 from typing import Any
 
 from sweepq.controller.view import SweepView
+from sweepq.model import DEFAULT_QUEUE
 
 BATCH_WINDOW_S = 0.05
 BATCH_MIN_SAMPLES = 8  # finished trials seen before a sweep's trials count as short
@@ -34,7 +35,7 @@ def target_inflight(sid: str, config: dict[str, Any], workers: list[dict[str, An
                     batch: int = 1) -> tuple[int, dict[str, int]]:
     """(how many trials to keep queued+running, slots of agents bound to this sweep by queue);
     ``batch``: trials per message, so that every slot has a batch running and one waiting."""
-    queue = config.get("queue") or "sweepq"
+    queue = config.get("queue") or DEFAULT_QUEUE
     slots = 0
     agents: dict[str, int] = {}
     for w in workers:
@@ -61,7 +62,7 @@ def route(config: dict[str, Any], agents: dict[str, int], on_q: dict[str, int], 
     for q, slots in sorted(agents.items()):
         if on_q.get(q, 0) < (slots + 1) * batch:
             return q
-    return config.get("queue") or "sweepq"
+    return config.get("queue") or DEFAULT_QUEUE
 
 
 def on_queues(view: SweepView) -> dict[str, int]:

@@ -36,7 +36,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from sweepq.model import SWEEP_STATES, TRIAL_STATES
+from sweepq.model import DEFAULT_QUEUE, SWEEP_STATES, TRIAL_STATES
 from sweepq.store import Store
 from sweepq.web.data import TrialCache
 
@@ -61,7 +61,7 @@ def _histogram(values: Iterable[float], bounds: tuple[float, ...]) -> tuple[list
 def queue_names(store: Store) -> list[str]:
     """The Celery queues sweepq uses now: the default one, each sweep's ``queue``, the agent
     queues of active sweeps, and whatever live workers consume."""
-    names = {"sweepq"}  # sweepq.dispatch.DEFAULT_QUEUE (importing it would load Celery)
+    names = {DEFAULT_QUEUE}
     active = store.active_sweeps()
     names.update(store.sweep_queues(active))
     names.update(store.keys.agent_queue(sid) for sid in active)
