@@ -125,13 +125,13 @@ def history_cap() -> Iterator[int]:
     ``sweepq.store.scripts`` when they are first registered on a store, so a store made after this
     fixture keeps 5. The scripts' cached text is rebuilt before and after."""
     cap = 5
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(scripts, "HISTORY_CAP", cap)
-        scripts.source.cache_clear()
-        try:
-            yield cap
-        finally:
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(scripts, "HISTORY_CAP", cap)
             scripts.source.cache_clear()
+            yield cap
+    finally:  # the real cap back, and no script text made with the small one
+        scripts.source.cache_clear()
 
 
 def config(**over: Any) -> dict[str, Any]:
