@@ -72,15 +72,15 @@ class Store(SweepsPart, LeasesPart, TrialsPart, WorkersPart, EventsPart):
         in-flight ids of each sweep in ``sids`` (None head: the sweep is gone), the expired leases
         if asked, and the records of ``trials`` (those the pass knows it must look at)."""
         k = self.keys
-        p = self._r.pipeline(transaction=False)
+        p = self._pipeline()
         p.smembers(k.active_sweeps)
         for sid in sids:
             p.hmget(k.sweep(sid), self._HEAD)
             p.smembers(k.sweep_inflight(sid))
         if leases:
-            self._script("expired")(keys=[k.leases], client=p)
+            self._run("expired", [k.leases], [], client=p)
         self._read_trials(p, list(trials), history)
-        res = p.execute()
+        res = self._execute(p)
         heads = {sid: (self._head(res[1 + 2 * i]), set(res[2 + 2 * i])) for i, sid in enumerate(sids)}
         at = 1 + 2 * len(sids)
         expired = list(res[at]) if leases else []

@@ -39,9 +39,9 @@ class LeasesPart(TrialsPart):
         the claim on; the ``Claim`` then comes from ``claim_result`` of its reply."""
         k = self.keys
         sent = time.monotonic()
-        res = self._script("claim")(
-            keys=[k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
-            args=[owner, worker, time.time(), log_path, tid, sid, gpus, lease_ttl], client=client)
+        res = self._run(
+            "claim", [k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
+            [owner, worker, time.time(), log_path, tid, sid, gpus, lease_ttl], client=client)
         return res if client is not None else self.claim_result(res, sent)
 
     @staticmethod
@@ -77,10 +77,10 @@ class LeasesPart(TrialsPart):
         trial's end costs one."""
         if not output:
             return bool(self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows))
-        p = self._r.pipeline(transaction=False)
+        p = self._pipeline()
         self.append_output(tid, output, client=p)
         self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
-        return bool(p.execute()[-1])
+        return bool(self._execute(p)[-1])
 
     def finish_and_claim(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
                          reason: str = "", log_tail: str = "", goal: str = "minimize",
@@ -90,27 +90,28 @@ class LeasesPart(TrialsPart):
         """``finish_trial``, and the claim of the next trial of a batch of short trials
         (``claim_next``: its id, owner, worker, lease TTL, GPUs, log path) in the same round trip.
         The two are independent: the claim is taken whatever the finish found."""
-        p = self._r.pipeline(transaction=False)
+        p = self._pipeline()
         if output:
             self.append_output(tid, output, client=p)
         self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
         nxt, nxt_owner, worker, lease_ttl, gpus, log_path = claim_next
         self.claim(sid, nxt, nxt_owner, worker, lease_ttl, gpus, client=p, log_path=log_path)
         sent = time.monotonic()
-        *_, finished, claimed = p.execute()
+        *_, finished, claimed = self._execute(p)
         return bool(finished), self.claim_result(claimed, sent)
 
     def _finish_call(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None, reason: str,
                      log_tail: str, goal: str, values: list[float] | None, rows: list[str] | None,
                      client: Any = None) -> Any:
-        assert state in FINAL_STATES, state
+        if state not in FINAL_STATES:  # not an assert: python -O must not let any state through
+            raise ValueError(f"not a final state: {state!r}")
         k = self.keys
         values, rows = values or [], rows or []
-        return self._script("finish")(
-            keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
-                  k.sweep(sid), k.trial_stopq(tid), k.trial_history(tid), k.trial_rows(tid)],
-            args=[owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
-                  tid, sid, goal, ROWS_CAP, len(values), *[repr(float(v)) for v in values], *rows],
+        return self._run(
+            "finish", [k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
+                       k.sweep(sid), k.trial_stopq(tid), k.trial_history(tid), k.trial_rows(tid)],
+            [owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
+             tid, sid, goal, ROWS_CAP, len(values), *[repr(float(v)) for v in values], *rows],
             client=client)
 
     def release_trial(self, sid: str, tid: str, owner: str, reason: str) -> bool:

@@ -3,10 +3,12 @@ Redis's clock, the event stream, metric appends) prepended.
 
 Every state change more than one process can race on is one of these scripts, so it is atomic.
 On servers that read script flags (Redis >= 7, Valkey) each writing script starts with a
-``#!lua`` line: a script so marked is refused whole when Redis is out of memory, instead of failing
-at its first memory-growing command after earlier writes (a lease removed, a count changed) have
-already happened. Reading scripts say ``no-writes``, so they run on a full Redis. Older servers and
-fakeredis run them without the line.
+``#!lua`` line: a script so marked is refused whole, before it starts, when Redis is out of
+memory. Without the line Redis judges a script by its first write: one whose first write frees
+memory (reap's ZREM of the lease) would then run whole past ``maxmemory`` and requeue a trial into
+a full Redis. Reading scripts say ``no-writes``, so they run on a full Redis. Older servers and
+fakeredis run them without the line (there the controller's reaper holds back while Redis
+reports itself full, :mod:`sweepq.controller.reaper`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sweepq.store.limits import EVENTS_MAXLEN, HISTORY_CAP
 WRITE = "#!lua\n"
 READ_ONLY = "#!lua flags=no-writes\n"
 NAMES = ("create_sweep", "create_trials", "claim", "heartbeat", "metrics", "finish", "reap", "release",
-         "sweep_action", "request_stop", "unpublish", "renew_leader", "release_leader", "expired",
+         "sweep_action", "finish_sweep", "request_stop", "unpublish", "renew_leader", "release_leader", "expired",
          "read_trials")
 READ_SCRIPTS = frozenset({"expired", "read_trials"})  # may run while Redis is out of memory
 

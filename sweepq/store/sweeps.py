@@ -16,7 +16,6 @@ from sweepq.ids import is_sweep_id, shown
 from sweepq.model import TRIAL_STATES, stored_number
 from sweepq.store.base import StoreBase
 from sweepq.store.connection import OUT_OF_MEMORY
-from sweepq.store.limits import EVENTS_MAXLEN
 
 
 def new_id(n: int = 8) -> str:
@@ -105,21 +104,14 @@ class SweepsPart(StoreBase):
         self._r.hset(self.keys.sweep(sid), mapping={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
                                                   for k, v in fields.items()})
 
-    def finish_sweep(self, sid: str, state: str = "finished", reason: str = "") -> None:
-        """Mark a sweep ended (only from running/stopped/canceled states it keeps its state; a
-        failed sweep keeps its reason too)."""
+    def finish_sweep(self, sid: str, state: str = "finished", reason: str = "") -> str | None:
+        """End a sweep, in one script: it leaves the active set with an end time. A running (or
+        paused) sweep takes ``state`` and ``reason``; a stopped, canceled or finished one keeps
+        its state (an action set it) and takes the reason; a failed one keeps state and reason.
+        Returns the state it ended in (None: no such sweep)."""
         k = self.keys
-        p = self._r.pipeline()
-        cur = self.sweep_state(sid)
-        if cur == "running":
-            p.hset(k.sweep(sid), mapping={"state": state, "ended_at": time.time(), "end_reason": reason})
-        elif cur == "failed":
-            p.hset(k.sweep(sid), mapping={"ended_at": time.time()})
-        else:
-            p.hset(k.sweep(sid), mapping={"ended_at": time.time(), "end_reason": reason})
-        p.srem(k.active_sweeps, sid)
-        p.xadd(k.events, {"sweep": sid, "trial": "", "kind": "sweep"}, maxlen=EVENTS_MAXLEN, approximate=True)
-        p.execute()
+        res = self._run("finish_sweep", [k.sweep(sid), k.active_sweeps, k.events], [sid, state, time.time(), reason])
+        return None if res == "missing" else str(res)
 
     def counts(self, sid: str) -> dict[str, int]:
         raw = self._r.hgetall(self.keys.sweep_counts(sid))

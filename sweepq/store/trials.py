@@ -143,8 +143,8 @@ class TrialsPart(StoreBase):
         return p.execute() if client is None else None
 
     def read_output(self, tid: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, str, str]]:
-        """(entry id, stream, text) of the output lines after ``after``; waits up to ``block_ms``
-        for new ones when given."""
+        """(entry id, stream, text) of at most 1000 output lines after ``after`` (page on with the
+        last id); waits up to ``block_ms`` for new ones when given."""
         res = self._r.xread({self.keys.trial_output(tid): after}, block=block_ms, count=1000)
         return [(eid, f.get("s", ""), f.get("l", "")) for _, entries in (res or []) for eid, f in entries]
 

@@ -209,8 +209,6 @@ def test_a_finish_without_output_is_one_round_trip(store: Store, monkeypatch: py
     assert trips.n == 1
 
 
-@pytest.mark.xfail(strict=True, reason="store defect: a pipeline holding a script costs two round trips: "
-                   "redis-py sends SCRIPT EXISTS before every such pipeline")
 @pytest.mark.parametrize("call", ["finish_and_claim", "finish_trial with output"])
 def test_a_short_trial_ends_in_one_round_trip(store: Store, monkeypatch: pytest.MonkeyPatch, call: str) -> None:
     """finish_trial: "written in the same round trip, so a short trial's end costs one";
@@ -230,6 +228,21 @@ def test_a_short_trial_ends_in_one_round_trip(store: Store, monkeypatch: pytest.
     sent = trips.n
     assert store.get_trial(c)["state"] == "finished"
     assert sent == 1
+
+
+def test_a_pipeline_whose_scripts_redis_lost_runs_each_once(backend: Backend, store: Store) -> None:
+    """After a restart or SCRIPT FLUSH the pipelined scripts did not run: they run once loaded,
+    in order, and the commands around them (the output lines) are not repeated."""
+    sid = new_sweep(store)
+    a, b = store.create_trials(sid, [{}] * 2)
+    assert store.claim(sid, a, "oa", "w", 30.0).ok
+    backend.raw.script_flush()
+    done, nxt = store.finish_and_claim(sid, a, "oa", "finished", 0, values=[2.0], output=[("out", "last line")],
+                                       claim_next=(b, "ob", "w", 30.0, "", ""))
+    assert done and nxt.ok and nxt.attempt == 1
+    assert store.get_trial(a)["state"] == "finished" and store.get_trial(b)["state"] == "running"
+    assert [line for _, _, line in store.read_output(a)] == ["last line"]
+    backend.check_books(store, sid)
 
 
 def test_release_hands_the_trial_back_without_spending_a_retry(backend: Backend, store: Store) -> None:
