@@ -181,9 +181,15 @@ class SweepqEnv:
         self.url = url
         self.ns = new_namespace(prefix)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.ns}-"))
-        self.env = {**os.environ, "SWEEPQ_REDIS_URL": url, "SWEEPQ_NAMESPACE": self.ns,
-                    "SWEEPQ_LOG_DIR": str(self.tmp / "logs"), "SWEEPQ_GPU_LOCK_DIR": str(self.tmp / "gpulocks"),
-                    "PYTHONPATH": str(ROOT), "SWEEPQ_WORKDIR": str(self.tmp)}
+        self.env = {
+            **os.environ,
+            "SWEEPQ_REDIS_URL": url,
+            "SWEEPQ_NAMESPACE": self.ns,
+            "SWEEPQ_LOG_DIR": str(self.tmp / "logs"),
+            "SWEEPQ_GPU_LOCK_DIR": str(self.tmp / "gpulocks"),
+            "PYTHONPATH": str(ROOT),
+            "SWEEPQ_WORKDIR": str(self.tmp),
+        }
         self.env.pop("SWEEPQ_BROKER_URL", None)
         from sweepq.store import Store
 
@@ -200,8 +206,9 @@ class SweepqEnv:
 class Workers:
     """``n`` real Celery worker processes (``-c slots`` each) on the namespace's default queue."""
 
-    def __init__(self, senv: SweepqEnv, n: int, slots: int = 1, queue: str = "sweepq",
-                 pool: str = "prefork") -> None:
+    def __init__(
+        self, senv: SweepqEnv, n: int, slots: int = 1, queue: str = "sweepq", pool: str = "prefork"
+    ) -> None:
         self.senv, self.n, self.slots, self.queue, self.pool = senv, n, slots, queue, pool
         self.procs: list[subprocess.Popen] = []
         self.names: list[str] = []
@@ -211,13 +218,38 @@ class Workers:
         logs.mkdir(parents=True, exist_ok=True)
         for i in range(self.n):
             name = f"bw{i}-{secrets.token_hex(2)}@bench"
-            argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", self.queue,
-                    "-c", str(self.slots), "-n", name, "--without-gossip", "--without-mingle",
-                    "-l", "WARNING", "-P", self.pool] + (["-E"] if os.environ.get("SWEEPQ_BENCH_EVENTS") else [])
+            argv = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "sweepq.worker",
+                "worker",
+                "-Q",
+                self.queue,
+                "-c",
+                str(self.slots),
+                "-n",
+                name,
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "WARNING",
+                "-P",
+                self.pool,
+            ] + (["-E"] if os.environ.get("SWEEPQ_BENCH_EVENTS") else [])
             with open(logs / f"{i}.log", "ab") as out:
-                self.procs.append(subprocess.Popen(argv, env=self.senv.env, stdout=out, stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL, start_new_session=True,
-                                                   cwd=str(self.senv.tmp)))
+                self.procs.append(
+                    subprocess.Popen(
+                        argv,
+                        env=self.senv.env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                        cwd=str(self.senv.tmp),
+                    )
+                )
             self.names.append(name)
         deadline = time.monotonic() + timeout
         while True:
@@ -294,7 +326,8 @@ def spawn_floor(argv: list[str], n: int = 200) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                       start_new_session=True, check=False)
+        subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, check=False
+        )
         out.append(time.perf_counter() - t0)
     return out

@@ -42,10 +42,22 @@ def branin(p: dict[str, Any]) -> float:
     )
 
 
-_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 _H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
 
@@ -112,8 +124,9 @@ def krr_diabetes(p: dict[str, Any]) -> float:
         X, y = load_diabetes(return_X_y=True)
         _DIABETES = ((X - X.mean(0)) / X.std(0), y)
     X, y = _DIABETES
-    model = KernelRidge(alpha=p["alpha"], kernel=p["kernel"], gamma=p["gamma"], degree=p["degree"],
-                        coef0=p["coef0"])
+    model = KernelRidge(
+        alpha=p["alpha"], kernel=p["kernel"], gamma=p["gamma"], degree=p["degree"], coef0=p["coef0"]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(-cross_val_score(model, X, y, cv=3, scoring="neg_mean_squared_error").mean())
@@ -122,29 +135,47 @@ def krr_diabetes(p: dict[str, Any]) -> float:
 PROBLEMS: dict[str, Problem] = {
     "branin": Problem("branin", {"x1": _u(-5, 10), "x2": _u(0, 15)}, branin, optimum=0.397887),
     "hartmann6": Problem("hartmann6", {f"x{i}": _u(0, 1) for i in range(1, 7)}, hartmann6, optimum=-3.322368),
-    "rosenbrock10": Problem("rosenbrock10", {f"x{i:02d}": _u(-5, 10) for i in range(1, 11)}, rosenbrock10,
-                            optimum=0.0),
-    "mixed": Problem("mixed", {
-        "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1.0},
-        "weight_decay": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-1},
-        "layers": {"distribution": "int_uniform", "min": 1, "max": 10},
-        "optimizer": {"distribution": "categorical", "values": ["sgd", "adam", "rmsprop"]},
-        "activation": {"distribution": "categorical", "values": ["relu", "tanh", "sigmoid", "gelu"]},
-        "dropout": _u(0.0, 0.8),
-        "width": {"distribution": "q_uniform", "min": 16, "max": 512, "q": 16},
-    }, mixed, optimum=0.0),
-    "svm_digits": Problem("svm_digits", {
-        "C": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1e3},
-        "gamma": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e1},
-        "kernel": {"distribution": "categorical", "values": ["rbf", "poly", "sigmoid"]},
-        "degree": {"distribution": "int_uniform", "min": 2, "max": 5},
-        "coef0": _u(-1, 1),
-    }, svm_digits, goal="maximize"),
-    "krr_diabetes": Problem("krr_diabetes", {
-        "alpha": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e2},
-        "gamma": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
-        "kernel": {"distribution": "categorical", "values": ["rbf", "laplacian", "polynomial", "sigmoid"]},
-        "degree": {"distribution": "int_uniform", "min": 1, "max": 4},
-        "coef0": _u(0, 2),
-    }, krr_diabetes),
+    "rosenbrock10": Problem(
+        "rosenbrock10", {f"x{i:02d}": _u(-5, 10) for i in range(1, 11)}, rosenbrock10, optimum=0.0
+    ),
+    "mixed": Problem(
+        "mixed",
+        {
+            "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1.0},
+            "weight_decay": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-1},
+            "layers": {"distribution": "int_uniform", "min": 1, "max": 10},
+            "optimizer": {"distribution": "categorical", "values": ["sgd", "adam", "rmsprop"]},
+            "activation": {"distribution": "categorical", "values": ["relu", "tanh", "sigmoid", "gelu"]},
+            "dropout": _u(0.0, 0.8),
+            "width": {"distribution": "q_uniform", "min": 16, "max": 512, "q": 16},
+        },
+        mixed,
+        optimum=0.0,
+    ),
+    "svm_digits": Problem(
+        "svm_digits",
+        {
+            "C": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1e3},
+            "gamma": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e1},
+            "kernel": {"distribution": "categorical", "values": ["rbf", "poly", "sigmoid"]},
+            "degree": {"distribution": "int_uniform", "min": 2, "max": 5},
+            "coef0": _u(-1, 1),
+        },
+        svm_digits,
+        goal="maximize",
+    ),
+    "krr_diabetes": Problem(
+        "krr_diabetes",
+        {
+            "alpha": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e2},
+            "gamma": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+            "kernel": {
+                "distribution": "categorical",
+                "values": ["rbf", "laplacian", "polynomial", "sigmoid"],
+            },
+            "degree": {"distribution": "int_uniform", "min": 1, "max": 4},
+            "coef0": _u(0, 2),
+        },
+        krr_diabetes,
+    ),
 }

@@ -92,8 +92,15 @@ def program_argv(kind: str) -> list[str]:
 
 
 # -- sweepq ---------------------------------------------------------------------------------------
-def run_sweepq(url: str, n_trials: int, n_workers: int, argv: list[str], floor: float,
-               pool: str = "prefork", batch_max: int | None = None) -> dict[str, Any]:
+def run_sweepq(
+    url: str,
+    n_trials: int,
+    n_workers: int,
+    argv: list[str],
+    floor: float,
+    pool: str = "prefork",
+    batch_max: int | None = None,
+) -> dict[str, Any]:
     from sweepq.config import load_config
 
     senv = SweepqEnv(url, prefix="sqdisp")
@@ -102,10 +109,19 @@ def run_sweepq(url: str, n_trials: int, n_workers: int, argv: list[str], floor: 
     try:
         workers.start()
         idle = redis_idle_cpu_rate(senv.r, 2.0)
-        ctl = ControllerThread(senv.store, tick=0.5, **({} if batch_max is None else {"batch_max": batch_max})).start()
+        ctl = ControllerThread(
+            senv.store, tick=0.5, **({} if batch_max is None else {"batch_max": batch_max})
+        ).start()
         time.sleep(1.0)  # leader lease taken, first idle tick done
-        config = load_config({"method": "random", "metric": {"name": "loss", "goal": "minimize"},
-                              "parameters": PARAMS, "command": argv, "run_cap": n_trials})
+        config = load_config(
+            {
+                "method": "random",
+                "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": PARAMS,
+                "command": argv,
+                "run_cap": n_trials,
+            }
+        )
         c_ctl, c_red, c_wrk = ctl.cpu(), redis_cpu(senv.r), workers.cpu()
         t0 = time.time()
         sid = senv.store.create_sweep(config)
@@ -130,10 +146,17 @@ def run_sweepq(url: str, n_trials: int, n_workers: int, argv: list[str], floor: 
         if batch_max == 1:
             name += ", 1 trial/message"
         return {
-            "system": name, "workers": n_workers, "trials": len(trials), "wall": wall,
+            "system": name,
+            "workers": n_workers,
+            "trials": len(trials),
+            "wall": wall,
             "batched": ctl.ctl.stats["batched"] / len(trials),
-            "tps": len(trials) / wall, "cycles": cycles, "gaps": gaps, "floor": floor,
-            "ctl_cpu": d_ctl / len(trials), "wrk_cpu": d_wrk / len(trials),
+            "tps": len(trials) / wall,
+            "cycles": cycles,
+            "gaps": gaps,
+            "floor": floor,
+            "ctl_cpu": d_ctl / len(trials),
+            "wrk_cpu": d_wrk / len(trials),
             "srv_cpu": max(0.0, d_red - idle * (t1 - t0)) / len(trials),
             "suggest_s": med(list(ctl.ctl.stats["suggest_s"])),
             "in_trial": med([t["ended_at"] - t["started_at"] for t in trials]),
@@ -156,14 +179,23 @@ def _optuna_storage(kind: str, url: str, prefix: str) -> Any:
     return optuna.storages.RDBStorage(url)
 
 
-def _optuna_worker(kind: str, url: str, prefix: str, study_name: str, n: int, argv: list[str],
-                   ready: Any, go: Any, done: Any, out: Any) -> None:
+def _optuna_worker(
+    kind: str,
+    url: str,
+    prefix: str,
+    study_name: str,
+    n: int,
+    argv: list[str],
+    ready: Any,
+    go: Any,
+    done: Any,
+    out: Any,
+) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _optuna_storage(kind, url, prefix)
-    study = optuna.load_study(study_name=study_name, storage=storage,
-                              sampler=optuna.samplers.RandomSampler())
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
     ready.release()
     go.wait()
     cpu0 = time.process_time()
@@ -173,8 +205,9 @@ def _optuna_worker(kind: str, url: str, prefix: str, study_name: str, n: int, ar
         trial.suggest_float("lr", 1e-5, 1e-1, log=True)
         trial.suggest_int("layers", 1, 8)
         trial.suggest_float("dropout", 0.0, 0.5)
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              start_new_session=True, check=False)
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, check=False
+        )
         value = float(json.loads(proc.stdout.decode().split(" ", 1)[1])["loss"])
         study.tell(trial, value)
         nums.append(trial.number)
@@ -199,8 +232,9 @@ def _pg_cpu() -> float:
     return total
 
 
-def run_optuna(kind: str, url: str, pg: str, n_trials: int, n_workers: int, argv: list[str],
-               floor: float) -> dict[str, Any]:
+def run_optuna(
+    kind: str, url: str, pg: str, n_trials: int, n_workers: int, argv: list[str], floor: float
+) -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -208,8 +242,9 @@ def run_optuna(kind: str, url: str, pg: str, n_trials: int, n_workers: int, argv
     study_name = prefix
     surl = url if kind == "optuna-journal-redis" else pg
     storage = _optuna_storage(kind, surl, prefix)
-    optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
-                        sampler=optuna.samplers.RandomSampler())
+    optuna.create_study(
+        study_name=study_name, storage=storage, direction="minimize", sampler=optuna.samplers.RandomSampler()
+    )
     r = client(url)
     srv_cpu = (lambda: redis_cpu(r)) if kind == "optuna-journal-redis" else _pg_cpu
     t_idle = time.monotonic()
@@ -219,8 +254,12 @@ def run_optuna(kind: str, url: str, pg: str, n_trials: int, n_workers: int, argv
     ctx = mp.get_context("fork")
     ready, go, done, out = ctx.Semaphore(0), ctx.Event(), ctx.Event(), ctx.Queue()
     per = [n_trials // n_workers + (1 if i < n_trials % n_workers else 0) for i in range(n_workers)]
-    procs = [ctx.Process(target=_optuna_worker, args=(kind, surl, prefix, study_name, per[i], argv,
-                                                      ready, go, done, out)) for i in range(n_workers)]
+    procs = [
+        ctx.Process(
+            target=_optuna_worker, args=(kind, surl, prefix, study_name, per[i], argv, ready, go, done, out)
+        )
+        for i in range(n_workers)
+    ]
     try:
         for p in procs:
             p.start()
@@ -242,15 +281,28 @@ def run_optuna(kind: str, url: str, pg: str, n_trials: int, n_workers: int, argv
         for pid, nums, _ in results:
             for n in nums:
                 t = by_num[n]
-                trials.append({"worker": pid, "started_at": t.datetime_start.timestamp(),
-                               "ended_at": t.datetime_complete.timestamp()})
+                trials.append(
+                    {
+                        "worker": pid,
+                        "started_at": t.datetime_start.timestamp(),
+                        "ended_at": t.datetime_complete.timestamp(),
+                    }
+                )
         wall = max(t["ended_at"] for t in trials) - t0
         cycles, gaps = slot_gaps(trials)
         return {
-            "system": kind, "workers": n_workers, "trials": len(trials), "wall": wall,
-            "tps": len(trials) / wall, "cycles": cycles, "gaps": gaps, "floor": floor,
-            "ctl_cpu": None, "wrk_cpu": sum(c for _, _, c in results) / len(trials),
-            "srv_cpu": max(0.0, d_srv - idle * (t1 - t0)) / len(trials), "suggest_s": None,
+            "system": kind,
+            "workers": n_workers,
+            "trials": len(trials),
+            "wall": wall,
+            "tps": len(trials) / wall,
+            "cycles": cycles,
+            "gaps": gaps,
+            "floor": floor,
+            "ctl_cpu": None,
+            "wrk_cpu": sum(c for _, _, c in results) / len(trials),
+            "srv_cpu": max(0.0, d_srv - idle * (t1 - t0)) / len(trials),
+            "suggest_s": None,
             "in_trial": med([t["ended_at"] - t["started_at"] for t in trials]),
         }
     finally:
@@ -292,32 +344,91 @@ def main() -> None:
                 continue
             log(f"{s} x{w}: {a.trials} trials ({machine_load()})")
             if s in ("sweepq", "sweepq-single"):
-                res = run_sweepq(a.redis, a.trials, w, argv, floor, a.pool, 1 if s == "sweepq-single" else None)
+                res = run_sweepq(
+                    a.redis, a.trials, w, argv, floor, a.pool, 1 if s == "sweepq-single" else None
+                )
             else:
                 res = run_optuna(s, a.redis, a.pg, a.trials, w, argv, floor)
             res["load"] = os.getloadavg()[0]
-            log(f"  {res['tps']:.1f} trials/s, gap median {med(res['gaps']) * 1e3:.1f} ms"
-                + (f", {100 * res['batched']:.0f} % of trials sent several to a message" if "batched" in res else ""))
+            log(
+                f"  {res['tps']:.1f} trials/s, gap median {med(res['gaps']) * 1e3:.1f} ms"
+                + (
+                    f", {100 * res['batched']:.0f} % of trials sent several to a message"
+                    if "batched" in res
+                    else ""
+                )
+            )
             results.append(res)
     ms = 1e3
     rows = []
     if "floor" in systems:
-        rows.append(["floor (spawn directly)", 1, len(floors), 1 / floor, 0.0, 0.0, floor * ms,
-                     None, None, None, None, None])
+        rows.append(
+            [
+                "floor (spawn directly)",
+                1,
+                len(floors),
+                1 / floor,
+                0.0,
+                0.0,
+                floor * ms,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ]
+        )
     for r in results:
         over = [c - r["floor"] for c in r["cycles"]]
-        rows.append([r["system"], r["workers"], r["trials"], r["tps"], med(over) * ms, pct(over, 0.95) * ms,
-                     r["in_trial"] * ms, med(r["gaps"]) * ms, pct(r["gaps"], 0.95) * ms,
-                     None if r["ctl_cpu"] is None else r["ctl_cpu"] * ms, r["wrk_cpu"] * ms, r["srv_cpu"] * ms])
-    print(f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_load()}; program: {' '.join(argv)}; "
-          f"floor median {floor * ms:.2f} ms, p95 {pct(floors, 0.95) * ms:.2f} ms\n")
-    print(table(["system", "workers", "trials", "trials/s", "overhead p50 ms", "overhead p95 ms",
-                 "start→end p50 ms", "idle gap p50 ms", "idle gap p95 ms", "controller CPU ms/trial",
-                 "worker-side CPU ms/trial", "Redis/PG CPU ms/trial"], rows))
+        rows.append(
+            [
+                r["system"],
+                r["workers"],
+                r["trials"],
+                r["tps"],
+                med(over) * ms,
+                pct(over, 0.95) * ms,
+                r["in_trial"] * ms,
+                med(r["gaps"]) * ms,
+                pct(r["gaps"], 0.95) * ms,
+                None if r["ctl_cpu"] is None else r["ctl_cpu"] * ms,
+                r["wrk_cpu"] * ms,
+                r["srv_cpu"] * ms,
+            ]
+        )
+    print(
+        f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_load()}; program: {' '.join(argv)}; "
+        f"floor median {floor * ms:.2f} ms, p95 {pct(floors, 0.95) * ms:.2f} ms\n"
+    )
+    print(
+        table(
+            [
+                "system",
+                "workers",
+                "trials",
+                "trials/s",
+                "overhead p50 ms",
+                "overhead p95 ms",
+                "start→end p50 ms",
+                "idle gap p50 ms",
+                "idle gap p95 ms",
+                "controller CPU ms/trial",
+                "worker-side CPU ms/trial",
+                "Redis/PG CPU ms/trial",
+            ],
+            rows,
+        )
+    )
     if a.json:
-        Path(a.json).write_text(json.dumps([{k: v for k, v in r.items() if k not in ("cycles", "gaps")}
-                                            | {"overhead": [c - r["floor"] for c in r["cycles"]], "gaps": r["gaps"]}
-                                            for r in results]))
+        Path(a.json).write_text(
+            json.dumps(
+                [
+                    {k: v for k, v in r.items() if k not in ("cycles", "gaps")}
+                    | {"overhead": [c - r["floor"] for c in r["cycles"]], "gaps": r["gaps"]}
+                    for r in results
+                ]
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,16 @@ def _plt() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.grid": True, "grid.alpha": 0.3,
-                         "axes.spines.top": False, "axes.spines.right": False})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt
 
 
@@ -111,7 +119,9 @@ def plot_quality(runs: list[dict[str, Any]], workers: int, path: Path) -> Path:
             q1, med, q3 = np.percentile(y, [25, 50, 75], axis=0)
             x = np.arange(1, y.shape[1] + 1)
             c = COLOURS.get(method)
-            ax.plot(x, med, color=c, lw=2.0 if method == "sweepq-bayes" else 1.3, label=LABELS.get(method, method))
+            ax.plot(
+                x, med, color=c, lw=2.0 if method == "sweepq-bayes" else 1.3, label=LABELS.get(method, method)
+            )
             ax.fill_between(x, q1, q3, color=c, alpha=0.12, lw=0)
         if prob.optimum is not None:
             ax.set_yscale("log")
@@ -124,13 +134,15 @@ def plot_quality(runs: list[dict[str, Any]], workers: int, path: Path) -> Path:
             ax.set_ylim(2915, 3000)
         ax.set_title(f"{pname} ({prob.goal})")
         ax.set_xlabel("trials started")
-    for ax in list(axes.flat)[len(problems):]:
+    for ax in list(axes.flat)[len(problems) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     seeds = len({r["seed"] for r in runs})
     where = "sequential" if workers == 1 else f"{workers} trials in flight"
     fig.suptitle(f"Search quality, {where}: median over {seeds} seeds, band = quartiles", y=1.0)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.04))
+    fig.legend(
+        handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.04)
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -142,7 +154,9 @@ def _order(method: str) -> int:
 def quality_summary(runs: list[dict[str, Any]], budgets: tuple[int, ...] = (50, 100)) -> str:
     """Median best value over seeds per problem and budget, methods side by side, per workers."""
     methods = sorted({r["method"] for r in runs}, key=_order)
-    budgets = tuple(b for b in budgets if all(len(r["values"]) >= b for r in runs)) or (len(runs[0]["values"]),)
+    budgets = tuple(b for b in budgets if all(len(r["values"]) >= b for r in runs)) or (
+        len(runs[0]["values"]),
+    )
     out = []
     for w in sorted({r["workers"] for r in runs}):
         where = "sequential" if w == 1 else f"{w} in flight"
@@ -157,16 +171,20 @@ def quality_summary(runs: list[dict[str, Any]], budgets: tuple[int, ...] = (50, 
                 cells = [_num(float(np.median(curves[m][:, b - 1]))) if m in curves else "–" for m in methods]
                 vals = {m: float(np.median(curves[m][:, b - 1])) for m in curves}
                 best = (max if PROBLEMS[pname].goal == "maximize" else min)(vals.values())
-                cells = [f"**{c}**" if m in vals and vals[m] == best else c for m, c in zip(methods, cells,
-                                                                                           strict=True)]
+                cells = [
+                    f"**{c}**" if m in vals and vals[m] == best else c
+                    for m, c in zip(methods, cells, strict=True)
+                ]
                 out.append(f"| {pname} ({PROBLEMS[pname].goal[:3]}) | {b} | " + " | ".join(cells) + " |")
     out.append("\nMean optimiser time per 100-trial run, s (suggest + tell; the objective excluded)\n")
     ws = sorted({r["workers"] for r in runs})
     out.append("| method | " + " | ".join("sequential" if w == 1 else f"{w} in flight" for w in ws) + " |")
     out.append("|---|" + "---|" * len(ws))
     for m in methods:
-        cells = [f"{np.mean([r['suggest_s'] for r in runs if r['method'] == m and r['workers'] == w]):.2f}"
-                 for w in ws]
+        cells = [
+            f"{np.mean([r['suggest_s'] for r in runs if r['method'] == m and r['workers'] == w]):.2f}"
+            for w in ws
+        ]
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -184,8 +202,17 @@ def plot_latency(results: list[dict[str, Any]], path: Path) -> Path:
             med = [statistics.median(r["cpu_ms"]) for r in rs]
             lo = [m - min(r["cpu_ms"]) for m, r in zip(med, rs, strict=True)]
             hi = [max(r["cpu_ms"]) - m for m, r in zip(med, rs, strict=True)]
-            ax.errorbar(x, med, yerr=[lo, hi], marker="o", ms=4, capsize=2, color=COLOURS.get(method),
-                        lw=2.0 if method == "sweepq-bayes" else 1.2, label=LABELS.get(method, method))
+            ax.errorbar(
+                x,
+                med,
+                yerr=[lo, hi],
+                marker="o",
+                ms=4,
+                capsize=2,
+                color=COLOURS.get(method),
+                lw=2.0 if method == "sweepq-bayes" else 1.2,
+                label=LABELS.get(method, method),
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(res["sizes"], [str(n) for n in res["sizes"]])
@@ -196,36 +223,57 @@ def plot_latency(results: list[dict[str, Any]], path: Path) -> Path:
         ax.yaxis.set_major_formatter(_plt().FuncFormatter(lambda v, _: f"{v:g}"))
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.12))
-    fig.suptitle("Time per suggestion, one thread (bars: min–max of the timed calls, a refit included)", y=1.0)
+    fig.suptitle(
+        "Time per suggestion, one thread (bars: min–max of the timed calls, a refit included)", y=1.0
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
 def latency_table(res: dict[str, Any]) -> str:
     sizes = res["sizes"]
-    out = [f"\nsuggest_latency --problem {res['problem']}: wall ms per suggestion, median (min–max)\n",
-           "| method | " + " | ".join(f"N={n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    out = [
+        f"\nsuggest_latency --problem {res['problem']}: wall ms per suggestion, median (min–max)\n",
+        "| method | " + " | ".join(f"N={n}" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for method in dict.fromkeys(r["method"] for r in res["results"]):
         cells = []
         for n in sizes:
             r = next((r for r in res["results"] if r["method"] == method and r["n"] == n), None)
-            cells.append("skipped" if r is None else
-                         f"{statistics.median(r['wall_ms']):.1f} ({min(r['wall_ms']):.1f}–{max(r['wall_ms']):.1f})")
+            cells.append(
+                "skipped"
+                if r is None
+                else f"{statistics.median(r['wall_ms']):.1f} ({min(r['wall_ms']):.1f}–{max(r['wall_ms']):.1f})"
+            )
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     out.append("\nCPU ms per suggestion, median (min–max)\n")
     out.append("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
     out.append("|---|" + "---|" * len(sizes))
     for method in dict.fromkeys(r["method"] for r in res["results"]):
-        cells = [next((f"{statistics.median(r['cpu_ms']):.1f} ({min(r['cpu_ms']):.1f}–{max(r['cpu_ms']):.1f})"
-                       for r in res["results"] if r["method"] == method and r["n"] == n), "skipped")
-                 for n in sizes]
+        cells = [
+            next(
+                (
+                    f"{statistics.median(r['cpu_ms']):.1f} ({min(r['cpu_ms']):.1f}–{max(r['cpu_ms']):.1f})"
+                    for r in res["results"]
+                    if r["method"] == method and r["n"] == n
+                ),
+                "skipped",
+            )
+            for n in sizes
+        ]
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     out.append("\nfirst call of a fresh process, ms\n")
     out.append("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
     out.append("|---|" + "---|" * len(sizes))
     for method in dict.fromkeys(r["method"] for r in res["results"]):
-        cells = [next((f"{r['cold_ms']:.0f}" for r in res["results"] if r["method"] == method and r["n"] == n),
-                      "skipped") for n in sizes]
+        cells = [
+            next(
+                (f"{r['cold_ms']:.0f}" for r in res["results"] if r["method"] == method and r["n"] == n),
+                "skipped",
+            )
+            for n in sizes
+        ]
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -239,27 +287,43 @@ def plot_early_stopping(workloads: dict[str, dict[str, Any]], path: Path) -> Pat
     for ax, (name, data) in zip(axes.flat, workloads.items(), strict=True):
         for row in data["rows"]:
             method = row["method"]
-            owner = "sweepq" if method.startswith("sweepq") else "optuna" if method.startswith("optuna") else "none"
+            owner = (
+                "sweepq"
+                if method.startswith("sweepq")
+                else "optuna"
+                if method.startswith("optuna")
+                else "none"
+            )
             kind = next((k for k in markers if k in method), "none")
-            colour = {"sweepq": COLOURS["sweepq-bayes"], "optuna": COLOURS["optuna-tpe"], "none": "black"}[owner]
+            colour = {"sweepq": COLOURS["sweepq-bayes"], "optuna": COLOURS["optuna-tpe"], "none": "black"}[
+                owner
+            ]
             x, y = 100 * row["steps_frac"], 100 * row["gap_rel_mean"]
             ax.scatter(x, y, marker=markers[kind], s=60 if kind == "none" else 40, color=colour, zorder=3)
             setting = method.rsplit(" ", 1)[1] if "/" in method else ""
             if setting:  # sweepq's below its point, Optuna's above: the two often land close together
-                ax.annotate(setting, (x, y), textcoords="offset points", xytext=(5, -9 if owner == "sweepq" else 4),
-                            fontsize=7, color=colour)
+                ax.annotate(
+                    setting,
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(5, -9 if owner == "sweepq" else 4),
+                    fontsize=7,
+                    color=colour,
+                )
         ax.set_xlabel("epochs trained, % of no stopping")
         ax.set_ylabel("best final metric: mean gap to no stopping, %")
         ax.set_xlim(15, 105)
         ax.set_title(f"{name}: {data['rows'][0]['seeds']} seeds, 60 trials x 27 epochs, 4 in flight")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], ls="", marker="o", color=COLOURS["sweepq-bayes"], label="sweepq's rules"),
-               Line2D([], [], ls="", marker="o", color=COLOURS["optuna-tpe"], label="Optuna's pruners"),
-               Line2D([], [], ls="", marker="*", color="black", label="no stopping"),
-               Line2D([], [], ls="", marker="s", color="grey", label="hyperband (min_iter/eta)"),
-               Line2D([], [], ls="", marker="^", color="grey", label="ASHA (min_iter/eta)"),
-               Line2D([], [], ls="", marker="o", color="grey", label="median")]
+    handles = [
+        Line2D([], [], ls="", marker="o", color=COLOURS["sweepq-bayes"], label="sweepq's rules"),
+        Line2D([], [], ls="", marker="o", color=COLOURS["optuna-tpe"], label="Optuna's pruners"),
+        Line2D([], [], ls="", marker="*", color="black", label="no stopping"),
+        Line2D([], [], ls="", marker="s", color="grey", label="hyperband (min_iter/eta)"),
+        Line2D([], [], ls="", marker="^", color="grey", label="ASHA (min_iter/eta)"),
+        Line2D([], [], ls="", marker="o", color="grey", label="median"),
+    ]
     axes.flat[-1].legend(handles=handles, frameon=False, fontsize=8, loc="upper right")
     fig.suptitle("Early stopping: cost against quality (lower left is better)", y=1.0)
     fig.tight_layout()
@@ -274,8 +338,12 @@ SYSTEM_LABELS = {
     "optuna-journal-redis": "Optuna, journal on Redis",
     "optuna-rdb-pg": "Optuna, RDB on PostgreSQL",
 }
-SYSTEM_COLOURS = {"sweepq": COLOURS["sweepq-bayes"], "sweepq, 1 trial/message": COLOURS["sweepq-bayes+8pending"],
-                  "optuna-journal-redis": COLOURS["optuna-tpe"], "optuna-rdb-pg": COLOURS["optuna-gp"]}
+SYSTEM_COLOURS = {
+    "sweepq": COLOURS["sweepq-bayes"],
+    "sweepq, 1 trial/message": COLOURS["sweepq-bayes+8pending"],
+    "optuna-journal-redis": COLOURS["optuna-tpe"],
+    "optuna-rdb-pg": COLOURS["optuna-gp"],
+}
 
 
 def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
@@ -286,9 +354,20 @@ def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     width = 0.8 / len(systems)
     for i, s in enumerate(systems):
-        tps = [next((r["tps"] for r in results if r["system"] == s and r["workers"] == w), 0.0) for w in workers]
-        over = [next((1e3 * statistics.median(r["overhead"]) for r in results
-                      if r["system"] == s and r["workers"] == w), 0.0) for w in workers]
+        tps = [
+            next((r["tps"] for r in results if r["system"] == s and r["workers"] == w), 0.0) for w in workers
+        ]
+        over = [
+            next(
+                (
+                    1e3 * statistics.median(r["overhead"])
+                    for r in results
+                    if r["system"] == s and r["workers"] == w
+                ),
+                0.0,
+            )
+            for w in workers
+        ]
         xs = np.arange(len(workers)) + (i - (len(systems) - 1) / 2) * width
         for a, vals, fmt in ((ax, tps, "{:.0f}"), (ax2, over, "{:.1f}")):
             bars = a.bar(xs, vals, width, color=SYSTEM_COLOURS.get(s), label=SYSTEM_LABELS.get(s, s))
@@ -301,7 +380,9 @@ def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
     ax2.set_ylabel("ms per trial above spawning it (median)")
     ax2.set_title("Per-trial overhead")
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06))
+    fig.legend(
+        handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06)
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -317,12 +398,27 @@ def plot_scale(scale: dict[str, Any] | None, web: dict[int, dict[str, Any]], pat
         ax = axs.pop(0)
         ws = scale["growth"]["windows"]
         x = [w["at"] for w in ws]
-        ax.plot(x, [1e3 * w["over_p50"] for w in ws], marker="o", color=COLOURS["sweepq-bayes"],
-                label="per-trial cycle, p50")
-        ax.plot(x, [1e3 * w["ctl_cpu"] for w in ws], marker="s", color=COLOURS["wandb-bayes"],
-                label="controller CPU per trial")
-        ax.plot(x, [1e3 * w["red_cpu"] for w in ws], marker="^", color=COLOURS["sweepq-random"],
-                label="Redis CPU per trial")
+        ax.plot(
+            x,
+            [1e3 * w["over_p50"] for w in ws],
+            marker="o",
+            color=COLOURS["sweepq-bayes"],
+            label="per-trial cycle, p50",
+        )
+        ax.plot(
+            x,
+            [1e3 * w["ctl_cpu"] for w in ws],
+            marker="s",
+            color=COLOURS["wandb-bayes"],
+            label="controller CPU per trial",
+        )
+        ax.plot(
+            x,
+            [1e3 * w["red_cpu"] for w in ws],
+            marker="^",
+            color=COLOURS["sweepq-random"],
+            label="Redis CPU per trial",
+        )
         ax.set_ylim(bottom=0)
         ax.set_xlabel("trials already in the sweep")
         ax.set_ylabel("ms")
@@ -331,16 +427,25 @@ def plot_scale(scale: dict[str, Any] | None, web: dict[int, dict[str, Any]], pat
     if web:
         ax = axs.pop(0)
         sizes = sorted(web)
-        series = [("runs page (50, newest first)", "cold", "runs page, first call of a process", "--", "#7f8c8d"),
-                  ("all runs, unpaged (CLI list)", "warm", "all runs, unpaged", "-", "#2471a3"),
-                  ("runs page (50, newest first)", "warm", "runs page", "-", "#27ae60"),
-                  ("status", "warm", "status", "-", "#8e44ad")]
+        series = [
+            ("runs page (50, newest first)", "cold", "runs page, first call of a process", "--", "#7f8c8d"),
+            ("all runs, unpaged (CLI list)", "warm", "all runs, unpaged", "-", "#2471a3"),
+            ("runs page (50, newest first)", "warm", "runs page", "-", "#27ae60"),
+            ("status", "warm", "status", "-", "#8e44ad"),
+        ]
         for ep, kind, label, ls, colour in series:
-            ys = [1e3 * (web[n]["cold_s"][ep] if kind == "cold" else statistics.median(web[n]["warm_s"][ep]))
-                  for n in sizes]
+            ys = [
+                1e3 * (web[n]["cold_s"][ep] if kind == "cold" else statistics.median(web[n]["warm_s"][ep]))
+                for n in sizes
+            ]
             ax.plot(sizes, ys, marker="o", ls=ls, label=label, color=colour)
-        ax.plot(sizes, [1e3 * statistics.median(web[n]["poll_changed_s"]) for n in sizes], marker="s",
-                color=COLOURS["sweepq-bayes"], label="sweep page poll, 20 trials changed")
+        ax.plot(
+            sizes,
+            [1e3 * statistics.median(web[n]["poll_changed_s"]) for n in sizes],
+            marker="s",
+            color=COLOURS["sweepq-bayes"],
+            label="sweep page poll, 20 trials changed",
+        )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
@@ -392,12 +497,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(latency_table(r))
     else:
         print(f"suggestion latency: skipped, no suggest_latency_*.json in {res}")
-    es = {name: json.loads((res / f"early_stopping_{name}.json").read_text())[name]
-          for name in ("synthetic", "sgd") if (res / f"early_stopping_{name}.json").exists()}
-    step("early stopping", [res / "early_stopping_synthetic.json"],
-         lambda: plot_early_stopping(es, out / "bench-early-stopping.png"))
-    step("dispatch", [res / "dispatch.json"],
-         lambda: plot_dispatch(json.loads((res / "dispatch.json").read_text()), out / "bench-dispatch.png"))
+    es = {
+        name: json.loads((res / f"early_stopping_{name}.json").read_text())[name]
+        for name in ("synthetic", "sgd")
+        if (res / f"early_stopping_{name}.json").exists()
+    }
+    step(
+        "early stopping",
+        [res / "early_stopping_synthetic.json"],
+        lambda: plot_early_stopping(es, out / "bench-early-stopping.png"),
+    )
+    step(
+        "dispatch",
+        [res / "dispatch.json"],
+        lambda: plot_dispatch(json.loads((res / "dispatch.json").read_text()), out / "bench-dispatch.png"),
+    )
     web = {int(p.stem.rsplit("_", 1)[1]): json.loads(p.read_text()) for p in res.glob("web_latency_*.json")}
     scale = json.loads((res / "scale.json").read_text()) if (res / "scale.json").exists() else None
     if scale or web:

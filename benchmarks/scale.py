@@ -80,8 +80,15 @@ SWEEPQ_BIN = str(Path(sys.executable).with_name("sweepq"))
 def sweep_config(run_cap: int, command: list[str] | None = None) -> dict[str, Any]:
     from sweepq.config import load_config
 
-    return load_config({"method": "random", "metric": {"name": "loss", "goal": "minimize"},
-                        "parameters": PARAMS, "command": command or ["/bin/true"], "run_cap": run_cap})
+    return load_config(
+        {
+            "method": "random",
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": PARAMS,
+            "command": command or ["/bin/true"],
+            "run_cap": run_cap,
+        }
+    )
 
 
 # -- simulated workers ----------------------------------------------------------------------------
@@ -214,9 +221,18 @@ def part_growth(url: str, total: int, checkpoints: list[int], window: int) -> di
             ids = senv.store.trial_ids(sid, start_window, cp - 1)
             trials = [t for t in senv.store.get_trials(ids, history=False) if t["ended_at"]]
             cycles, gaps = slot_gaps(trials)
-            w = {"at": cp, "n": n, "tps": n / wall, "over_p50": med(cycles), "over_p95": pct(cycles, 0.95),
-                 "gap_p50": med(gaps), "gap_p95": pct(gaps, 0.95), "ctl_cpu": d_ctl / n,
-                 "red_cpu": max(0.0, d_red - idle * wall) / n, "load": os.getloadavg()[0]}
+            w = {
+                "at": cp,
+                "n": n,
+                "tps": n / wall,
+                "over_p50": med(cycles),
+                "over_p95": pct(cycles, 0.95),
+                "gap_p50": med(gaps),
+                "gap_p95": pct(gaps, 0.95),
+                "ctl_cpu": d_ctl / n,
+                "red_cpu": max(0.0, d_red - idle * wall) / n,
+                "load": os.getloadavg()[0],
+            }
             out["windows"].append(w)
             log(f"growth window at {cp}: {w}")
             done = cp
@@ -225,9 +241,15 @@ def part_growth(url: str, total: int, checkpoints: list[int], window: int) -> di
             finished = sum(v for k, v in counts.items() if k not in ("queued", "running"))
             ev = int(senv.r.memory_usage(senv.store.keys.events, samples=0) or 0)
             mem_ns = ns_memory(senv.r, senv.ns)
-            cpd = {"at": cp, "finished": finished, "trials": senv.store.n_trials(sid),
-                   "mem_ns": mem_ns, "mem_events": ev, "events_len": senv.r.xlen(senv.store.keys.events),
-                   "used_delta": used_memory(senv.r) - mem0}
+            cpd = {
+                "at": cp,
+                "finished": finished,
+                "trials": senv.store.n_trials(sid),
+                "mem_ns": mem_ns,
+                "mem_events": ev,
+                "events_len": senv.r.xlen(senv.store.keys.events),
+                "used_delta": used_memory(senv.r) - mem0,
+            }
             env = {**senv.env}
             cpd["cli_version"], _ = cli_latency(env, ["--version"])
             cpd["cli_status"], _ = cli_latency(env, ["status", sid, "--json"])
@@ -235,7 +257,10 @@ def part_growth(url: str, total: int, checkpoints: list[int], window: int) -> di
             cpd["cli_runs"], cpd["runs_bytes"] = cli_latency(env, ["runs", sid, "--json"])
             cpd["call_status"] = store_call_latency(lambda st=senv.store, s=sid: st.status(s))
             cpd["call_runs"] = store_call_latency(
-                lambda st=senv.store, s=sid: [st.run_json(t) for t in st.get_trials(st.trial_ids(s), history=False)])
+                lambda st=senv.store, s=sid: [
+                    st.run_json(t) for t in st.get_trials(st.trial_ids(s), history=False)
+                ]
+            )
             out["checkpoints"].append(cpd)
             log(f"checkpoint {cp}: {cpd}")
         out["suggest_p50"] = med(list(ctl.ctl.stats["suggest_s"]))
@@ -265,10 +290,16 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: in
                 store.log_metrics(sid, tid, owner, [0.5], [json.dumps({"loss": 0.5})])
             elif rows > 1:
                 vals = [1.0 / (i + 1) for i in range(rows)]
-                store.log_metrics(sid, tid, owner, vals,
-                                  [json.dumps({"step": i, "loss": v, "acc": 1 - v}) for i, v in enumerate(vals)])
-            store.finish_trial(sid, tid, owner, "finished", 0,
-                               log_tail=("[stdout] " + "x" * tail)[-tail:] if tail else "")
+                store.log_metrics(
+                    sid,
+                    tid,
+                    owner,
+                    vals,
+                    [json.dumps({"step": i, "loss": v, "acc": 1 - v}) for i, v in enumerate(vals)],
+                )
+            store.finish_trial(
+                sid, tid, owner, "finished", 0, log_tail=("[stdout] " + "x" * tail)[-tail:] if tail else ""
+            )
         made += len(tids)
         if not tids:
             raise RuntimeError("create_trials returned nothing")
@@ -276,12 +307,17 @@ def populate(store: Any, sid: str, n: int, rows: int, batch: int = 200, tail: in
 
 def part_memory(url: str, n: int = 1000) -> list[dict[str, Any]]:
     res = []
-    for rows, tail, label in ((0, 0, "no metric row"),
-                              (0, FINISHED_TAIL_CHARS, f"no metric row + {FINISHED_TAIL_CHARS}-char log tail"),
-                              (1, 0, "1 metric row (final value)"),
-                              (1, FINISHED_TAIL_CHARS,
-                               f"1 metric row + {FINISHED_TAIL_CHARS}-char log tail (a finished trial's maximum)"),
-                              (100, 0, "100-step history")):
+    for rows, tail, label in (
+        (0, 0, "no metric row"),
+        (0, FINISHED_TAIL_CHARS, f"no metric row + {FINISHED_TAIL_CHARS}-char log tail"),
+        (1, 0, "1 metric row (final value)"),
+        (
+            1,
+            FINISHED_TAIL_CHARS,
+            f"1 metric row + {FINISHED_TAIL_CHARS}-char log tail (a finished trial's maximum)",
+        ),
+        (100, 0, "100-step history"),
+    ):
         senv = SweepqEnv(url, prefix="sqmem")
         try:
             base_ns = ns_memory(senv.r, senv.ns)
@@ -291,8 +327,13 @@ def part_memory(url: str, n: int = 1000) -> list[dict[str, Any]]:
             populate(senv.store, sid, n, rows, tail=tail)
             ev = int(senv.r.memory_usage(senv.store.keys.events, samples=0) or 0)
             total = ns_memory(senv.r, senv.ns) - base_ns
-            r = {"label": label, "n": n, "per_trial": total / n, "per_trial_no_events": (total - ev) / n,
-                 "used_delta_per_trial": (used_memory(senv.r) - base_used) / n}
+            r = {
+                "label": label,
+                "n": n,
+                "per_trial": total / n,
+                "per_trial_no_events": (total - ev) / n,
+                "used_delta_per_trial": (used_memory(senv.r) - base_used) / n,
+            }
             log(f"memory {r}")
             res.append(r)
         finally:
@@ -335,12 +376,22 @@ def part_real(url: str, sizes: list[int], n_real: int, n_workers: int = 2) -> li
             d_ctl, d_red, d_wrk = ctl.cpu() - c_ctl, redis_cpu(senv.r) - c_red, workers.cpu() - c_wrk
             trials = senv.store.get_trials(senv.store.trial_ids(sid, size, -1), history=False)
             cycles, gaps = slot_gaps(trials)
-            r = {"size": size, "n": len(trials), "tps": len(trials) / wall, "over_p50": med(cycles),
-                 "over_p95": pct(cycles, 0.95), "gap_p50": med(gaps), "gap_p95": pct(gaps, 0.95),
-                 "in_trial": med([t["ended_at"] - t["started_at"] for t in trials]),
-                 "ctl_cpu": d_ctl / len(trials), "wrk_cpu": d_wrk / len(trials),
-                 "red_cpu": max(0.0, d_red - idle * wall) / len(trials), "load": os.getloadavg()[0],
-                 "load_wall": load_wall, "load_cpu": load_cpu}
+            r = {
+                "size": size,
+                "n": len(trials),
+                "tps": len(trials) / wall,
+                "over_p50": med(cycles),
+                "over_p95": pct(cycles, 0.95),
+                "gap_p50": med(gaps),
+                "gap_p95": pct(gaps, 0.95),
+                "in_trial": med([t["ended_at"] - t["started_at"] for t in trials]),
+                "ctl_cpu": d_ctl / len(trials),
+                "wrk_cpu": d_wrk / len(trials),
+                "red_cpu": max(0.0, d_red - idle * wall) / len(trials),
+                "load": os.getloadavg()[0],
+                "load_wall": load_wall,
+                "load_cpu": load_cpu,
+            }
             log(f"real at {size}: {r}")
             res.append(r)
         finally:
@@ -354,8 +405,10 @@ def part_real(url: str, sizes: list[int], n_real: int, n_workers: int = 2) -> li
 # -- part: many sweeps ----------------------------------------------------------------------------
 def part_many(url: str, n_sweeps: int, per_sweep: int) -> list[dict[str, Any]]:
     res = []
-    for label, k, per in ((f"{n_sweeps} sweeps x {per_sweep}", n_sweeps, per_sweep),
-                          (f"1 sweep x {n_sweeps * per_sweep}", 1, n_sweeps * per_sweep)):
+    for label, k, per in (
+        (f"{n_sweeps} sweeps x {per_sweep}", n_sweeps, per_sweep),
+        (f"1 sweep x {n_sweeps * per_sweep}", 1, n_sweeps * per_sweep),
+    ):
         senv = SweepqEnv(url, prefix="sqmany")
         sim = SimWorkers(senv.store, 2).start()
         ctl = ControllerThread(senv.store, tick=0.5, publish=sim.publish).start()
@@ -373,10 +426,18 @@ def part_many(url: str, n_sweeps: int, per_sweep: int) -> list[dict[str, Any]]:
             for sid in sids:
                 trials += senv.store.get_trials(senv.store.trial_ids(sid), history=False)
             cycles, gaps = slot_gaps(trials)
-            r = {"label": label, "n": len(trials), "tps": total / wall, "over_p50": med(cycles),
-                 "over_p95": pct(cycles, 0.95), "gap_p50": med(gaps), "gap_p95": pct(gaps, 0.95),
-                 "ctl_cpu": d_ctl / total, "red_cpu": max(0.0, d_red - idle * wall) / total,
-                 "load": os.getloadavg()[0]}
+            r = {
+                "label": label,
+                "n": len(trials),
+                "tps": total / wall,
+                "over_p50": med(cycles),
+                "over_p95": pct(cycles, 0.95),
+                "gap_p50": med(gaps),
+                "gap_p95": pct(gaps, 0.95),
+                "ctl_cpu": d_ctl / total,
+                "red_cpu": max(0.0, d_red - idle * wall) / total,
+                "load": os.getloadavg()[0],
+            }
             log(f"many {r}")
             res.append(r)
         finally:
@@ -414,49 +475,185 @@ def main() -> None:
     if "many" in parts:
         results["many"] = part_many(a.redis, a.sweeps, a.per_sweep)
     results["load_end"] = machine_load()
-    print(f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; at start {results['load_start']}; "
-          f"at end {results['load_end']}\n")
+    print(
+        f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; at start {results['load_start']}; "
+        f"at end {results['load_end']}\n"
+    )
     if "growth" in results:
         g = results["growth"]
-        print(f"Growth (controller + store, simulated workers x2, window of {a.window} trials before each "
-              "checkpoint):\n")
-        rows = [[w["at"], w["tps"], w["over_p50"] * ms, w["over_p95"] * ms, w["gap_p50"] * ms, w["gap_p95"] * ms,
-                 w["ctl_cpu"] * ms, w["red_cpu"] * ms, w["load"]] for w in g["windows"]]
-        print(table(["trials in sweep", "trials/s", "per-trial overhead p50 ms", "p95 ms", "idle gap p50 ms",
-                     "p95 ms", "controller CPU ms/trial", "Redis CPU ms/trial", "load (1 min)"], rows, 2))
+        print(
+            f"Growth (controller + store, simulated workers x2, window of {a.window} trials before each "
+            "checkpoint):\n"
+        )
+        rows = [
+            [
+                w["at"],
+                w["tps"],
+                w["over_p50"] * ms,
+                w["over_p95"] * ms,
+                w["gap_p50"] * ms,
+                w["gap_p95"] * ms,
+                w["ctl_cpu"] * ms,
+                w["red_cpu"] * ms,
+                w["load"],
+            ]
+            for w in g["windows"]
+        ]
+        print(
+            table(
+                [
+                    "trials in sweep",
+                    "trials/s",
+                    "per-trial overhead p50 ms",
+                    "p95 ms",
+                    "idle gap p50 ms",
+                    "p95 ms",
+                    "controller CPU ms/trial",
+                    "Redis CPU ms/trial",
+                    "load (1 min)",
+                ],
+                rows,
+                2,
+            )
+        )
         print()
-        rows = [[c["at"], c["mem_ns"] / c["finished"], (c["mem_ns"] - c["mem_events"]) / c["finished"],
-                 c["mem_events"] / 1024, c["events_len"], c["cli_version"] * ms, c["cli_status"] * ms,
-                 c["cli_best"] * ms, c["cli_runs"] * ms, c["runs_bytes"] / 1024, c["call_status"] * ms,
-                 c["call_runs"] * ms] for c in g["checkpoints"]]
-        print(table(["trials", "Redis B/trial (all keys)", "B/trial without event stream", "event stream KiB",
-                     "events", "`sweepq --version` ms", "`status --json` ms", "`best --json` ms",
-                     "`runs --json` ms", "runs JSON KiB", "Store.status() ms", "Store runs call ms"], rows, 0))
+        rows = [
+            [
+                c["at"],
+                c["mem_ns"] / c["finished"],
+                (c["mem_ns"] - c["mem_events"]) / c["finished"],
+                c["mem_events"] / 1024,
+                c["events_len"],
+                c["cli_version"] * ms,
+                c["cli_status"] * ms,
+                c["cli_best"] * ms,
+                c["cli_runs"] * ms,
+                c["runs_bytes"] / 1024,
+                c["call_status"] * ms,
+                c["call_runs"] * ms,
+            ]
+            for c in g["checkpoints"]
+        ]
+        print(
+            table(
+                [
+                    "trials",
+                    "Redis B/trial (all keys)",
+                    "B/trial without event stream",
+                    "event stream KiB",
+                    "events",
+                    "`sweepq --version` ms",
+                    "`status --json` ms",
+                    "`best --json` ms",
+                    "`runs --json` ms",
+                    "runs JSON KiB",
+                    "Store.status() ms",
+                    "Store runs call ms",
+                ],
+                rows,
+                0,
+            )
+        )
         print()
     if "memory" in results:
         print("Redis memory per finished trial (1,000 trials through Store methods):\n")
-        rows = [[m["label"], m["per_trial"], m["per_trial_no_events"], m["used_delta_per_trial"]]
-                for m in results["memory"]]
-        print(table(["trial logs", "B/trial (namespace keys)", "B/trial without event stream",
-                     "used_memory delta B/trial"], rows, 0))
+        rows = [
+            [m["label"], m["per_trial"], m["per_trial_no_events"], m["used_delta_per_trial"]]
+            for m in results["memory"]
+        ]
+        print(
+            table(
+                [
+                    "trial logs",
+                    "B/trial (namespace keys)",
+                    "B/trial without event stream",
+                    "used_memory delta B/trial",
+                ],
+                rows,
+                0,
+            )
+        )
         print()
     if "real" in results:
-        print(f"Real workers (2 x `celery worker -c 1`, /bin/echo trials), {a.real} trials on a sweep already "
-              "holding N finished trials:\n")
-        rows = [[r["size"], r["n"], r["tps"], r["over_p50"] * ms, r["over_p95"] * ms, r["in_trial"] * ms,
-                 r["gap_p50"] * ms, r["gap_p95"] * ms, r["ctl_cpu"] * ms, r["wrk_cpu"] * ms, r["red_cpu"] * ms,
-                 r["load"], r["load_wall"] * ms, r["load_cpu"] * ms] for r in results["real"]]
-        print(table(["N", "trials run", "trials/s", "cycle p50 ms", "cycle p95 ms", "start→end p50 ms",
-                     "idle gap p50 ms", "p95 ms", "controller CPU ms/trial", "worker CPU ms/trial",
-                     "Redis CPU ms/trial", "load (1 min)", "controller takes the sweep up: wall ms",
-                     "its CPU ms (once)"], rows, 1))
+        print(
+            f"Real workers (2 x `celery worker -c 1`, /bin/echo trials), {a.real} trials on a sweep already "
+            "holding N finished trials:\n"
+        )
+        rows = [
+            [
+                r["size"],
+                r["n"],
+                r["tps"],
+                r["over_p50"] * ms,
+                r["over_p95"] * ms,
+                r["in_trial"] * ms,
+                r["gap_p50"] * ms,
+                r["gap_p95"] * ms,
+                r["ctl_cpu"] * ms,
+                r["wrk_cpu"] * ms,
+                r["red_cpu"] * ms,
+                r["load"],
+                r["load_wall"] * ms,
+                r["load_cpu"] * ms,
+            ]
+            for r in results["real"]
+        ]
+        print(
+            table(
+                [
+                    "N",
+                    "trials run",
+                    "trials/s",
+                    "cycle p50 ms",
+                    "cycle p95 ms",
+                    "start→end p50 ms",
+                    "idle gap p50 ms",
+                    "p95 ms",
+                    "controller CPU ms/trial",
+                    "worker CPU ms/trial",
+                    "Redis CPU ms/trial",
+                    "load (1 min)",
+                    "controller takes the sweep up: wall ms",
+                    "its CPU ms (once)",
+                ],
+                rows,
+                1,
+            )
+        )
         print()
     if "many" in results:
         print("Concurrent sweeps (controller + store, simulated workers x2):\n")
-        rows = [[m["label"], m["n"], m["tps"], m["over_p50"] * ms, m["over_p95"] * ms, m["gap_p50"] * ms,
-                 m["ctl_cpu"] * ms, m["red_cpu"] * ms, m["load"]] for m in results["many"]]
-        print(table(["sweeps", "trials", "trials/s", "per-trial overhead p50 ms", "p95 ms", "idle gap p50 ms",
-                     "controller CPU ms/trial", "Redis CPU ms/trial", "load (1 min)"], rows, 2))
+        rows = [
+            [
+                m["label"],
+                m["n"],
+                m["tps"],
+                m["over_p50"] * ms,
+                m["over_p95"] * ms,
+                m["gap_p50"] * ms,
+                m["ctl_cpu"] * ms,
+                m["red_cpu"] * ms,
+                m["load"],
+            ]
+            for m in results["many"]
+        ]
+        print(
+            table(
+                [
+                    "sweeps",
+                    "trials",
+                    "trials/s",
+                    "per-trial overhead p50 ms",
+                    "p95 ms",
+                    "idle gap p50 ms",
+                    "controller CPU ms/trial",
+                    "Redis CPU ms/trial",
+                    "load (1 min)",
+                ],
+                rows,
+                2,
+            )
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(results, default=str, indent=1))
 

@@ -118,15 +118,20 @@ class WandbAdapter:
             run = self.sweeps.next_run(self.config, self.runs, validate=False)
             logging.disable(logging.NOTSET)
         cfg = {k: v["value"] for k, v in run.config.items()}
-        sr = self.sweeps.SweepRun(name=f"r{len(self.runs)}", config=run.config, state=self.sweeps.RunState.running)
+        sr = self.sweeps.SweepRun(
+            name=f"r{len(self.runs)}", config=run.config, state=self.sweeps.RunState.running
+        )
         self.runs.append(sr)
         return len(self.runs) - 1, cfg
 
     def tell(self, handle: Any, value: float) -> None:
         old = self.runs[handle]
         new = self.sweeps.SweepRun(
-            name=old.name, config=old.config, state=self.sweeps.RunState.finished,
-            summaryMetrics={"value": value}, sampledHistory=[{"value": value}],
+            name=old.name,
+            config=old.config,
+            state=self.sweeps.RunState.finished,
+            summaryMetrics={"value": value},
+            sampledHistory=[{"value": value}],
         )
         assert new.summary_metrics == {"value": value} and new.history, "W&B run lost its metrics"
         self.runs[handle] = new
@@ -146,8 +151,11 @@ class OptunaAdapter:
             sampler=s, direction="maximize" if problem.goal == "maximize" else "minimize"
         )
         self.dists = {k: _optuna_dist(optuna, spec) for k, spec in problem.parameters.items()}
-        self.ints = {k for k, spec in problem.parameters.items()
-                     if spec["distribution"] == "q_uniform" and isinstance(spec.get("q"), int)}
+        self.ints = {
+            k
+            for k, spec in problem.parameters.items()
+            if spec["distribution"] == "q_uniform" and isinstance(spec.get("q"), int)
+        }
 
     def ask(self) -> tuple[Any, dict[str, Any]]:
         t = self.study.ask(self.dists)
@@ -203,8 +211,13 @@ def numeric_stack() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        libs = sorted({f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
-                       for i in threadpool_info() if i.get("user_api") == "blas"})
+        libs = sorted(
+            {
+                f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
+                for i in threadpool_info()
+                if i.get("user_api") == "blas"
+            }
+        )
     except Exception as exc:  # informational only: never stop a benchmark for it
         return f"unknown ({exc})"
     core = os.environ.get("OPENBLAS_CORETYPE")
@@ -241,16 +254,23 @@ def simulate(problem_name: str, method: str, workers: int, seed: int, budget: in
         ask_time += time.perf_counter() - t0
         if started < budget:
             start()
-    return {"problem": problem_name, "method": method, "workers": workers, "seed": seed,
-            "values": values, "suggest_s": ask_time}
+    return {
+        "problem": problem_name,
+        "method": method,
+        "workers": workers,
+        "seed": seed,
+        "values": values,
+        "suggest_s": ask_time,
+    }
 
 
 #: Learning-curve amplitude per problem for --stopping: value at step t = f(x) + A exp(-t / 3).
 _CURVE = {"hartmann6": 1.5, "branin": 30.0, "mixed": 1.0}
 
 
-def simulate_stopping(problem_name: str, rule: str, workers: int, seed: int, budget: int,
-                      steps: int = 10, check: int = 3) -> dict[str, Any]:
+def simulate_stopping(
+    problem_name: str, rule: str, workers: int, seed: int, budget: int, steps: int = 10, check: int = 3
+) -> dict[str, Any]:
     """A bayes sweep under a median stopping rule, to choose what stopped trials count as.
 
     Each trial logs ``steps`` values f(x) + A exp(-t/3). At step ``check`` a trial is stopped if
@@ -277,8 +297,17 @@ def simulate_stopping(problem_name: str, rule: str, workers: int, seed: int, bud
         curve = [f + amp * np.exp(-t / 3.0) for t in range(1, steps + 1)]
         stop = len(at_check) >= 5 and curve[check - 1] > float(np.median(at_check))
         i = len(trials)
-        trials.append({"id": str(i), "params": params, "state": "running", "metric": None, "history": [],
-                       "_curve": curve[:check] if stop else curve, "_stop": stop})
+        trials.append(
+            {
+                "id": str(i),
+                "params": params,
+                "state": "running",
+                "metric": None,
+                "history": [],
+                "_curve": curve[:check] if stop else curve,
+                "_stop": stop,
+            }
+        )
         heapq.heappush(running, (now + durations[i] * (check / steps if stop else 1.0), i))
 
     while len(trials) < min(workers, budget):
@@ -292,27 +321,41 @@ def simulate_stopping(problem_name: str, rule: str, workers: int, seed: int, bud
         if len(trials) < budget:
             start()
     finals = [t["metric"] for t in trials if t["state"] == "finished"]
-    return {"problem": problem_name, "rule": rule, "seed": seed, "best": float(min(finals)),
-            "stopped": sum(t["state"] == "stopped" for t in trials)}
+    return {
+        "problem": problem_name,
+        "rule": rule,
+        "seed": seed,
+        "best": float(min(finals)),
+        "stopped": sum(t["state"] == "stopped" for t in trials),
+    }
 
 
 def stopping_report(results: list[dict[str, Any]], out: Any = None) -> None:
     out = out or sys.stdout
-    print("\n#### Stopped trials: own best vs impute worst (median stopping at step 3 of 10, 4 in flight)\n",
-          file=out)
-    print("| problem | rule | best final value: median [q1, q3] | trials stopped (median) | seeds won |", file=out)
+    print(
+        "\n#### Stopped trials: own best vs impute worst (median stopping at step 3 of 10, 4 in flight)\n",
+        file=out,
+    )
+    print(
+        "| problem | rule | best final value: median [q1, q3] | trials stopped (median) | seeds won |",
+        file=out,
+    )
     print("|---|---|---|---|---|", file=out)
     for pname in dict.fromkeys(r["problem"] for r in results):
-        by = {rule: {r["seed"]: r for r in results if r["problem"] == pname and r["rule"] == rule}
-              for rule in ("own", "worst")}
+        by = {
+            rule: {r["seed"]: r for r in results if r["problem"] == pname and r["rule"] == rule}
+            for rule in ("own", "worst")
+        }
         seeds = sorted(set(by["own"]) & set(by["worst"]))
         for rule, other in (("own", "worst"), ("worst", "own")):
             b = [by[rule][s]["best"] for s in seeds]
             q1, med, q3 = np.percentile(b, [25, 50, 75])
             won = sum(by[rule][s]["best"] < by[other][s]["best"] for s in seeds)
             stopped = np.median([by[rule][s]["stopped"] for s in seeds])
-            print(f"| {pname} | {rule} | {_fmt(med)} [{_fmt(q1)}, {_fmt(q3)}] | {stopped:g} | {won}/{len(seeds)} |",
-                  file=out)
+            print(
+                f"| {pname} | {rule} | {_fmt(med)} [{_fmt(q1)}, {_fmt(q3)}] | {stopped:g} | {won}/{len(seeds)} |",
+                file=out,
+            )
 
 
 def _best(values: list[float], goal: str) -> float:
@@ -329,7 +372,7 @@ def _ranks(xs: list[float], goal: str) -> list[float]:
         j = i
         while j + 1 < len(a) and a[order[j + 1]] == a[order[i]]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return ranks.tolist()
 
@@ -358,8 +401,11 @@ def report(results: list[dict[str, Any]], budgets: list[int], out: Any = None) -
             for w in workers_list:
                 best: dict[str, list[float]] = {}
                 for m in methods:
-                    rs = {r["seed"]: r for r in results
-                          if r["problem"] == pname and r["method"] == m and r["workers"] == w}
+                    rs = {
+                        r["seed"]: r
+                        for r in results
+                        if r["problem"] == pname and r["method"] == m and r["workers"] == w
+                    }
                     if len(rs) == len(seeds):
                         best[m] = [_best(rs[s]["values"][:budget], goal) for s in seeds]
                 ms = list(best)
@@ -371,9 +417,14 @@ def report(results: list[dict[str, Any]], budgets: list[int], out: Any = None) -
             opt = PROBLEMS[pname].optimum
             head = f"\n#### {pname} ({goal}{', f* = ' + _fmt(opt) if opt is not None else ''}), budget {budget}\n"
             print(head, file=out)
-            hdr = "| method | " + " | ".join(
-                f"{'sequential' if w == 1 else f'{w} in flight'}: median [q1, q3] (rank)" for w in workers_list
-            ) + " |"
+            hdr = (
+                "| method | "
+                + " | ".join(
+                    f"{'sequential' if w == 1 else f'{w} in flight'}: median [q1, q3] (rank)"
+                    for w in workers_list
+                )
+                + " |"
+            )
             print(hdr, file=out)
             print("|---" * (1 + len(workers_list)) + "|", file=out)
             for m in methods:
@@ -385,8 +436,11 @@ def report(results: list[dict[str, Any]], budgets: list[int], out: Any = None) -
                     q1, med, q3 = np.percentile(best[m], [25, 50, 75])
                     cells.append(f"{_fmt(med)} [{_fmt(q1)}, {_fmt(q3)}] ({np.median(rank[m]):g})")
                     summary.setdefault(pname, {}).setdefault(str(budget), {}).setdefault(str(w), {})[m] = {
-                        "median": float(med), "q1": float(q1), "q3": float(q3),
-                        "median_rank": float(np.median(rank[m])), "best": best[m],
+                        "median": float(med),
+                        "q1": float(q1),
+                        "q3": float(q3),
+                        "median_rank": float(np.median(rank[m])),
+                        "best": best[m],
                     }
                 print(f"| {m} | " + " | ".join(cells) + " |", file=out)
     # wall time of the optimiser itself
@@ -415,10 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="50,100")
     ap.add_argument("--workers", default="1,4,8")
     ap.add_argument("--jobs", type=int, default=1, help="processes (each single-threaded)")
-    ap.add_argument("--json", default=None, help="write raw results here (one JSON line per run, as they end)")
+    ap.add_argument(
+        "--json", default=None, help="write raw results here (one JSON line per run, as they end)"
+    )
     ap.add_argument("--report-only", default=None, help="print the tables of a --json file and exit")
-    ap.add_argument("--stopping", action="store_true",
-                    help="only the experiment on what early-stopped trials count as (bayes.STOPPED_RULE)")
+    ap.add_argument(
+        "--stopping",
+        action="store_true",
+        help="only the experiment on what early-stopped trials count as (bayes.STOPPED_RULE)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.problems, args.seeds, args.budgets, args.workers = "branin,hartmann6,mixed", 3, "50", "1,8"
@@ -445,11 +504,19 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as exc:
                 print(f"{m}: skipped, {exc}")
                 methods.remove(m)
-    print(f"problems={problems} methods={methods} seeds=0..{args.seeds - 1} budgets={budgets} "
-          f"workers={workers}", flush=True)
+    print(
+        f"problems={problems} methods={methods} seeds=0..{args.seeds - 1} budgets={budgets} "
+        f"workers={workers}",
+        flush=True,
+    )
     print(f"numerics: {numeric_stack()}", flush=True)
-    tasks = [(p, m, w, s, max(budgets)) for p in problems for w in workers for s in range(args.seeds)
-             for m in methods]
+    tasks = [
+        (p, m, w, s, max(budgets))
+        for p in problems
+        for w in workers
+        for s in range(args.seeds)
+        for m in methods
+    ]
     tasks.sort(key=lambda t: t[1] == "optuna-gp")  # the slowest peer last: a cut-short run keeps the rest
     t0 = time.time()
     results: list[dict[str, Any]] = []
@@ -461,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
             sink.write(json.dumps(r) + "\n")
             sink.flush()
         if len(results) % 20 == 0:
-            print(f"  {len(results)}/{len(tasks)} runs, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"  {len(results)}/{len(tasks)} runs, {time.time() - t0:.0f} s", file=sys.stderr, flush=True
+            )
 
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:
@@ -478,8 +547,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stopping_main(args: argparse.Namespace) -> int:
-    tasks = [(p, rule, 4, s, 60) for p in ("hartmann6", "branin", "mixed") for s in range(max(args.seeds, 10))
-             for rule in ("own", "worst")]
+    tasks = [
+        (p, rule, 4, s, 60)
+        for p in ("hartmann6", "branin", "mixed")
+        for s in range(max(args.seeds, 10))
+        for rule in ("own", "worst")
+    ]
     t0 = time.time()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:

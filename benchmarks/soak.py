@@ -71,10 +71,24 @@ class RedisServer:
     def start(self) -> None:
         import redis
 
-        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--appendonly", "yes", "--save", "", "--dir", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         for _ in range(400):
             with contextlib.suppress(redis.RedisError):
                 if redis.Redis.from_url(self.url, socket_connect_timeout=0.3).ping():
@@ -92,12 +106,34 @@ class RedisServer:
 class Worker:
     def __init__(self, env: dict[str, str], concurrency: int, logdir: Path) -> None:
         self.name = f"soak-{secrets.token_hex(3)}@soak"
-        argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq",
-                "-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle",
-                "-l", "WARNING"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sweepq.worker",
+            "worker",
+            "-Q",
+            "sweepq",
+            "-c",
+            str(concurrency),
+            "-n",
+            self.name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ]
         with open(logdir / f"{self.name.split('@')[0]}.log", "ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(ROOT),
+            )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(OSError):
@@ -181,21 +217,34 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
     srv = RedisServer(work / "redis")
     srv.start()
     ns = f"soak{secrets.token_hex(3)}"
-    env = {**os.environ, "SWEEPQ_REDIS_URL": srv.url, "SWEEPQ_NAMESPACE": ns,
-           "SWEEPQ_LEASE_TTL": str(args.lease_ttl), "SWEEPQ_LOG_DIR": str(work / "trial-logs"),
-           "SWEEPQ_GPU_LOCK_DIR": str(work / "gpulocks"), "SWEEPQ_TEST_RECORD": str(rec),
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "SWEEPQ_REDIS_URL": srv.url,
+        "SWEEPQ_NAMESPACE": ns,
+        "SWEEPQ_LEASE_TTL": str(args.lease_ttl),
+        "SWEEPQ_LOG_DIR": str(work / "trial-logs"),
+        "SWEEPQ_GPU_LOCK_DIR": str(work / "gpulocks"),
+        "SWEEPQ_TEST_RECORD": str(rec),
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("SWEEPQ_BROKER_URL", None)
     os.environ.update({k: env[k] for k in ("SWEEPQ_REDIS_URL", "SWEEPQ_NAMESPACE")})
     store = Store(url=srv.url, namespace=ns)
-    cfg = load_config({
-        "method": "random", "program": str(TRIAL),
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": args.steps},
-                       "sleep": {"value": args.sleep}},
-        "run_cap": args.trials, "retries": args.retries,
-    })
+    cfg = load_config(
+        {
+            "method": "random",
+            "program": str(TRIAL),
+            "command": ["${env}", sys.executable, "${program}", "${args}"],
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {
+                "x": {"min": 0.0, "max": 1.0},
+                "steps": {"value": args.steps},
+                "sleep": {"value": args.sleep},
+            },
+            "run_cap": args.trials,
+            "retries": args.retries,
+        }
+    )
     sid = store.create_sweep(cfg)
     workers = [Worker(env, args.concurrency, logs) for _ in range(args.workers)]
     ctl = Controller(store, tick=0.2)
@@ -279,12 +328,22 @@ def run_sweep(args: argparse.Namespace, chaos: bool, work: Path) -> dict[str, An
     watcher.scan()
     recs = load_records(rec)
     res = analyse(args.trials, trials, recs, watcher.dead_at)
-    res.update({"chaos": chaos, "wall_s": round(wall, 1), "worker_kills": kills, "redis_restarts": restarts,
-                "sweep_state": status.get("state"), "end_reason": status.get("end_reason"),
-                "trials_per_s": round(len(trials) / wall, 2) if wall else None, "stalls": stalls,
-                "controller_reaped": ctl.stats["reaped"], "messages_sent": sum(sent.values()),
-                # beyond one per trial and one per requeue: re-sends of unclaimed trials
-                "messages_resent": sum(sent.values()) - len(trials) - ctl.stats["reaped"]})
+    res.update(
+        {
+            "chaos": chaos,
+            "wall_s": round(wall, 1),
+            "worker_kills": kills,
+            "redis_restarts": restarts,
+            "sweep_state": status.get("state"),
+            "end_reason": status.get("end_reason"),
+            "trials_per_s": round(len(trials) / wall, 2) if wall else None,
+            "stalls": stalls,
+            "controller_reaped": ctl.stats["reaped"],
+            "messages_sent": sum(sent.values()),
+            # beyond one per trial and one per requeue: re-sends of unclaimed trials
+            "messages_resent": sum(sent.values()) - len(trials) - ctl.stats["reaped"],
+        }
+    )
     with contextlib.suppress(Exception):
         store.delete_namespace()
     srv.stop()
@@ -296,8 +355,13 @@ def dump_stall(store: Any, sid: str, at: float, ctl: Any = None) -> dict[str, An
     diag: dict[str, Any] = {}
     if ctl is not None:
         exp = store.expired_leases()
-        diag = {"is_leader": ctl.is_leader, "expired": len(exp), "stats_reaped": ctl.stats["reaped"],
-                "views": list(ctl.views), "redis_time": store._r.time()[0] - time.time()}
+        diag = {
+            "is_leader": ctl.is_leader,
+            "expired": len(exp),
+            "stats_reaped": ctl.stats["reaped"],
+            "views": list(ctl.views),
+            "redis_time": store._r.time()[0] - time.time(),
+        }
         if exp:
             diag["reap_first"] = store.reap(sid, exp[0], 3, "soak diagnostics")
             diag["steps"] = getattr(ctl, "_soak_steps", None)
@@ -306,21 +370,41 @@ def dump_stall(store: Any, sid: str, at: float, ctl: Any = None) -> dict[str, An
     rows = []
     for t in store.get_trials(sorted(store.inflight_ids(sid)), history=False):
         lease = leases.get(t["id"])
-        rows.append({"id": t["id"], "state": t["state"], "published": t["published"], "queue": t["queue"],
-                     "attempt": t["attempt"], "worker": t["worker"], "reason": t["reason"],
-                     "lease_in_s": round(lease - now, 1) if lease else None})
+        rows.append(
+            {
+                "id": t["id"],
+                "state": t["state"],
+                "published": t["published"],
+                "queue": t["queue"],
+                "attempt": t["attempt"],
+                "worker": t["worker"],
+                "reason": t["reason"],
+                "lease_in_s": round(lease - now, 1) if lease else None,
+            }
+        )
     qlen = store._r.llen(f"{store.keys.celery_prefix}sweepq")
     unacked = store._r.hlen(f"{store.keys.celery_prefix}unacked")
     import traceback
 
-    stacks = {t.name: "".join(traceback.format_stack(sys._current_frames()[t.ident])[-40:-4])
-              for t in threading.enumerate() if t.ident in sys._current_frames() and "ontroller" in t.name}
-    return {"at_s": round(at, 1), "queue_len": qlen, "unacked": unacked,
-            "leader": store._r.get(store.keys.leader), "diag": diag, "trials": rows, "controller_stack": stacks}
+    stacks = {
+        t.name: "".join(traceback.format_stack(sys._current_frames()[t.ident])[-40:-4])
+        for t in threading.enumerate()
+        if t.ident in sys._current_frames() and "ontroller" in t.name
+    }
+    return {
+        "at_s": round(at, 1),
+        "queue_len": qlen,
+        "unacked": unacked,
+        "leader": store._r.get(store.keys.leader),
+        "diag": diag,
+        "trials": rows,
+        "controller_stack": stacks,
+    }
 
 
-def analyse(n: int, trials: list[dict[str, Any]], recs: list[dict[str, Any]],
-            dead_at: dict[int, float]) -> dict[str, Any]:
+def analyse(
+    n: int, trials: list[dict[str, Any]], recs: list[dict[str, Any]], dead_at: dict[int, float]
+) -> dict[str, Any]:
     by_run: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
         by_run.setdefault(r["run"], []).append(r)
@@ -330,23 +414,31 @@ def analyse(n: int, trials: list[dict[str, Any]], recs: list[dict[str, Any]],
     for run, rs in by_run.items():
         # a killed execution has no end: it ended before the watcher saw it dead (never seen
         # dead: still running, so any later execution overlaps)
-        spans = sorted((r["start"], r["end"] if r["end"] is not None else dead_at.get(r["pid"], float("inf")))
-                       for r in rs)
+        spans = sorted(
+            (r["start"], r["end"] if r["end"] is not None else dead_at.get(r["pid"], float("inf")))
+            for r in rs
+        )
         for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False):
             if s2 < e1:
                 overlapping.append(run)
     states: dict[str, int] = {}
     for t in trials:
         states[t["state"]] = states.get(t["state"], 0) + 1
-    overhead = [t["ended_at"] - t["started_at"] for t in trials
-                if t["state"] == "finished" and t["started_at"] and t["ended_at"]]
+    overhead = [
+        t["ended_at"] - t["started_at"]
+        for t in trials
+        if t["state"] == "finished" and t["started_at"] and t["ended_at"]
+    ]
     prog = [r["end"] - r["start"] for r in recs if r["end"] is not None]
     return {
-        "trials": len(trials), "expected": n, "states": states,
+        "trials": len(trials),
+        "expected": n,
+        "states": states,
         "lost": (n - len(trials)) + len(not_final) + len(never_ran),
         "not_final": not_final[:50],
         "duplicated_concurrent": len(set(overlapping)),
-        "executions": len(recs), "re_executions": len(recs) - len(by_run),
+        "executions": len(recs),
+        "re_executions": len(recs) - len(by_run),
         "killed_executions": sum(1 for r in recs if r["end"] is None),
         "orphans_alive": sum(1 for r in recs if pid_alive(r["pid"])),
         "retried_trials": sum(1 for t in trials if t["attempt"] > 1),
@@ -367,9 +459,15 @@ def main() -> None:
     ap.add_argument("--kill-every", type=float, default=4.0, help="mean seconds between worker kills")
     ap.add_argument("--redis-down", type=float, default=1.0, help="seconds Redis stays down per restart")
     ap.add_argument("--max-time", type=float, default=1800.0)
-    ap.add_argument("--stall-s", type=float, default=20.0, help="dump diagnostics after this long without progress")
-    ap.add_argument("--give-up-s", type=float, default=90.0,
-                    help="stop and report when no trial ended for this long (stranded trials count as lost)")
+    ap.add_argument(
+        "--stall-s", type=float, default=20.0, help="dump diagnostics after this long without progress"
+    )
+    ap.add_argument(
+        "--give-up-s",
+        type=float,
+        default=90.0,
+        help="stop and report when no trial ended for this long (stranded trials count as lost)",
+    )
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--baseline-only", action="store_true", help="only the run without chaos")
     ap.add_argument("--out", help="write the JSON report here")
@@ -377,8 +475,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sweepq-soak-"))
     import logging
 
-    logging.basicConfig(filename=str(work / "controller.log"), level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        filename=str(work / "controller.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))  # run the finally blocks: no orphans
     print(f"work dir {work}", flush=True)
     report: dict[str, Any] = {"params": vars(args)}
@@ -396,8 +497,11 @@ def main() -> None:
     print(json.dumps({k: v for k, v in report.items() if k not in ("chaos", "baseline")}, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
-    ok = all(r["lost"] == 0 and r["duplicated_concurrent"] == 0
-             for r in (report.get("chaos"), report.get("baseline")) if r)
+    ok = all(
+        r["lost"] == 0 and r["duplicated_concurrent"] == 0
+        for r in (report.get("chaos"), report.get("baseline"))
+        if r
+    )
     if ok:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if ok else 1)

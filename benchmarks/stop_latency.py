@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PROGRAM = r'''
+PROGRAM = r"""
 import json, os, signal, sys, time
 x = float([a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--x=")][0])
 out = os.path.join(os.environ["BENCH_DIR"], os.environ["SWEEPQ_RUN_ID"] + ".exit")
@@ -39,7 +39,7 @@ signal.signal(signal.SIGTERM, bye)
 for step in range(200):
     print("@sweepq " + json.dumps({"loss": x + 1.0 / (step + 1)}), flush=True)
     time.sleep(0.1)
-'''
+"""
 
 
 def main() -> None:
@@ -54,23 +54,59 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sweepq-stop-"))
     prog = tmp / "prog.py"
     prog.write_text(PROGRAM)
-    env = {**os.environ, "SWEEPQ_REDIS_URL": url, "SWEEPQ_NAMESPACE": ns, "BENCH_DIR": str(tmp),
-           "SWEEPQ_LOG_DIR": str(tmp / "logs"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "SWEEPQ_REDIS_URL": url,
+        "SWEEPQ_NAMESPACE": ns,
+        "BENCH_DIR": str(tmp),
+        "SWEEPQ_LOG_DIR": str(tmp / "logs"),
+        "PYTHONPATH": str(ROOT),
+    }
     os.environ.update({"SWEEPQ_REDIS_URL": url, "SWEEPQ_NAMESPACE": ns})
     from sweepq.config import load_config
     from sweepq.controller import Controller
     from sweepq.store import Store
 
     store = Store(url=url, namespace=ns)
-    sid = store.create_sweep(load_config({
-        "method": "random", "program": str(prog), "run_cap": args.trials, "seed": 1,
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 10.0}},
-        "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3}, "stop_grace": 10}))
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq",
-                               "-c", str(args.workers), "-n", f"{ns}@bench", "--without-gossip",
-                               "--without-mingle", "-l", "WARNING"], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "random",
+                "program": str(prog),
+                "run_cap": args.trials,
+                "seed": 1,
+                "command": ["${env}", sys.executable, "${program}", "${args}"],
+                "metric": {"name": "loss"},
+                "parameters": {"x": {"min": 0.0, "max": 10.0}},
+                "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
+                "stop_grace": 10,
+            }
+        )
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sweepq.worker",
+            "worker",
+            "-Q",
+            "sweepq",
+            "-c",
+            str(args.workers),
+            "-n",
+            f"{ns}@bench",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ctl = Controller(store, tick=0.2)
     th = threading.Thread(target=ctl.run, daemon=True)
     th.start()
@@ -105,19 +141,33 @@ def main() -> None:
         return f"{statistics.median(xs) * 1000:.0f} ms / {xs[int(0.95 * (len(xs) - 1))] * 1000:.0f} ms"
 
     one, five, fifteen = load_start
-    print(f"trials {args.trials}, workers {args.workers}, stopped {counts['stopped']}, finished {counts['finished']}; "
-          f"load average at start {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"trials {args.trials}, workers {args.workers}, stopped {counts['stopped']}, finished {counts['finished']}; "
+        f"load average at start {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
+    )
     print("| measure | median / p95 |")
     print("|---|---|")
     print(f"| stop request -> trial process exits (SIGTERM handler ran) | {fmt(lat_exit)} |")
     print(f"| stop request -> trial recorded `stopped` in Redis | {fmt(lat_end)} |")
     print(json.dumps({"exit": lat_exit, "recorded": lat_end}), file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps({
-            "benchmark": "stop_latency", "trials": args.trials, "workers": args.workers,
-            "stopped": counts["stopped"], "finished": counts["finished"], "load_start": load_start,
-            "load_end": os.getloadavg(), "cpus": os.cpu_count(), "exit_s": lat_exit, "recorded_s": lat_end,
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "benchmark": "stop_latency",
+                    "trials": args.trials,
+                    "workers": args.workers,
+                    "stopped": counts["stopped"],
+                    "finished": counts["finished"],
+                    "load_start": load_start,
+                    "load_end": os.getloadavg(),
+                    "cpus": os.cpu_count(),
+                    "exit_s": lat_exit,
+                    "recorded_s": lat_end,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

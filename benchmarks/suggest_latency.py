@@ -63,26 +63,33 @@ def _random_points(n: int, seed: int) -> list[dict[str, Any]]:
 class _Sweepq:
     def __init__(self, method: str, pending: int = 0):
         self.fn, self.how = sweepq_suggest_fn(method)
-        self.config = {"method": method, "metric": dict(PROBLEM.metric), "parameters": PROBLEM.parameters,
-                       "program": "train.py"}
+        self.config = {
+            "method": method,
+            "metric": dict(PROBLEM.metric),
+            "parameters": PROBLEM.parameters,
+            "program": "train.py",
+        }
         self.trials: list[dict[str, Any]] = []
         self.pending = pending
 
     def preload(self, points: list[dict[str, float]]) -> None:
         for p in points:
             v = PROBLEM.objective(p)
-            self.trials.append({"id": str(len(self.trials)), "params": p, "state": "finished",
-                                "metric": v, "history": [v]})
+            self.trials.append(
+                {"id": str(len(self.trials)), "params": p, "state": "finished", "metric": v, "history": [v]}
+            )
         for p in _random_points(self.pending, 99):
-            self.trials.append({"id": f"p{len(self.trials)}", "params": p, "state": "running",
-                                "metric": None, "history": []})
+            self.trials.append(
+                {"id": f"p{len(self.trials)}", "params": p, "state": "running", "metric": None, "history": []}
+            )
 
     def cycle(self, seed: int) -> None:
         (p,) = self.fn(self.config, self.trials, n=1, seed=seed)
         v = PROBLEM.objective(p)
-        self.trials.insert(len(self.trials) - self.pending,
-                           {"id": f"c{len(self.trials)}", "params": p, "state": "finished",
-                            "metric": v, "history": [v]})
+        self.trials.insert(
+            len(self.trials) - self.pending,
+            {"id": f"c{len(self.trials)}", "params": p, "state": "finished", "metric": v, "history": [v]},
+        )
 
 
 class _Peer:
@@ -97,8 +104,11 @@ class _Peer:
         if isinstance(self.a, WandbAdapter):
             import sweeps
 
-            run = sweeps.SweepRun(name=f"r{len(self.a.runs)}", config={k: {"value": v} for k, v in p.items()},
-                                  state=sweeps.RunState.running)
+            run = sweeps.SweepRun(
+                name=f"r{len(self.a.runs)}",
+                config={k: {"value": v} for k, v in p.items()},
+                state=sweeps.RunState.running,
+            )
             self.a.runs.append(run)
             self.a.tell(len(self.a.runs) - 1, PROBLEM.objective(p))
         else:
@@ -121,8 +131,9 @@ class _Skopt:
         self.opt = Optimizer([(0.0, 1.0)] * 6, base_estimator="GP", random_state=0)
 
     def preload(self, points: list[dict[str, float]]) -> None:
-        self.opt.tell([[p[f"x{i}"] for i in range(1, 7)] for p in points],
-                      [PROBLEM.objective(p) for p in points])
+        self.opt.tell(
+            [[p[f"x{i}"] for i in range(1, 7)] for p in points], [PROBLEM.objective(p) for p in points]
+        )
 
     def cycle(self, seed: int) -> None:
         x = self.opt.ask()
@@ -161,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100,500,1000,2000")
     ap.add_argument("--cycles", type=int, default=5)
-    ap.add_argument("--methods", default="sweepq-bayes,sweepq-bayes+8pending,sweepq-random,wandb-bayes,"
-                                         "optuna-tpe,optuna-gp,skopt-default")
+    ap.add_argument(
+        "--methods",
+        default="sweepq-bayes,sweepq-bayes+8pending,sweepq-random,wandb-bayes,"
+        "optuna-tpe,optuna-gp,skopt-default",
+    )
     ap.add_argument("--problem", default="hartmann6", choices=CHEAP)
     ap.add_argument("--json", type=Path, help="also write the raw timings here")
     args = ap.parse_args(argv)
@@ -179,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     for m, cap in MAX_N.items():
         if m in methods and cap < max(sizes):
             print(f"{m}: run only up to N={cap} (cost grows cubically; see MAX_N in this script)")
-    print(f"problem={args.problem}, sizes={sizes}, 1 warm-up + {args.cycles} timed cycles, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}; numerics: {numeric_stack()}; {_load()}", flush=True)
+    print(
+        f"problem={args.problem}, sizes={sizes}, 1 warm-up + {args.cycles} timed cycles, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS')}; numerics: {numeric_stack()}; {_load()}",
+        flush=True,
+    )
     load_start = os.getloadavg()
     rows: dict[str, dict[int, str]] = {}
     cold: dict[str, dict[int, str]] = {}
@@ -209,10 +226,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.setdefault(m, {})[n] = f"{np.median(ms):.1f} ({ms.min():.1f}–{ms.max():.1f})"
             cpu_rows.setdefault(m, {})[n] = f"{np.median(cpu) * 1000:.1f}"
             cold.setdefault(m, {})[n] = f"{first * 1000:.0f}"
-            raw.append({"method": m, "n": n, "wall_ms": ms.tolist(), "cpu_ms": [c * 1000 for c in cpu],
-                        "cold_ms": first * 1000})
-            print(f"  {m} N={n}: median {np.median(ms):.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU, "
-                  f"cold {first * 1000:.0f} ms", flush=True)
+            raw.append(
+                {
+                    "method": m,
+                    "n": n,
+                    "wall_ms": ms.tolist(),
+                    "cpu_ms": [c * 1000 for c in cpu],
+                    "cold_ms": first * 1000,
+                }
+            )
+            print(
+                f"  {m} N={n}: median {np.median(ms):.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU, "
+                f"cold {first * 1000:.0f} ms",
+                flush=True,
+            )
     print("\nWall ms per cycle, median (min–max):\n")
     print("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
     print("|---" * (len(sizes) + 1) + "|")
@@ -229,11 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods:
         print(f"| {m} | " + " | ".join(cold.get(m, {}).get(n, "skipped") for n in sizes) + " |")
     if args.json:
-        args.json.write_text(json.dumps({
-            "benchmark": "suggest_latency", "problem": args.problem, "sizes": sizes, "cycles": args.cycles,
-            "numerics": numeric_stack(), "load_start": load_start, "load_end": os.getloadavg(),
-            "cpus": os.cpu_count(), "results": raw,
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "benchmark": "suggest_latency",
+                    "problem": args.problem,
+                    "sizes": sizes,
+                    "cycles": args.cycles,
+                    "numerics": numeric_stack(),
+                    "load_start": load_start,
+                    "load_end": os.getloadavg(),
+                    "cpus": os.cpu_count(),
+                    "results": raw,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

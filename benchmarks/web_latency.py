@@ -34,19 +34,32 @@ from sweepq.store import Store  # noqa: E402
 def populate(store: Store, n: int) -> tuple[str, list[str]]:
     from sweepq.config import load_config
 
-    cfg = load_config({
-        "method": "random", "program": "train.py", "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
-                       "layers": {"values": [1, 2, 3, 4]}, "dropout": {"min": 0.0, "max": 0.5},
-                       "opt": {"parameters": {"kind": {"values": ["adam", "sgd", "rmsprop"]}}}},
-    })
+    cfg = load_config(
+        {
+            "method": "random",
+            "program": "train.py",
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+                "layers": {"values": [1, 2, 3, 4]},
+                "dropout": {"min": 0.0, "max": 0.5},
+                "opt": {"parameters": {"kind": {"values": ["adam", "sgd", "rmsprop"]}}},
+            },
+        }
+    )
     sid = store.create_sweep(cfg)
     rng = random.Random(0)
     tids: list[str] = []
     for i in range(0, n, 1000):
-        params = [{"lr": 10 ** rng.uniform(-5, -1), "layers": rng.choice([1, 2, 3, 4]),
-                   "dropout": rng.uniform(0, 0.5), "opt": {"kind": rng.choice(["adam", "sgd", "rmsprop"])}}
-                  for _ in range(min(1000, n - i))]
+        params = [
+            {
+                "lr": 10 ** rng.uniform(-5, -1),
+                "layers": rng.choice([1, 2, 3, 4]),
+                "dropout": rng.uniform(0, 0.5),
+                "opt": {"kind": rng.choice(["adam", "sgd", "rmsprop"])},
+            }
+            for _ in range(min(1000, n - i))
+        ]
         tids += store.create_trials(sid, params)
     k = store.keys
     now = time.time()
@@ -57,12 +70,25 @@ def populate(store: Store, n: int) -> tuple[str, list[str]]:
         if loss < best[1]:
             best = (tid, loss)
         start = now - 3600 + j * 0.3
-        p.hset(k.trial(tid), mapping={
-            "state": "finished", "metric": repr(loss), "steps": 20, "started_at": start,
-            "ended_at": start + rng.uniform(10, 300), "worker": f"gpu{j % 16}@node{j % 4}", "exit_code": 0,
-            "attempt": 1, "published": 1, "log_tail": ("epoch done, loss ok " * 10)[:200]})
-        p.rpush(k.trial_rows(tid), *[json.dumps({"loss": loss + (20 - s) * 0.05, "acc": 0.5, "_step": s})
-                                     for s in range(20)])
+        p.hset(
+            k.trial(tid),
+            mapping={
+                "state": "finished",
+                "metric": repr(loss),
+                "steps": 20,
+                "started_at": start,
+                "ended_at": start + rng.uniform(10, 300),
+                "worker": f"gpu{j % 16}@node{j % 4}",
+                "exit_code": 0,
+                "attempt": 1,
+                "published": 1,
+                "log_tail": ("epoch done, loss ok " * 10)[:200],
+            },
+        )
+        p.rpush(
+            k.trial_rows(tid),
+            *[json.dumps({"loss": loss + (20 - s) * 0.05, "acc": 0.5, "_step": s}) for s in range(20)],
+        )
         p.rpush(k.trial_history(tid), *[repr(loss + (20 - s) * 0.05) for s in range(20)])
         if j % 500 == 499:
             p.execute()
@@ -125,7 +151,11 @@ def main() -> None:
             rows.append((name, cold[name], statistics.median(ts), sorted(ts)[int(0.9 * (len(ts) - 1))]))
             raw[name] = ts
         # the page's poll (status + runs page + curves) while 20 trials change between polls
-        poll = [endpoints["status"], endpoints["runs page (50, newest first)"], endpoints["curves (5 best runs)"]]
+        poll = [
+            endpoints["status"],
+            endpoints["runs page (50, newest first)"],
+            endpoints["curves (5 best runs)"],
+        ]
         owner_ts = []
         rng = random.Random(1)
         for i in range(args.repeat):
@@ -140,22 +170,40 @@ def main() -> None:
             time.sleep(0.21)
             steady.append(sum(timed(client, u) for u in poll))
         one, five, fifteen = load_start
-        print(f"\n{args.trials} trials, {args.repeat} repeats, in-process (Flask test client), Redis {args.redis}; "
-              f"load average at start {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs\n")
+        print(
+            f"\n{args.trials} trials, {args.repeat} repeats, in-process (Flask test client), Redis {args.redis}; "
+            f"load average at start {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs\n"
+        )
         print("| endpoint | cold (first call) ms | warm median ms | warm p90 ms |")
         print("|---|---:|---:|---:|")
         for name, c, med, p90 in rows:
             print(f"| {name} | {c * 1000:.1f} | {med * 1000:.1f} | {p90 * 1000:.1f} |")
-        print(f"| **sweep page poll** (status + runs page + curves), finished sweep | – | "
-              f"{statistics.median(steady) * 1000:.1f} | {sorted(steady)[int(0.9 * (len(steady) - 1))] * 1000:.1f} |")
-        print(f"| **sweep page poll**, 20 trials changed since the last poll | – | "
-              f"{statistics.median(owner_ts) * 1000:.1f} | {sorted(owner_ts)[int(0.9 * (len(owner_ts) - 1))] * 1000:.1f} |")
+        print(
+            f"| **sweep page poll** (status + runs page + curves), finished sweep | – | "
+            f"{statistics.median(steady) * 1000:.1f} | {sorted(steady)[int(0.9 * (len(steady) - 1))] * 1000:.1f} |"
+        )
+        print(
+            f"| **sweep page poll**, 20 trials changed since the last poll | – | "
+            f"{statistics.median(owner_ts) * 1000:.1f} | {sorted(owner_ts)[int(0.9 * (len(owner_ts) - 1))] * 1000:.1f} |"
+        )
         if args.json:
-            args.json.write_text(json.dumps({
-                "benchmark": "web_latency", "trials": args.trials, "repeat": args.repeat,
-                "load_start": load_start, "load_end": os.getloadavg(), "cpus": os.cpu_count(),
-                "cold_s": cold, "warm_s": raw, "poll_finished_s": steady, "poll_changed_s": owner_ts,
-            }, indent=1))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "benchmark": "web_latency",
+                        "trials": args.trials,
+                        "repeat": args.repeat,
+                        "load_start": load_start,
+                        "load_end": os.getloadavg(),
+                        "cpus": os.cpu_count(),
+                        "cold_s": cold,
+                        "warm_s": raw,
+                        "poll_finished_s": steady,
+                        "poll_changed_s": owner_ts,
+                    },
+                    indent=1,
+                )
+            )
     finally:
         n = store.delete_namespace()
         print(f"\ndeleted {n} keys of namespace {store.ns}")

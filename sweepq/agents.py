@@ -28,27 +28,54 @@ from sweepq.store import Store
 
 def worker_argv(queues: list[str], concurrency: int, name: str, loglevel: str = "WARNING") -> list[str]:
     # no -E: task events cost ~14 % of a worker's CPU per trial; Flower turns them on when it runs
-    return [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", ",".join(queues),
-            "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle",
-            "-l", loglevel]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "sweepq.worker",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        loglevel,
+    ]
 
 
 class AgentProcess:
     """A Celery worker child bound to one sweep (``sweepq agent`` and ``sweepq run``)."""
 
-    def __init__(self, store: Store, sweep_id: str, slots: int, count: int | None = None,
-                 gpus: list[str] | None = None, loglevel: str = "WARNING") -> None:
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        slots: int,
+        count: int | None = None,
+        gpus: list[str] | None = None,
+        loglevel: str = "WARNING",
+    ) -> None:
         self.store = store
         self.sid = sweep_id
         self.name = f"agent-{sweep_id}-{secrets.token_hex(3)}@{socket.gethostname()}"
         self.count = count
         self.slots = slots
         env = dict(os.environ)
-        env.update({"SWEEPQ_AGENT_SWEEP": sweep_id, "SWEEPQ_AGENT_NAME": self.name,
-                    "SWEEPQ_REDIS_URL": store.url,
-                    "SWEEPQ_NAMESPACE": store.ns,
-                    # SIGTERM = cold shutdown: running trials are stopped and handed back at once
-                    "REMAP_SIGTERM": "SIGQUIT"})
+        env.update(
+            {
+                "SWEEPQ_AGENT_SWEEP": sweep_id,
+                "SWEEPQ_AGENT_NAME": self.name,
+                "SWEEPQ_REDIS_URL": store.url,
+                "SWEEPQ_NAMESPACE": store.ns,
+                # SIGTERM = cold shutdown: running trials are stopped and handed back at once
+                "REMAP_SIGTERM": "SIGQUIT",
+            }
+        )
         if count:
             env["SWEEPQ_AGENT_COUNT"] = str(count)
         if gpus is not None:
@@ -59,14 +86,21 @@ class AgentProcess:
 
     def start(self) -> None:
         # registered before the worker is up, so the controller routes the first trials here
-        self.store.register_worker(self.name, self.slots, [self.store.keys.agent_queue(self.sid)],
-                                   sweep=self.sid, ttl=15.0)
+        self.store.register_worker(
+            self.name, self.slots, [self.store.keys.agent_queue(self.sid)], sweep=self.sid, ttl=15.0
+        )
         log_dir = Path(Settings.from_env().log_dir or Path(".sweepq") / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"worker-{self.sid}.log"
         with open(self.log_path, "ab") as out:  # the worker's chatter stays out of the progress bar
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def done_count(self) -> int:
         return self.store.agent_done_count(self.name)
@@ -95,9 +129,16 @@ def default_slots(gpus: list[str] | None, per_trial: int = 1) -> int:
     return 1
 
 
-def run_agent(store: Store, sweep_id: str, count: int | None = None, gpu_list: list[str] | None = None,
-              gpus_given: bool = False, workers: int | None = None, controller: bool = True,
-              say: Callable[[str], None] = lambda _m: None) -> int:
+def run_agent(
+    store: Store,
+    sweep_id: str,
+    count: int | None = None,
+    gpu_list: list[str] | None = None,
+    gpus_given: bool = False,
+    workers: int | None = None,
+    controller: bool = True,
+    say: Callable[[str], None] = lambda _m: None,
+) -> int:
     """Run trials of one sweep on this machine (a Celery worker bound to it, and a standby
     controller unless told otherwise) until the sweep ends, ``count`` trials ran, or SIGTERM/SIGINT."""
     from sweepq.controller import run_controller_thread
@@ -136,8 +177,18 @@ class FunctionTrial(Execution):
     termination, cancel, a lost lease) makes ``run.should_stop`` true: a thread cannot be killed,
     so the function is asked."""
 
-    def __init__(self, store: Store, sweep_id: str, trial: dict[str, Any], config: dict[str, Any],
-                 owner: str, function: Callable[[], Any], *, lease_ttl: float, claimed_at: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        trial: dict[str, Any],
+        config: dict[str, Any],
+        owner: str,
+        function: Callable[[], Any],
+        *,
+        lease_ttl: float,
+        claimed_at: float,
+    ) -> None:
         super().__init__(store, sweep_id, trial, config, owner, lease_ttl=lease_ttl, claimed_at=claimed_at)
         self.function = function
         self.stop_event = threading.Event()
@@ -180,9 +231,16 @@ class FunctionTrial(Execution):
             return self.finish(state, code, "" if state == "finished" else state, tail)
 
 
-def run_functions(sweep_id: str, function: Callable[[], Any], count: int | None = None, *,
-                  store: Store | None = None, controller: bool = True, poll: float = 0.1,
-                  settings: Settings | None = None) -> None:
+def run_functions(
+    sweep_id: str,
+    function: Callable[[], Any],
+    count: int | None = None,
+    *,
+    store: Store | None = None,
+    controller: bool = True,
+    poll: float = 0.1,
+    settings: Settings | None = None,
+) -> None:
     """Run trials of ``sweep_id`` as calls of ``function`` in this process (``sweepq.agent``).
 
     The agent registers as a one-slot worker bound to the sweep; the controller (started here too
@@ -215,8 +273,14 @@ def run_functions(sweep_id: str, function: Callable[[], Any], count: int | None 
             inflight = st.inflight_ids(sweep_id)
             if state not in ("running", "paused") and not inflight:
                 break
-            tid = next((t["id"] for t in st.get_trials(sorted(inflight), history=False)
-                        if t["state"] == "queued" and t.get("queue") == queue), None)
+            tid = next(
+                (
+                    t["id"]
+                    for t in st.get_trials(sorted(inflight), history=False)
+                    if t["state"] == "queued" and t.get("queue") == queue
+                ),
+                None,
+            )
             if tid is None:
                 if state != "running" and not inflight:
                     break
@@ -227,8 +291,16 @@ def run_functions(sweep_id: str, function: Callable[[], Any], count: int | None 
             if not claim.ok:
                 continue
             trial = {"id": tid, "params": claim.params}
-            FunctionTrial(st, sweep_id, trial, st.sweep_config(sweep_id), owner, function,
-                          lease_ttl=settings.lease_ttl, claimed_at=claim.sent_at).run()
+            FunctionTrial(
+                st,
+                sweep_id,
+                trial,
+                st.sweep_config(sweep_id),
+                owner,
+                function,
+                lease_ttl=settings.lease_ttl,
+                claimed_at=claim.sent_at,
+            ).run()
             done += 1
     finally:
         stop_beat.set()

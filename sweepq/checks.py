@@ -125,7 +125,9 @@ class Checker:
                 return None
         return v
 
-    def integer(self, path: str, v: Any, *, minimum: int | None = None, integral_float: bool = True) -> int | None:
+    def integer(
+        self, path: str, v: Any, *, minimum: int | None = None, integral_float: bool = True
+    ) -> int | None:
         """``v`` as an ``int`` if it is an integer at or above ``minimum``. An integral float
         (``27.0``) counts unless ``integral_float=False``: JSON Schema's "integer" accepts it, W&B's
         int_uniform adds a format check that does not."""

@@ -53,8 +53,11 @@ class Config(dict):
             except Exception:  # arrays and other values without a plain truth
                 same = False
             if not same:
-                print(f"sweepq: config item {key!r} is set by the sweep; ignored the change to {value!r}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"sweepq: config item {key!r} is set by the sweep; ignored the change to {value!r}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return
         super().__setitem__(key, value)
 
@@ -114,8 +117,13 @@ def _jsonable(v: Any) -> Any:
 class Run:
     """One trial as seen from the training script."""
 
-    def __init__(self, config: Config, run_id: str | None, sweep_id: str | None,
-                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_id: str | None,
+        sweep_id: str | None,
+        sink: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.config = config
         self.id = run_id
         self.sweep_id = sweep_id
@@ -259,8 +267,15 @@ def sweep(config: Any, **_: Any) -> str:
     return Store().create_sweep(load_config(dict(config) if isinstance(config, Mapping) else config))
 
 
-def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int | None = None,
-          *, store: Any = None, controller: bool = True, poll: float = 0.1) -> None:
+def agent(
+    sweep_id: str,
+    function: Callable[[], Any] | None = None,
+    count: int | None = None,
+    *,
+    store: Any = None,
+    controller: bool = True,
+    poll: float = 0.1,
+) -> None:
     """Run trials of ``sweep_id`` as calls of ``function`` in this process, like ``wandb.agent``
     (each call sees its own ``run.config`` through ``sweepq.init()``; ``sweepq.agent``'s
     ``FunctionTrial``); without ``function``, a Celery worker bound to the sweep runs them as
@@ -278,8 +293,13 @@ def agent(sweep_id: str, function: Callable[[], Any] | None = None, count: int |
     run_functions(sweep_id, function, count, store=store, controller=controller, poll=poll)
 
 
-def enter_trial(params: dict[str, Any], run_id: str, sweep_id: str, sink: Callable[[dict[str, Any]], None],
-                stop_event: threading.Event) -> None:
+def enter_trial(
+    params: dict[str, Any],
+    run_id: str,
+    sweep_id: str,
+    sink: Callable[[dict[str, Any]], None],
+    stop_event: threading.Event,
+) -> None:
     """In this thread, ``sweepq.init()`` now starts the given trial (an in-process agent's call):
     its parameters, rows to ``sink``, ``should_stop`` from ``stop_event``."""
     _inprocess.ctx = (params, run_id, sweep_id, sink, stop_event)

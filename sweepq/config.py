@@ -221,7 +221,11 @@ def _read_file(path: Path) -> tuple[Any, list[str], list[str]]:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            return None, [f"{path}: file is too large for a sweep config ({size} bytes; limit {MAX_BYTES})"], []
+            return (
+                None,
+                [f"{path}: file is too large for a sweep config ({size} bytes; limit {MAX_BYTES})"],
+                [],
+            )
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
@@ -400,12 +404,16 @@ def _check_metric(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _normalise_metric(ck: Checker, metric: Any) -> dict[str, Any] | None:
     if not isinstance(metric, Mapping):
-        ck.error("metric", f"must be a mapping such as {{name: loss, goal: minimize}} (got {describe(metric)})")
+        ck.error(
+            "metric", f"must be a mapping such as {{name: loss, goal: minimize}} (got {describe(metric)})"
+        )
         return None
     allowed = ("name", "goal", "target", "impute", "impute_while_running")
     for key in metric:
         if key not in allowed:
-            ck.error(f"metric.{key}", f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+            ck.error(
+                f"metric.{key}", f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"
+            )
     if "name" not in metric:
         ck.error("metric", "needs a name (the logged value to optimise)")
         name = None
@@ -415,7 +423,10 @@ def _normalise_metric(ck: Checker, metric: Any) -> dict[str, Any] | None:
     impute = ck.choice("metric.impute", metric.get("impute", "worst"), _IMPUTES)
     iwr = metric.get("impute_while_running", "false")
     if iwr is False:
-        ck.error("metric.impute_while_running", 'must be one of false, latest, best, worst; write false quoted ("false")')
+        ck.error(
+            "metric.impute_while_running",
+            'must be one of false, latest, best, worst; write false quoted ("false")',
+        )
         iwr = None
     else:
         iwr = ck.choice("metric.impute_while_running", iwr, _IMPUTES_WHILE_RUNNING)
@@ -464,7 +475,10 @@ def _check_command(ck: Checker, command: Any, program: Any) -> list[Any] | None:
     if command is _ABSENT:
         command = []
     if not isinstance(command, list):
-        ck.error("command", f"must be a list of argv items (got {describe(command)}); e.g. [python, train.py, ${{args}}]")
+        ck.error(
+            "command",
+            f"must be a list of argv items (got {describe(command)}); e.g. [python, train.py, ${{args}}]",
+        )
         return None
     command = command or list(DEFAULT_COMMAND)
     known = macro_names()
@@ -494,7 +508,9 @@ def _check_command(ck: Checker, command: Any, program: Any) -> list[Any] | None:
                 "(only ${envvar:NAME} works inside a longer item)",
             )
     if not uses_args:
-        ck.warn("command", "has no ${args...} macro: the parameters reach the program only through sweepq.init()")
+        ck.warn(
+            "command", "has no ${args...} macro: the parameters reach the program only through sweepq.init()"
+        )
     return command
 
 
@@ -512,8 +528,11 @@ def _check_scheduler(ck: Checker, cfg: Mapping[str, Any]) -> None:
     elif ck.choice("scheduler.engine", sched["engine"], ("optuna", "ax", "wandb")) in ("optuna", "ax"):
         # W&B pairs these engines only with method: custom (a Launch scheduler job) and rejects
         # them beside grid, random or bayes
-        ck.error("scheduler.engine", f"{sched['engine']} runs only with method: custom (a W&B Launch "
-                 "scheduler), which sweepq does not support; remove scheduler to let sweepq search")
+        ck.error(
+            "scheduler.engine",
+            f"{sched['engine']} runs only with method: custom (a W&B Launch "
+            "scheduler), which sweepq does not support; remove scheduler to let sweepq search",
+        )
     for key in ("optimizer", "search_space"):
         if key in sched and "source" not in sched:
             ck.error(f"scheduler.{key}", "needs scheduler.source")
@@ -525,7 +544,9 @@ def _check_scheduler(ck: Checker, cfg: Mapping[str, Any]) -> None:
     ck.warn("scheduler", "is a W&B Launch setting; sweepq ignores it")
 
 
-def _check_method_needs(ck: Checker, method: str | None, params: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
+def _check_method_needs(
+    ck: Checker, method: str | None, params: Mapping[str, Any], cfg: Mapping[str, Any]
+) -> None:
     """What the method needs of the parameters and the metric (W&B reports these only when the
     sweep runs; sweepq before any GPU time is spent)."""
     if method == "grid":
@@ -534,7 +555,11 @@ def _check_method_needs(ck: Checker, method: str | None, params: Mapping[str, An
             axis = make(spec).grid()
             if axis is None:
                 dist = spec["distribution"]
-                what = "values with probabilities" if dist == "categorical_w_probabilities" else f"a {dist} distribution"
+                what = (
+                    "values with probabilities"
+                    if dist == "categorical_w_probabilities"
+                    else f"a {dist} distribution"
+                )
                 ck.error(
                     where,
                     f"grid search cannot enumerate {what}; use values: [...], int_uniform or q_uniform, "
@@ -543,12 +568,16 @@ def _check_method_needs(ck: Checker, method: str | None, params: Mapping[str, An
             elif axis.size > MAX_GRID_AXIS:
                 ck.error(where, f"gives more than {MAX_GRID_AXIS} grid points; narrow the range or raise q")
             elif not axis.distinct:
-                ck.error(where, "q is below the float precision of min and max: grid values would repeat; raise q")
+                ck.error(
+                    where, "q is below the float precision of min and max: grid values would repeat; raise q"
+                )
     elif method == "bayes":
         if "metric" not in cfg:
             ck.error("metric", "bayes search needs a metric to optimise: add metric: {name: ..., goal: ...}")
         if all(spec["distribution"] == "constant" for spec in flatten(params).values()):
-            ck.error("parameters", "bayes search needs at least one parameter that varies (not only value: ...)")
+            ck.error(
+                "parameters", "bayes search needs at least one parameter that varies (not only value: ...)"
+            )
 
 
 def _sweepq_keys(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -641,10 +670,14 @@ def validate(source: Any) -> tuple[dict[str, Any] | None, list[str], list[str]]:
         config, errors, warnings = _normalise(raw)
         return config, errors, read_warnings + warnings
     except _TooBig:
-        return None, [
-            f"config: nested deeper than {MAX_DEPTH} levels or holds more than {MAX_NODES} values "
-            "(or a YAML anchor refers to itself)"
-        ], []
+        return (
+            None,
+            [
+                f"config: nested deeper than {MAX_DEPTH} levels or holds more than {MAX_NODES} values "
+                "(or a YAML anchor refers to itself)"
+            ],
+            [],
+        )
     except RecursionError:
         return None, ["config: nested too deeply to be a sweep config"], []
     except MemoryError:
@@ -669,8 +702,14 @@ def to_yaml(config: Mapping[str, Any]) -> str:
     data = {k: copy.deepcopy(v) for k, v in config.items() if k != _OLD_MARKER}
 
     def dump(allow_unicode: bool) -> str:
-        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100,
-                         allow_unicode=allow_unicode)
+        return yaml.dump(
+            data,
+            Dumper=_Dumper,
+            sort_keys=False,
+            default_flow_style=False,
+            width=100,
+            allow_unicode=allow_unicode,
+        )
 
     text = dump(allow_unicode=True)
     if any(ch in text for ch in "\x85\u2028\u2029"):

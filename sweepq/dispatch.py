@@ -43,8 +43,11 @@ def celery_config(settings: Settings, namespace: str | None = None) -> dict[str,
     }
     return {
         # JSON only: a pickled message is refused (anyone who can write the broker could run code)
-        "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
-        "accept_content": ["json"], "result_accept_content": ["json"],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
         # a trial is acked when it ends: a cold-shut-down worker's message goes back to the queue
         "task_acks_late": True,
         # one trial per slot, no hoarding: a worker takes a message only when a slot is free
@@ -67,9 +70,11 @@ def celery_config(settings: Settings, namespace: str | None = None) -> dict[str,
         # No task-sent events: they doubled the cost of every publish, and sweepq's own records
         # already say what is queued. Worker heartbeats (Flower's online/offline) stay on.
         "worker_send_task_events": settings.task_events,
-        "task_send_sent_event": False, "task_track_started": True,
+        "task_send_sent_event": False,
+        "task_track_started": True,
         # no Celery time limits: they orphan subprocesses; trial_timeout is enforced by the runner
-        "task_time_limit": None, "task_soft_time_limit": None,
+        "task_time_limit": None,
+        "task_soft_time_limit": None,
         "task_default_queue": DEFAULT_QUEUE,
         "worker_hijack_root_logger": False,
     }
@@ -109,13 +114,19 @@ def _reuse_kombu_redis_clients() -> None:
     kredis.Channel._create_client = _create_client  # type: ignore[method-assign]
 
 
-def make_app(settings: Settings | None = None, namespace: str | None = None, broker: str | None = None,
-             main: str = "sweepq", set_as_current: bool = True) -> Celery:
+def make_app(
+    settings: Settings | None = None,
+    namespace: str | None = None,
+    broker: str | None = None,
+    main: str = "sweepq",
+    set_as_current: bool = True,
+) -> Celery:
     """A Celery app for a namespace and broker (the environment's by default)."""
     settings = settings or Settings.from_env()
     _reuse_kombu_redis_clients()
-    application = Celery(main, broker=broker or settings.broker_url or settings.redis_url,
-                         set_as_current=set_as_current)
+    application = Celery(
+        main, broker=broker or settings.broker_url or settings.redis_url, set_as_current=set_as_current
+    )
     application.conf.update(celery_config(settings, namespace))
     return application
 
@@ -152,15 +163,29 @@ class Publisher:
                 _send(self.app, sweep_id, trial_id, queue, attempt, producer=producer, declare=self.declare)
 
 
-def _send(application: Celery, sweep_id: str, trial_id: str | Sequence[str], queue: str, attempt: int,
-          producer: Any = None, declare: list[Any] | None = None) -> None:
+def _send(
+    application: Celery,
+    sweep_id: str,
+    trial_id: str | Sequence[str],
+    queue: str,
+    attempt: int,
+    producer: Any = None,
+    declare: list[Any] | None = None,
+) -> None:
     ids = [trial_id] if isinstance(trial_id, str) else list(trial_id)
     args = [sweep_id, *ids]
     # argsrepr given: Celery would otherwise saferepr() the args of every message (a sixth of a
     # send's CPU, profiled); ids are plain tokens, so repr() is the same text
-    application.send_task(TASK_NAME, args=args, queue=queue, producer=producer, argsrepr=repr(args),
-                          kwargsrepr="{}", task_id=f"{ids[0]}.{attempt}.{secrets.token_hex(3)}",
-                          declare=declare)
+    application.send_task(
+        TASK_NAME,
+        args=args,
+        queue=queue,
+        producer=producer,
+        argsrepr=repr(args),
+        kwargsrepr="{}",
+        task_id=f"{ids[0]}.{attempt}.{secrets.token_hex(3)}",
+        declare=declare,
+    )
 
 
 _publishers: dict[tuple[str, str], Publisher] = {}
@@ -172,6 +197,7 @@ def make_publisher(namespace: str, broker: str) -> Publisher:
     key = (namespace, broker)
     with _publishers_lock:
         if key not in _publishers:
-            _publishers[key] = Publisher(make_app(namespace=namespace, broker=broker, main=f"sweepq-{namespace}",
-                                                  set_as_current=False))
+            _publishers[key] = Publisher(
+                make_app(namespace=namespace, broker=broker, main=f"sweepq-{namespace}", set_as_current=False)
+            )
         return _publishers[key]

@@ -142,19 +142,46 @@ def start(base_dir: str | os.PathLike = DEFAULT_DIR, prefer: str | None = None) 
         data_dir.mkdir(parents=True, exist_ok=True)
         _cleanup_leftover(data_dir)
         port = free_port()
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(data_dir / "server.log"),
-                # trial records keep their compact encoding with params and a log tail inside:
-                # about 0.5 KB per finished trial instead of 1.5 KB (benchmarks/scale.py)
-                "--hash-max-ziplist-value", "1024"]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, preexec_fn=_pdeathsig(), start_new_session=True)
+        argv = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(data_dir / "server.log"),
+            # trial records keep their compact encoding with params and a log tail inside:
+            # about 0.5 KB per finished trial instead of 1.5 KB (benchmarks/scale.py)
+            "--hash-max-ziplist-value",
+            "1024",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_pdeathsig(),
+            start_new_session=True,
+        )
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 30
         while not redis_answers(url, 0.2):
             if proc.poll() is not None:
-                raise RuntimeError(f"embedded {kind} exited with code {proc.returncode}; see {data_dir / 'server.log'}")
+                raise RuntimeError(
+                    f"embedded {kind} exited with code {proc.returncode}; see {data_dir / 'server.log'}"
+                )
             if time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError(f"embedded {kind} did not answer within 30 s")

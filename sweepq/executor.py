@@ -127,8 +127,9 @@ def keep_fences(stop: threading.Event, ttl: float, every: float = 0.25) -> None:
                 os.replace(path, path.with_suffix(".fenced"))  # claim it: the pool process will know
             except OSError:
                 continue  # its trial ended meanwhile
-            log.warning("trial %s: its worker process has not renewed the lease in time; killing it",
-                        rec.get("run"))
+            log.warning(
+                "trial %s: its worker process has not renewed the lease in time; killing it", rec.get("run")
+            )
             kill_described(rec)
 
 
@@ -191,8 +192,17 @@ class Execution:
     fencing), the metrics not yet sent, and the final write.
     """
 
-    def __init__(self, store: Store, sweep_id: str, trial: dict[str, Any], config: dict[str, Any],
-                 owner: str, *, lease_ttl: float = 30.0, claimed_at: float | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        trial: dict[str, Any],
+        config: dict[str, Any],
+        owner: str,
+        *,
+        lease_ttl: float = 30.0,
+        claimed_at: float | None = None,
+    ) -> None:
         self.store = store
         self.sid = sweep_id
         self.trial = trial
@@ -270,8 +280,11 @@ class Execution:
         """The watchdog's verdict: the lease may be about to go to another worker. Stop the trial
         now; it is handed back when Redis answers again."""
         self.fenced = True
-        log.warning("trial %s: lease not renewed for %.1f s; stopping it (fencing)",
-                    self.tid, FENCE_SHARE * self.lease_ttl)
+        log.warning(
+            "trial %s: lease not renewed for %.1f s; stopping it (fencing)",
+            self.tid,
+            FENCE_SHARE * self.lease_ttl,
+        )
         self.kill()
 
     def beat(self) -> tuple[bool, str] | None:
@@ -312,23 +325,44 @@ class Execution:
         for the next try while Redis does not answer."""
         if not self._pending_rows:
             return
-        ok = self._try(self.store.log_metrics, self.sid, self.tid, self.owner, self._pending_values,
-                       self._pending_rows)
+        ok = self._try(
+            self.store.log_metrics, self.sid, self.tid, self.owner, self._pending_values, self._pending_rows
+        )
         if ok is not None:  # None: Redis down, keep buffering
             self._pending_values, self._pending_rows = [], []
 
-    def finish(self, state: str, exit_code: int | None, reason: str, tail: str,
-               output: list[tuple[str, str]] | None = None) -> TrialOutcome:
+    def finish(
+        self,
+        state: str,
+        exit_code: int | None,
+        reason: str,
+        tail: str,
+        output: list[tuple[str, str]] | None = None,
+    ) -> TrialOutcome:
         """The final write (retried until Redis takes it), with the metrics and output lines not
         yet sent and, for a batch, the claim of the next trial; ``lost`` if the trial is no longer
         this worker's."""
         # a failure's tail is what the user needs; a success keeps a short one (memory per trial)
         keep = TAIL_CHARS if state != "finished" else FINISHED_TAIL_CHARS
-        kw = {"reason": reason, "log_tail": tail[-keep:], "goal": self.goal,
-              "values": self._pending_values, "rows": self._pending_rows, "output": output}
+        kw = {
+            "reason": reason,
+            "log_tail": tail[-keep:],
+            "goal": self.goal,
+            "values": self._pending_values,
+            "rows": self._pending_rows,
+            "output": output,
+        }
         if self.claim_next is not None:
-            ok, self.next_claim = self._must(self.store.finish_and_claim, self.sid, self.tid, self.owner, state,
-                                             exit_code, claim_next=self.claim_next, **kw)
+            ok, self.next_claim = self._must(
+                self.store.finish_and_claim,
+                self.sid,
+                self.tid,
+                self.owner,
+                state,
+                exit_code,
+                claim_next=self.claim_next,
+                **kw,
+            )
         else:
             ok = self._must(self.store.finish_trial, self.sid, self.tid, self.owner, state, exit_code, **kw)
         self._pending_values, self._pending_rows = [], []

@@ -45,8 +45,9 @@ def detect_gpus() -> list[str]:
                 return [str(i) for i in range(n)]
         except (OSError, subprocess.SubprocessError):
             pass
-    devs = sorted(int(m.group(1)) for p in glob.glob("/dev/nvidia*")
-                  if (m := re.fullmatch(r"/dev/nvidia(\d+)", p)))
+    devs = sorted(
+        int(m.group(1)) for p in glob.glob("/dev/nvidia*") if (m := re.fullmatch(r"/dev/nvidia(\d+)", p))
+    )
     return [str(i) for i in devs]
 
 
@@ -75,8 +76,11 @@ class SlotPool:
 
     def __init__(self, gpus: list[str], lock_dir: str | None = None) -> None:
         self.gpus = gpus
-        self.lock_dir = lock_dir or Settings.from_env().gpu_lock_dir or os.path.join(
-            tempfile.gettempdir(), f"sweepq-gpus-{namespace_from_env()}")
+        self.lock_dir = (
+            lock_dir
+            or Settings.from_env().gpu_lock_dir
+            or os.path.join(tempfile.gettempdir(), f"sweepq-gpus-{namespace_from_env()}")
+        )
 
     _cached: SlotPool | None = None
 

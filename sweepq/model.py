@@ -43,12 +43,14 @@ SWEEP_STATES: tuple[str, ...] = tuple(s.value for s in SweepState)
 IN_FLIGHT: frozenset[str] = frozenset({TrialState.QUEUED.value, TrialState.RUNNING.value})
 FINAL_STATES: frozenset[str] = frozenset(TRIAL_STATES) - IN_FLIGHT
 # final states of trials whose program ran to a verdict of its own (it could log metrics)
-RAN_STATES: frozenset[str] = frozenset({TrialState.FINISHED.value, TrialState.FAILED.value,
-                                        TrialState.STOPPED.value})
+RAN_STATES: frozenset[str] = frozenset(
+    {TrialState.FINISHED.value, TrialState.FAILED.value, TrialState.STOPPED.value}
+)
 DEFAULT_QUEUE = "sweepq"  # the Celery queue of a sweep that names none (config key ``queue``)
 
-SWEEP_FINAL: frozenset[str] = frozenset({SweepState.CANCELED.value, SweepState.FINISHED.value,
-                                         SweepState.FAILED.value})
+SWEEP_FINAL: frozenset[str] = frozenset(
+    {SweepState.CANCELED.value, SweepState.FINISHED.value, SweepState.FAILED.value}
+)
 
 
 class Trial(TypedDict, total=False):

@@ -187,7 +187,9 @@ class RangeAxis:
     ``delta = (start + q) - start``, in the integers when min, max and q are all integers and in
     doubles otherwise; this does the same, so the values (float noise included) are W&B's."""
 
-    def __init__(self, start: int | float, q: int | float, size: int, integral: bool, distinct: bool = True) -> None:
+    def __init__(
+        self, start: int | float, q: int | float, size: int, integral: bool, distinct: bool = True
+    ) -> None:
         if not integral:
             start, q = float(start), float(start + q) - float(start)
         self.start, self.delta, self.size = start, q, size
@@ -273,7 +275,9 @@ class Distribution:
         return ck.number(path, v)  # min, max, mu
 
     @classmethod
-    def _check_values(cls, ck: Checker, out: dict[str, Any], path: str, explicit: bool) -> dict[str, Any] | None:
+    def _check_values(
+        cls, ck: Checker, out: dict[str, Any], path: str, explicit: bool
+    ) -> dict[str, Any] | None:
         """Rules across keys, once each key's value is of the right type."""
         return out
 
@@ -504,7 +508,9 @@ class _Ranged(Distribution):
         self.min, self.max = min, max
 
     @classmethod
-    def _check_values(cls, ck: Checker, out: dict[str, Any], path: str, explicit: bool) -> dict[str, Any] | None:
+    def _check_values(
+        cls, ck: Checker, out: dict[str, Any], path: str, explicit: bool
+    ) -> dict[str, Any] | None:
         lo, hi = out["min"], out["max"]
         if not lo < hi:
             ck.error(f"{path}.min", f"must be less than max (got {lo!r} >= {hi!r})")
@@ -663,7 +669,10 @@ class LogUniform(_Ranged):
     @classmethod
     def _check_range(cls, ck: Checker, lo: Any, hi: Any, path: str) -> bool:
         if hi > 709:
-            ck.error(f"{path}.max", f"must be at most 709: {cls.name} takes exponents and e^max overflows (got {hi!r})")
+            ck.error(
+                f"{path}.max",
+                f"must be at most 709: {cls.name} takes exponents and e^max overflows (got {hi!r})",
+            )
             return False
         return True
 
@@ -697,7 +706,10 @@ class LogUniformValues(LogUniform):
 
 def _check_positive_min(ck: Checker, name: str, lo: Any, path: str) -> bool:
     if not lo > 0:
-        ck.error(f"{path}.min", f"must be greater than 0 for {name}, which takes the limit values themselves (got {lo!r})")
+        ck.error(
+            f"{path}.min",
+            f"must be greater than 0 for {name}, which takes the limit values themselves (got {lo!r})",
+        )
         return False
     return True
 
@@ -743,7 +755,10 @@ class InvLogUniform(_Ranged):
     @classmethod
     def _check_range(cls, ck: Checker, lo: Any, hi: Any, path: str) -> bool:
         if lo < -709:
-            ck.error(f"{path}.min", f"must be at least -709: {cls.name} takes exponents and e^-min overflows (got {lo!r})")
+            ck.error(
+                f"{path}.min",
+                f"must be at least -709: {cls.name} takes exponents and e^-min overflows (got {lo!r})",
+            )
             return False
         return True
 
@@ -995,14 +1010,19 @@ def _normalise_spec(ck: Checker, spec: Any, path: str) -> dict[str, Any] | None:
             hint = "; for a list of choices write values: [...]"
         elif spec is None or isinstance(spec, (str, int, float, bool)):
             hint = "; for a constant write value: ..."
-        ck.error(path, f"must be a mapping such as {{values: [1, 2]}} or {{min: 0, max: 1}} (got {describe(spec)}){hint}")
+        ck.error(
+            path,
+            f"must be a mapping such as {{values: [1, 2]}} or {{min: 0, max: 1}} (got {describe(spec)}){hint}",
+        )
         return None
 
     explicit = "distribution" in spec
     if explicit:
         kind = spec["distribution"]
         if not isinstance(kind, str) or kind not in _KINDS:
-            ck.error(f"{path}.distribution", f"unknown distribution {describe(kind)}{did_you_mean(kind, _KINDS)}")
+            ck.error(
+                f"{path}.distribution", f"unknown distribution {describe(kind)}{did_you_mean(kind, _KINDS)}"
+            )
             return None
     else:
         inferred = _infer_distribution(ck, spec, path)
@@ -1017,7 +1037,9 @@ def _normalise_spec(ck: Checker, spec: Any, path: str) -> dict[str, Any] | None:
             continue
         how = "" if explicit else " (inferred from its keys; set distribution to use other keys)"
         allowed = ", ".join((*required, *optional, "distribution"))
-        ck.error(f"{path}.{key}", f"is not a key of {article(kind)} {kind} parameter{how}; allowed: {allowed}")
+        ck.error(
+            f"{path}.{key}", f"is not a key of {article(kind)} {kind} parameter{how}; allowed: {allowed}"
+        )
     missing = [key for key in required if key not in spec]
     if missing:
         ck.error(path, f"{article(kind)} {kind} parameter needs {' and '.join(missing)}")

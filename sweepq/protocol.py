@@ -34,7 +34,7 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     if not raw.startswith(PREFIX_BYTES) or len(raw) > MAX_LINE:
         return None
     try:
-        obj = json.loads(raw[len(PREFIX_BYTES):].decode("utf-8"))
+        obj = json.loads(raw[len(PREFIX_BYTES) :].decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return None
     return obj if isinstance(obj, dict) else None

@@ -54,8 +54,6 @@ LOG_CAP_BYTES = 20 << 20  # per-trial log file cap; the rest is counted, not wri
 TAIL_LINES = 40
 
 
-
-
 @dataclass
 class _Stream:
     """Collects a pipe into the log file and a bounded tail; parses metric lines from stdout."""
@@ -134,8 +132,7 @@ class _IOThread:
     ``Popen.wait`` in a second thread.
     """
 
-    def __init__(self, proc: subprocess.Popen, streams: list[tuple[Any, _Stream]],
-                 on_exit: Any) -> None:
+    def __init__(self, proc: subprocess.Popen, streams: list[tuple[Any, _Stream]], on_exit: Any) -> None:
         self.proc = proc
         self.streams = streams
         self.on_exit = on_exit
@@ -199,12 +196,6 @@ class _IOThread:
             if self.pidfd is not None:
                 with contextlib.suppress(OSError):
                     os.close(self.pidfd)
-
-
-
-
-
-
 
 
 # Set when a shutdown signal (a cold shutdown, a revoke) reaches this process during a task of
@@ -308,12 +299,6 @@ def _cannot_execute(argv: list[str], path: str, cwd: str) -> str:
 FIRST_WAIT_S = 0.05
 
 
-
-
-
-
-
-
 def log_dir_for(workdir: str | None = None) -> Path:
     """Where a worker writes its trials' output (``<run id>.log``): ``SWEEPQ_LOG_DIR``, else
     ``.sweepq/logs`` under the trials' working directory."""
@@ -322,10 +307,6 @@ def log_dir_for(workdir: str | None = None) -> Path:
 
 
 OUTPUT_LINE = 2000  # characters of an output line streamed to Redis (the log file keeps it whole)
-
-
-
-
 
 
 def _wait_for_end(proc: subprocess.Popen, timeout: float) -> None:
@@ -354,10 +335,20 @@ class TrialRunner(Execution):
     and the final write are :class:`sweepq.executor.Execution`'s.
     """
 
-    def __init__(self, store: Store, sweep_id: str, trial: dict[str, Any], config: dict[str, Any],
-                 owner: str, *, lease_ttl: float = 30.0, workdir: str | None = None,
-                 gpus: str | None = None, log_dir: str | None = None,
-                 claimed_at: float | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        trial: dict[str, Any],
+        config: dict[str, Any],
+        owner: str,
+        *,
+        lease_ttl: float = 30.0,
+        workdir: str | None = None,
+        gpus: str | None = None,
+        log_dir: str | None = None,
+        claimed_at: float | None = None,
+    ) -> None:
         super().__init__(store, sweep_id, trial, config, owner, lease_ttl=lease_ttl, claimed_at=claimed_at)
         self.workdir = workdir or os.getcwd()
         self.gpus = gpus
@@ -411,14 +402,19 @@ class TrialRunner(Execution):
         return self.log_dir / f"{self.tid}.stop"
 
     def build_argv(self) -> list[str]:
-        argv = command_mod.render(self.config, self.trial["params"], sweep_id=self.sid, run_id=self.tid,
-                                  args_json_dir=self.workdir, interpreter=sys.executable)
+        argv = command_mod.render(
+            self.config,
+            self.trial["params"],
+            sweep_id=self.sid,
+            run_id=self.tid,
+            args_json_dir=self.workdir,
+            interpreter=sys.executable,
+        )
         if "${args_json_file}" in [str(c) for c in self.config.get("command") or []]:
-            command_mod.write_args_json_file(self.trial["params"], sweep_id=self.sid, run_id=self.tid,
-                                             args_json_dir=self.workdir)
+            command_mod.write_args_json_file(
+                self.trial["params"], sweep_id=self.sid, run_id=self.tid, args_json_dir=self.workdir
+            )
         return argv
-
-
 
     def _drain_metrics(self, q: queue.Queue) -> None:
         """Take the rows the program printed (and its wandb runs wrote) so far."""
@@ -476,10 +472,17 @@ class TrialRunner(Execution):
             if _SETPRIV and argv:
                 spawn_argv, hook = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
             try:
-                proc = subprocess.Popen(self.tree.argv(spawn_argv), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        start_new_session=True, env=env, cwd=self.workdir,
-                                        pass_fds=tuple(self.pass_fds), preexec_fn=hook)
+                proc = subprocess.Popen(
+                    self.tree.argv(spawn_argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    env=env,
+                    cwd=self.workdir,
+                    pass_fds=tuple(self.pass_fds),
+                    preexec_fn=hook,
+                )
             except (OSError, ValueError) as exc:
                 msg = f"cannot start {argv[0] if argv else 'command'!r}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
                 return self._finish("failed", 127, msg, msg)
@@ -522,9 +525,6 @@ class TrialRunner(Execution):
             waiting = self._waiting
         if waiting:
             self._try(self.store.notify_exited, self.tid)
-
-
-
 
     def _end_tree(self) -> None:
         """Stop whatever of the trial is still running: SIGTERM to every process, SIGKILL after the
@@ -582,7 +582,12 @@ class TrialRunner(Execution):
                         return TrialOutcome("lost", proc.returncode, "lease lost")
                     if stop_req and not stop_kind and self._begin_stop(proc):
                         stop_kind, term_at = stop_req, now
-            if self.timeout and not stop_kind and now - started > float(self.timeout) and self._begin_stop(proc):
+            if (
+                self.timeout
+                and not stop_kind
+                and now - started > float(self.timeout)
+                and self._begin_stop(proc)
+            ):
                 stop_kind, term_at = "timeout", now
             if self._term_due is not None and now >= self._term_due:
                 self._term_due = None
@@ -674,5 +679,7 @@ def _tail_text(out: _Stream, err: _Stream) -> str:
         lines = list(out.tail)[-10:] + list(err.tail)
     text = "\n".join(lines)
     if out.dropped or err.dropped:
-        text += f"\n[sweepq] log capped at {LOG_CAP_BYTES} bytes; {out.dropped + err.dropped} bytes not written"
+        text += (
+            f"\n[sweepq] log capped at {LOG_CAP_BYTES} bytes; {out.dropped + err.dropped} bytes not written"
+        )
     return text[-TAIL_CHARS:]

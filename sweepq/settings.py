@@ -24,6 +24,7 @@ _TRUE = ("1", "true", "yes", "on")
 class SettingsError(BadInput, ValueError):
     """An environment variable whose value cannot be used (exit 2, one line naming it)."""
 
+
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -87,7 +88,8 @@ class Settings:
         redis_url = e.get("SWEEPQ_REDIS_URL") or (e.get("SWEEPQ_DEFAULT_REDIS_URL") or DEFAULT_REDIS_URL)
         cgroups = e.get("SWEEPQ_TRIAL_CGROUPS", "").strip().lower()
         return cls(
-            redis_url=redis_url, redis_url_given=bool(e.get("SWEEPQ_REDIS_URL")),
+            redis_url=redis_url,
+            redis_url_given=bool(e.get("SWEEPQ_REDIS_URL")),
             broker_url=e.get("SWEEPQ_BROKER_URL") or None,
             namespace=e.get("SWEEPQ_NAMESPACE") or DEFAULT_NAMESPACE,
             api_token=e.get("SWEEPQ_API_TOKEN") or None,

@@ -50,8 +50,11 @@ def _cgroup_base() -> Path | None:
         return None
     try:
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-        own = [ln.split("::", 1)[1] for ln in Path("/proc/self/cgroup").read_text().splitlines()
-               if ln.startswith("0::")]
+        own = [
+            ln.split("::", 1)[1]
+            for ln in Path("/proc/self/cgroup").read_text().splitlines()
+            if ln.startswith("0::")
+        ]
     except OSError:
         return None
     if not own:
@@ -64,7 +67,7 @@ def _cgroup_base() -> Path | None:
         root, mount_point = fields[3], fields[4]
         rel = own[0].strip()
         if root != "/" and rel.startswith(root):
-            rel = rel[len(root):]
+            rel = rel[len(root) :]
         base = Path(mount_point) / rel.lstrip("/")
         if base.is_dir():
             return base
@@ -172,7 +175,7 @@ def _environ_token(pid: int) -> str | None:
     key = TOKEN_ENV.encode() + b"="
     for item in raw.split(b"\0"):
         if item.startswith(key):
-            return item[len(key):].decode(errors="replace")
+            return item[len(key) :].decode(errors="replace")
     return None
 
 
@@ -200,7 +203,9 @@ def _read_pids(path: Path) -> list[int]:
 
 
 def _all_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()] if os.path.isdir("/proc") else []
+    return (
+        [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()] if os.path.isdir("/proc") else []
+    )
 
 
 class TrialTree:
@@ -313,8 +318,11 @@ class TrialTree:
 
     def describe(self) -> dict[str, object]:
         """What another process needs to kill this trial's processes (:func:`kill_described`)."""
-        return {"cgroup": str(self.cgroup) if self.cgroup is not None else None, "pgid": self.pgid,
-                "token": self.token}
+        return {
+            "cgroup": str(self.cgroup) if self.cgroup is not None else None,
+            "pgid": self.pgid,
+            "token": self.token,
+        }
 
     def wait_gone(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -373,7 +381,7 @@ def clean_stale() -> int:
                 if not d.name.startswith(_PREFIX) or not d.is_dir():
                     continue
                 try:
-                    owner = int(d.name[len(_PREFIX):].split(".", 1)[0])
+                    owner = int(d.name[len(_PREFIX) :].split(".", 1)[0])
                 except ValueError:
                     continue
                 if owner == os.getpid() or _pid_alive(owner):

@@ -140,9 +140,13 @@ def param_file_text(params: Mapping[str, Any]) -> str:
 
     text = "wandb_version: 1"
     if params:  # an empty mapping would add "{}", which wandb cannot read back
-        text += "\n\n" + yaml.dump({k: {"value": v} for k, v in params.items()},
-                                   Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
-                                   default_flow_style=False, allow_unicode=True, sort_keys=False)
+        text += "\n\n" + yaml.dump(
+            {k: {"value": v} for k, v in params.items()},
+            Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+            default_flow_style=False,
+            allow_unicode=True,
+            sort_keys=False,
+        )
     return text
 
 
@@ -215,7 +219,9 @@ class TrialBridge:
                 folder.mkdir(parents=True, exist_ok=True)
                 _rewrite(self.param_path, data)
         except OSError as exc:
-            log.warning("trial %s: cannot write the wandb parameters file %s: %s", self.run_id, self.param_path, exc)
+            log.warning(
+                "trial %s: cannot write the wandb parameters file %s: %s", self.run_id, self.param_path, exc
+            )
             with contextlib.suppress(OSError):
                 self.param_path.unlink()
             self.param_path = self.param_path.with_name(f"unwritten-{self.run_id}.yaml")
@@ -270,10 +276,14 @@ class TrialBridge:
         online); not the ``latest-run`` link, the parameters folder or another trial's run."""
         if not name.endswith(self._suffix):
             return False
-        prefix = name[:-len(self._suffix)]
+        prefix = name[: -len(self._suffix)]
         stamp = prefix.rsplit("-", 1)[-1]
-        return (prefix in (f"run-{stamp}", f"offline-run-{stamp}") and len(stamp) == 15 and stamp[8] == "_"
-                and (stamp[:8] + stamp[9:]).isdigit())
+        return (
+            prefix in (f"run-{stamp}", f"offline-run-{stamp}")
+            and len(stamp) == 15
+            and stamp[8] == "_"
+            and (stamp[:8] + stamp[9:]).isdigit()
+        )
 
 
 class TransactionLog:
@@ -327,7 +337,7 @@ class TransactionLog:
         if not self._header_ok:
             if len(self._buf) < len(FILE_HEADER):
                 return []
-            if self._buf[:len(FILE_HEADER)] != FILE_HEADER:
+            if self._buf[: len(FILE_HEADER)] != FILE_HEADER:
                 self.problem = f"not a wandb transaction log (header {self._buf[:7]!r})"
                 log.warning("%s: %s; its rows are not read", self.path, self.problem)
                 self._buf = b""
@@ -348,7 +358,9 @@ class TransactionLog:
                 end = i + CHUNK_HEADER + length
                 if crc == 0 and length == 0 and kind == 0:
                     skip = room  # a zeroed rest of block (a preallocated file): nothing in it
-                elif CHUNK_HEADER + length > room or (end <= n and zlib.crc32(buf[i + CHUNK_HEADER - 1:end]) != crc):
+                elif CHUNK_HEADER + length > room or (
+                    end <= n and zlib.crc32(buf[i + CHUNK_HEADER - 1 : end]) != crc
+                ):
                     # a chunk that cannot be: as wandb's reader, trust nothing else in this block
                     skip = room
                     self.skipped_blocks += 1
@@ -356,7 +368,7 @@ class TransactionLog:
                 elif end > n:
                     break  # the chunk is still being written
                 else:
-                    payload = buf[i + CHUNK_HEADER:end]
+                    payload = buf[i + CHUNK_HEADER : end]
                     i = end
                     if kind == FULL:
                         self._record = None
@@ -421,11 +433,11 @@ def _fields(b: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
             value, i = _varint(b, i)
         elif wire == 2:
             length, i = _varint(b, i)
-            value, i = b[i:i + length], i + length
+            value, i = b[i : i + length], i + length
         elif wire == 1:
-            value, i = b[i:i + 8], i + 8
+            value, i = b[i : i + 8], i + 8
         elif wire == 5:
-            value, i = b[i:i + 4], i + 4
+            value, i = b[i : i + 4], i + 4
         else:  # groups (3, 4) are not used by wandb's messages
             raise ValueError(f"unexpected protobuf wire type {wire}")
         if i > n:

@@ -91,17 +91,32 @@ def run_trial(self: Any, sweep_id: str, trial_id: str, *more: str) -> str:
                     if claimed is not None and claimed[1].ok:
                         store.release_trial(sweep_id, tid, claimed[0], HANDED_BACK)
                     break
-                state, claimed = _run_one(store, sweep_id, tid, config, hostname, lease, claimed,
-                                          ids[i + 1] if i + 1 < len(ids) else None)
+                state, claimed = _run_one(
+                    store,
+                    sweep_id,
+                    tid,
+                    config,
+                    hostname,
+                    lease,
+                    claimed,
+                    ids[i + 1] if i + 1 < len(ids) else None,
+                )
                 states.append(state)
     finally:
         lease.release()
     return states[0] if len(states) == 1 else ",".join(states)
 
 
-def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any], hostname: str,
-             lease: Any, claimed: tuple[str, Claim] | None = None,
-             next_id: str | None = None) -> tuple[str, tuple[str, Claim] | None]:
+def _run_one(
+    store: Store,
+    sweep_id: str,
+    trial_id: str,
+    config: dict[str, Any],
+    hostname: str,
+    lease: Any,
+    claimed: tuple[str, Claim] | None = None,
+    next_id: str | None = None,
+) -> tuple[str, tuple[str, Claim] | None]:
     """Run one trial: (its end state, and the (owner, claim) of ``next_id`` if its claim went with
     this trial's final write). ``claimed``: this trial's own claim, taken that way."""
     from sweepq.runner import TrialRunner
@@ -118,22 +133,44 @@ def _run_one(store: Store, sweep_id: str, trial_id: str, config: dict[str, Any],
         owner, claim = claimed
     else:
         owner = _owner(hostname)
-        claim = store.claim(sweep_id, trial_id, owner, hostname, LEASE_TTL, gpus=lease.visible_devices or "",
-                            log_path=_log_path(workdir, trial_id))
+        claim = store.claim(
+            sweep_id,
+            trial_id,
+            owner,
+            hostname,
+            LEASE_TTL,
+            gpus=lease.visible_devices or "",
+            log_path=_log_path(workdir, trial_id),
+        )
     if not claim.ok:
         log.info("trial %s not run: %s %s", trial_id, claim.status, claim.state)
         if agent and count:
             store.agent_untake(agent)
         return claim.status, None
     trial = {"id": trial_id, "params": claim.params}
-    runner = TrialRunner(store, sweep_id, trial, config, owner, lease_ttl=LEASE_TTL,
-                         gpus=lease.visible_devices, workdir=workdir, claimed_at=claim.sent_at)
+    runner = TrialRunner(
+        store,
+        sweep_id,
+        trial,
+        config,
+        owner,
+        lease_ttl=LEASE_TTL,
+        gpus=lease.visible_devices,
+        workdir=workdir,
+        claimed_at=claim.sent_at,
+    )
     runner.pass_fds = lease.fds
     next_owner = ""
     if next_id is not None and not (agent and count):
         next_owner = _owner(hostname)
-        runner.claim_next = (next_id, next_owner, hostname, LEASE_TTL, lease.visible_devices or "",
-                             _log_path(workdir, next_id))
+        runner.claim_next = (
+            next_id,
+            next_owner,
+            hostname,
+            LEASE_TTL,
+            lease.visible_devices or "",
+            _log_path(workdir, next_id),
+        )
     outcome = runner.run()
     if agent:
         store.agent_done(agent)
@@ -245,8 +282,9 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
             try:
                 st = get_store()
                 if not registered:
-                    st.register_worker(hostname, slots, queues, sweep=sweep, gpus=",".join(gpus or []),
-                                       ttl=WORKER_TTL)
+                    st.register_worker(
+                        hostname, slots, queues, sweep=sweep, gpus=",".join(gpus or []), ttl=WORKER_TTL
+                    )
                     registered = True
                 else:
                     st.worker_heartbeat(hostname, ttl=WORKER_TTL)
@@ -262,8 +300,9 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     from sweepq.executor import keep_fences
 
     # the backstop for trials whose pool process is stopped or hung: it cannot fence them itself
-    threading.Thread(target=keep_fences, args=(_hb_stop, LEASE_TTL), name="sweepq-fence-keeper",
-                     daemon=True).start()
+    threading.Thread(
+        target=keep_fences, args=(_hb_stop, LEASE_TTL), name="sweepq-fence-keeper", daemon=True
+    ).start()
 
 
 @signals.worker_shutting_down.connect

@@ -59,8 +59,22 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert binary, "no Redis answers on 127.0.0.1:6379 and no redis-server is installed"
     port = _free_port()
     d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(d)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(d),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/{TEST_DB}"
     for _ in range(100):
         if _answers(url):
@@ -95,7 +109,9 @@ def namespace(redis_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def sq_env(redis_server: str, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def sq_env(
+    redis_server: str, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """Environment for sweepq processes of this test (also applied to this process)."""
     env = {
         "SWEEPQ_REDIS_URL": redis_server,
@@ -157,17 +173,46 @@ def start_worker(sq_env: dict[str, str], store, tmp_path: Path) -> Iterator[Call
     """Factory: start a real celery worker; waits until it registered; all stopped at teardown."""
     procs: list[WorkerProc] = []
 
-    def start(queues: str = "sweepq", concurrency: int = 1, name: str | None = None,
-              env: dict[str, str] | None = None, wait: bool = True, events: bool = False) -> WorkerProc:
+    def start(
+        queues: str = "sweepq",
+        concurrency: int = 1,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        events: bool = False,
+    ) -> WorkerProc:
         name = name or f"w{len(procs)}-{secrets.token_hex(2)}@sqtest"
         log = tmp_path / f"worker-{name.split('@')[0]}.log"
         e = {**sq_env, **(env or {})}
-        argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", queues,
-                "-c", str(concurrency), "-n", name, "--without-gossip", "--without-mingle", "-l", "INFO",
-                *(["-E"] if events else [])]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sweepq.worker",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+            *(["-E"] if events else []),
+        ]
         with open(log, "ab") as out:
-            p = subprocess.Popen(argv, env=e, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, cwd=str(ROOT))
+            p = subprocess.Popen(
+                argv,
+                env=e,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(ROOT),
+            )
         w = WorkerProc(p, name, log)
         procs.append(w)
         if wait:
@@ -203,14 +248,21 @@ def controller(store) -> Iterator[Callable[..., object]]:  # noqa: ANN001
         th.join(10)
 
 
-def trial_config(*, steps: int = 3, sleep: float = 0.02, run_cap: int | None = 6,
-                 program: str = str(PROGRAMS / "trial.py"), **over: object) -> dict:
+def trial_config(
+    *,
+    steps: int = 3,
+    sleep: float = 0.02,
+    run_cap: int | None = 6,
+    program: str = str(PROGRAMS / "trial.py"),
+    **over: object,
+) -> dict:
     """A normalised config running tests/programs/trial.py (``x`` random in [0, 1]); keyword
     overrides replace top-level keys, and a ``None`` removes one (e.g. ``run_cap=None``)."""
     from sweepq.config import load_config
 
     cfg: dict = {
-        "method": "random", "program": program,
+        "method": "random",
+        "program": program,
         "command": ["${env}", sys.executable, "${program}", "${args}"],
         "metric": {"name": "loss", "goal": "minimize"},
         "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": steps}, "sleep": {"value": sleep}},
@@ -220,8 +272,13 @@ def trial_config(*, steps: int = 3, sleep: float = 0.02, run_cap: int | None = 6
     return load_config({k: v for k, v in cfg.items() if v is not None})
 
 
-def wait_for(pred: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = "",
-             info: Callable[[], object] | None = None) -> object:
+def wait_for(
+    pred: Callable[[], object],
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    what: str = "",
+    info: Callable[[], object] | None = None,
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         v = pred()

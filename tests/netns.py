@@ -58,8 +58,10 @@ def prerequisite_problem(euid: int | None = None, ip_path: str | None | bool = T
     euid = os.geteuid() if euid is None else euid
     ip = shutil.which("ip") if ip_path is True else ip_path
     if euid != 0:
-        return ("network-namespace tests need root (creating namespaces, veths and a bridge): run "
-                "pytest as root, as CI does")
+        return (
+            "network-namespace tests need root (creating namespaces, veths and a bridge): run "
+            "pytest as root, as CI does"
+        )
     if not ip:
         return "network-namespace tests need iproute2's `ip` command: apt-get install iproute2"
     return ""
@@ -69,7 +71,9 @@ def _run(argv: list[str], timeout: float = 20.0, check: bool = True) -> subproce
     """Run a short command; on failure raise with its stderr (an `ip` error names the problem)."""
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}"
+        )
     return p
 
 
@@ -130,8 +134,9 @@ class Host:
     def __repr__(self) -> str:
         return f"Host({self.name!r}, {self.addr}, netns={self.netns})"
 
-    def popen(self, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None,
-              **kw: Any) -> subprocess.Popen:
+    def popen(
+        self, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None, **kw: Any
+    ) -> subprocess.Popen:
         """Start ``argv`` inside this host (``ip netns exec``, which execs it: the Popen's pid is
         the program's). Own session and process group; output to ``log`` (appended) unless
         stdout/stderr are given. Tracked: the lab kills its whole group at teardown."""
@@ -147,14 +152,23 @@ class Host:
         self.lab.procs.append(proc)
         return proc
 
-    def run(self, argv: list[str], timeout: float = 30.0, check: bool = True,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], timeout: float = 30.0, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a short command inside this host and wait for it (output captured as text)."""
-        p = subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True,
-                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            ["ip", "netns", "exec", self.netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
         if check and p.returncode != 0:
-            raise RuntimeError(f"in {self.name}: {' '.join(argv)} failed ({p.returncode}): "
-                               f"{p.stderr.strip() or p.stdout.strip()}")
+            raise RuntimeError(
+                f"in {self.name}: {' '.join(argv)} failed ({p.returncode}): "
+                f"{p.stderr.strip() or p.stdout.strip()}"
+            )
         return p
 
     def ip(self, *args: str) -> Any:
@@ -168,8 +182,11 @@ class Host:
         link = self.ip("link", "show", "dev", self.iface)[0]
         addrs = [a["local"] for a in self.ip("-4", "addr", "show", "dev", self.iface)[0].get("addr_info", [])]
         routes = [r["dst"] for r in self.ip("-4", "route", "show", "dev", self.iface)]
-        return {"up": link.get("operstate") == "UP" and "LOWER_UP" in link.get("flags", []),
-                "addrs": addrs, "routes": routes}
+        return {
+            "up": link.get("operstate") == "UP" and "LOWER_UP" in link.get("flags", []),
+            "addrs": addrs,
+            "routes": routes,
+        }
 
 
 class Lab:
@@ -201,8 +218,22 @@ class Lab:
         self.closed = False
         try:
             self._add_netns(self.switch)
-            _run(["ip", "-n", self.switch, "link", "add", self.bridge, "type", "bridge", "stp_state", "0",
-                  "forward_delay", "0"])
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    self.switch,
+                    "link",
+                    "add",
+                    self.bridge,
+                    "type",
+                    "bridge",
+                    "stp_state",
+                    "0",
+                    "forward_delay",
+                    "0",
+                ]
+            )
             _run(["ip", "-n", self.switch, "link", "set", self.bridge, "up"])
         except Exception:
             self.close()
@@ -218,7 +249,9 @@ class Lab:
         try:
             _run(["ip", "netns", "add", name])
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc} (network namespaces need root with CAP_SYS_ADMIN; CI runs as root)") from exc
+            raise RuntimeError(
+                f"{exc} (network namespaces need root with CAP_SYS_ADMIN; CI runs as root)"
+            ) from exc
         self.namespaces.append(name)
         _run(["ip", "-n", name, "link", "set", "lo", "up"])
 
@@ -231,17 +264,62 @@ class Lab:
         host = Host(self, name, len(self.hosts) + 1)
         self._add_netns(host.netns)
         # both ends made in their namespaces at once: no veth ever appears in the root namespace
-        _run(["ip", "-n", self.switch, "link", "add", host.port, "type", "veth", "peer", "name", host.iface,
-              "netns", host.netns, "address", host.mac])
+        _run(
+            [
+                "ip",
+                "-n",
+                self.switch,
+                "link",
+                "add",
+                host.port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                host.iface,
+                "netns",
+                host.netns,
+                "address",
+                host.mac,
+            ]
+        )
         _run(["ip", "-n", self.switch, "link", "set", host.port, "master", self.bridge])
         _run(["ip", "-n", self.switch, "link", "set", host.port, "up"])
         _run(["ip", "-n", host.netns, "addr", "add", f"{host.addr}/24", "dev", host.iface])
         _run(["ip", "-n", host.netns, "link", "set", host.iface, "up"])
         for other in self.hosts.values():  # permanent neighbours: a cut gives no ARP failure either
-            _run(["ip", "-n", host.netns, "neigh", "replace", other.addr, "lladdr", other.mac, "dev",
-                  host.iface, "nud", "permanent"])
-            _run(["ip", "-n", other.netns, "neigh", "replace", host.addr, "lladdr", host.mac, "dev",
-                  other.iface, "nud", "permanent"])
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    host.netns,
+                    "neigh",
+                    "replace",
+                    other.addr,
+                    "lladdr",
+                    other.mac,
+                    "dev",
+                    host.iface,
+                    "nud",
+                    "permanent",
+                ]
+            )
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    other.netns,
+                    "neigh",
+                    "replace",
+                    host.addr,
+                    "lladdr",
+                    host.mac,
+                    "dev",
+                    other.iface,
+                    "nud",
+                    "permanent",
+                ]
+            )
         self.hosts[name] = host
         return host
 
@@ -255,8 +333,9 @@ class Lab:
         _run(["ip", "-n", self.switch, "link", "set", self.hosts[name].port, "master", self.bridge])
 
     def is_cut(self, name: str) -> bool:
-        link = json.loads(_run(["ip", "-n", self.switch, "-j", "link", "show", "dev",
-                                self.hosts[name].port]).stdout)[0]
+        link = json.loads(
+            _run(["ip", "-n", self.switch, "-j", "link", "show", "dev", self.hosts[name].port]).stdout
+        )[0]
         return link.get("master") != self.bridge
 
     def leftovers(self) -> list[str]:
@@ -307,9 +386,28 @@ class HostRedis:
         binary = shutil.which("redis-server") or shutil.which("valkey-server")
         if not binary:
             raise RuntimeError("the lab's Redis needs redis-server: apt-get install redis-server")
-        self.proc = host.popen([binary, "--bind", host.addr, "--port", str(port), "--unixsocket", str(self.socket),
-                                "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                                "--protected-mode", "no", "--dir", str(host.lab.directory)], log=self.log)
+        self.proc = host.popen(
+            [
+                binary,
+                "--bind",
+                host.addr,
+                "--port",
+                str(port),
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--dir",
+                str(host.lab.directory),
+            ],
+            log=self.log,
+        )
         deadline = time.monotonic() + 20
         while not self.ping():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -28,8 +28,14 @@ X, y = load_digits(return_X_y=True)
 X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
 scaler = StandardScaler().fit(X_tr)
 X_tr, X_va = scaler.transform(X_tr), scaler.transform(X_va)
-clf = SGDClassifier(alpha=cfg.alpha, eta0=cfg.eta0, learning_rate="constant", loss=cfg.loss,
-                    penalty=cfg.penalty, random_state=0)
+clf = SGDClassifier(
+    alpha=cfg.alpha,
+    eta0=cfg.eta0,
+    learning_rate="constant",
+    loss=cfg.loss,
+    penalty=cfg.penalty,
+    random_state=0,
+)
 classes = np.unique(y)
 rng = np.random.default_rng(0)
 for epoch in range(cfg.epochs):

@@ -48,7 +48,9 @@ class _IdType(click.ParamType):
     def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
         if self._check(value):
             return value
-        raise CliError(f"not a {self.name.lower().replace('_', ' ')}: {shown(value)} ({self._shape})", EXIT_BAD_INPUT)
+        raise CliError(
+            f"not a {self.name.lower().replace('_', ' ')}: {shown(value)} ({self._shape})", EXIT_BAD_INPUT
+        )
 
 
 SWEEP_ID = _IdType("SWEEP_ID", is_sweep_id, "sweep ids are 1-64 lowercase letters and digits")

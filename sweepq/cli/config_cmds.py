@@ -50,7 +50,11 @@ def validate_cmd(config: str) -> None:
 
         cfg = _load(config)
         click.echo(to_yaml(cfg), nl=False)
-    except (click.ClickException, click.exceptions.Exit, BrokenPipeError):  # a closed pipe: sweepq.cli exits quietly
+    except (
+        click.ClickException,
+        click.exceptions.Exit,
+        BrokenPipeError,
+    ):  # a closed pipe: sweepq.cli exits quietly
         raise
     except Exception as exc:  # never a traceback for a user's input
         raise CliError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from None
@@ -101,19 +105,36 @@ def _complete(config: dict[str, Any], given: dict[str, Any], seed: int | None) -
             click.echo(f"warning: --params: {'.'.join(path)} not given; using {value!r}", err=True)
     for key in given:
         if key not in config["parameters"]:
-            click.echo(f"warning: --params: {key} is not a parameter of the config; passed on as given", err=True)
+            click.echo(
+                f"warning: --params: {key} is not a parameter of the config; passed on as given", err=True
+            )
     return out
 
 
 @main.command("preview")
 @click.argument("config", metavar="CONFIG")
-@click.option("--params", "params_json", metavar="JSON", help="Parameter values as a JSON object (nested as in the config).")
-@click.option("-n", "count", type=click.IntRange(1, 100_000), default=1, show_default=True,
-              help="How many suggestions of the config's method to show (bayes: its initial random points).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON list per argv instead of a shell-quoted line.")
+@click.option(
+    "--params",
+    "params_json",
+    metavar="JSON",
+    help="Parameter values as a JSON object (nested as in the config).",
+)
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, 100_000),
+    default=1,
+    show_default=True,
+    help="How many suggestions of the config's method to show (bayes: its initial random points).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON list per argv instead of a shell-quoted line."
+)
 @click.option("--seed", type=int, default=None, help="Seed for the suggestions (default: the config's seed).")
 @click.option("--sweep-id", default="preview", show_default=True, help="Sweep id for ${args_json_file}.")
-@click.option("--run-id", default=None, help="Run id for ${args_json_file} (default preview-1, preview-2, ...).")
+@click.option(
+    "--run-id", default=None, help="Run id for ${args_json_file} (default preview-1, preview-2, ...)."
+)
 def preview(config: str, params_json: str | None, count: int, as_json: bool, seed: int | None,
             sweep_id: str, run_id: str | None) -> None:  # fmt: skip
     """Print the argv each trial of CONFIG would run, one per line.
@@ -139,7 +160,11 @@ def preview(config: str, params_json: str | None, count: int, as_json: bool, see
             click.echo(json.dumps(argv) if as_json else shlex.join(argv))
             if uses_args_json_file(cfg):
                 click.echo(f"# {args_json_path(sweep_id, rid)}: {args_json_text(params)}", err=True)
-    except (click.ClickException, click.exceptions.Exit, BrokenPipeError):  # a closed pipe: sweepq.cli exits quietly
+    except (
+        click.ClickException,
+        click.exceptions.Exit,
+        BrokenPipeError,
+    ):  # a closed pipe: sweepq.cli exits quietly
         raise
     except Exception as exc:  # never a traceback for a user's input
         raise CliError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from None

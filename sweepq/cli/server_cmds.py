@@ -31,15 +31,27 @@ def _preload() -> None:
 @main.command("web")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port.")
-@click.option("--flower-url", default=None,
-              help="Flower's URL for the dashboard's link (default: $SWEEPQ_FLOWER_URL or http://127.0.0.1:5555).")
-@click.option("--trusted-proxies", default=None, metavar="N",
-              help="Reverse proxies in front that set X-Forwarded-For/-Proto/-Host/-Port "
-                   "(default: $SWEEPQ_TRUSTED_PROXIES or 0: the headers are ignored).")
-@click.option("--open-api", is_flag=True,
-              help="Serve the API without a token on a non-loopback address: anyone who reaches the "
-                   "port can create sweeps, i.e. run commands on the workers.")
-def web_cmd(host: str, port: int, flower_url: str | None, trusted_proxies: str | None, open_api: bool) -> None:
+@click.option(
+    "--flower-url",
+    default=None,
+    help="Flower's URL for the dashboard's link (default: $SWEEPQ_FLOWER_URL or http://127.0.0.1:5555).",
+)
+@click.option(
+    "--trusted-proxies",
+    default=None,
+    metavar="N",
+    help="Reverse proxies in front that set X-Forwarded-For/-Proto/-Host/-Port "
+    "(default: $SWEEPQ_TRUSTED_PROXIES or 0: the headers are ignored).",
+)
+@click.option(
+    "--open-api",
+    is_flag=True,
+    help="Serve the API without a token on a non-loopback address: anyone who reaches the "
+    "port can create sweeps, i.e. run commands on the workers.",
+)
+def web_cmd(
+    host: str, port: int, flower_url: str | None, trusted_proxies: str | None, open_api: bool
+) -> None:
     """The Flask dashboard and HTTP API (set SWEEPQ_API_TOKEN to require a bearer token; required
     unless --host is a loopback address or --open-api is given)."""
     from werkzeug.serving import make_server
@@ -51,9 +63,12 @@ def web_cmd(host: str, port: int, flower_url: str | None, trusted_proxies: str |
     env = Settings.from_env()
     token = env.api_token
     if not token and not open_api and not is_loopback(host):
-        raise CliError(f"refusing to serve the API on {host} without a token: set SWEEPQ_API_TOKEN "
-                       "(e.g. export SWEEPQ_API_TOKEN=$(openssl rand -hex 24)), or pass --open-api "
-                       "to let anyone who reaches the port run commands on the workers", EXIT_BAD_INPUT)
+        raise CliError(
+            f"refusing to serve the API on {host} without a token: set SWEEPQ_API_TOKEN "
+            "(e.g. export SWEEPQ_API_TOKEN=$(openssl rand -hex 24)), or pass --open-api "
+            "to let anyone who reaches the port run commands on the workers",
+            EXIT_BAD_INPUT,
+        )
     try:
         if trusted_proxies is None:
             proxies = parse_trusted_proxies(env.trusted_proxies)
@@ -85,7 +100,10 @@ def web_cmd(host: str, port: int, flower_url: str | None, trusted_proxies: str |
             mode = " (open API: no token; anyone who reaches the port can run commands on the workers)"
         if proxies:
             mode += f" behind {proxies} trusted prox{'y' if proxies == 1 else 'ies'}"
-        click.echo(f"sweepq web on http://{host}:{server.socket.getsockname()[1]}/ namespace {s.store.ns}{mode}", err=True)
+        click.echo(
+            f"sweepq web on http://{host}:{server.socket.getsockname()[1]}/ namespace {s.store.ns}{mode}",
+            err=True,
+        )
 
         def _stop(*_: object) -> None:
             # shutdown() blocks until serve_forever returns: call it off the signal handler

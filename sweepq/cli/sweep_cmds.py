@@ -64,8 +64,10 @@ def open_session(embedded: bool = False, start_embedded: bool = False) -> _Sessi
         server = emb.start(emb.DEFAULT_DIR)
         os.environ["SWEEPQ_REDIS_URL"] = server.url
         return _Session(Store(url=server.url), server)
-    raise CliError(f"cannot reach Redis at {redact(default)}: start one, set SWEEPQ_REDIS_URL, "
-                   "or use `sweepq run` (it starts an embedded server)")
+    raise CliError(
+        f"cannot reach Redis at {redact(default)}: start one, set SWEEPQ_REDIS_URL, "
+        "or use `sweepq run` (it starts an embedded server)"
+    )
 
 
 @contextlib.contextmanager
@@ -77,8 +79,13 @@ def session(sweep_id: str | None = None, **kwargs: Any):  # noqa: ANN201
     s = open_session(**kwargs)
     try:
         local = (Path(emb.DEFAULT_DIR) / "redis").is_dir()
-        if (sweep_id and s.embedded is None and local and not Settings.from_env().redis_url_given
-                and not s.store.sweep_exists(sweep_id)):
+        if (
+            sweep_id
+            and s.embedded is None
+            and local
+            and not Settings.from_env().redis_url_given
+            and not s.store.sweep_exists(sweep_id)
+        ):
             s.close()
             s = open_session(embedded=True)
         yield s
@@ -139,8 +146,13 @@ def controller_cmd(tick: float) -> None:
 
 
 # -- agent / worker process -------------------------------------------------------------------------
-def run_agent_process(sweep_id: str, count: int | None = None, gpus: str | None = None,
-                      workers: int | None = None, controller: bool = True) -> int:
+def run_agent_process(
+    sweep_id: str,
+    count: int | None = None,
+    gpus: str | None = None,
+    workers: int | None = None,
+    controller: bool = True,
+) -> int:
     """Run trials of one sweep on this machine until it ends or ``count`` trials ran."""
     from sweepq.agents import run_agent
     from sweepq.gpus import detect_gpus, parse_gpu_list
@@ -148,22 +160,36 @@ def run_agent_process(sweep_id: str, count: int | None = None, gpus: str | None 
     with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
         gpu_list = parse_gpu_list(gpus) if gpus is not None else detect_gpus()
-        return run_agent(s.store, sweep_id, count=count, gpu_list=gpu_list, gpus_given=gpus is not None,
-                         workers=workers, controller=controller, say=lambda m: click.echo(m, err=True))
+        return run_agent(
+            s.store,
+            sweep_id,
+            count=count,
+            gpu_list=gpu_list,
+            gpus_given=gpus is not None,
+            workers=workers,
+            controller=controller,
+            say=lambda m: click.echo(m, err=True),
+        )
 
 
 @main.command("agent")
 @click.argument("sweep_id", type=SWEEP_ID)
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N trials.")
 @click.option("--gpus", default=None, help="GPU ids to use, e.g. 0,1 (default: all detected).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Concurrent trials (default: one per GPU slot, else 1).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Concurrent trials (default: one per GPU slot, else 1).",
+)
 @click.option("--no-controller", is_flag=True, help="Do not run a standby controller in this process.")
-def agent_cmd(sweep_id: str, count: int | None, gpus: str | None, workers: int | None,
-              no_controller: bool) -> None:
+def agent_cmd(
+    sweep_id: str, count: int | None, gpus: str | None, workers: int | None, no_controller: bool
+) -> None:
     """Run this sweep's trials on this machine (a Celery worker bound to the sweep)."""
-    sys.exit(run_agent_process(sweep_id, count=count, gpus=gpus, workers=workers,
-                               controller=not no_controller))
+    sys.exit(
+        run_agent_process(sweep_id, count=count, gpus=gpus, workers=workers, controller=not no_controller)
+    )
 
 
 # -- run: everything on one machine -----------------------------------------------------------------
@@ -171,17 +197,21 @@ def _config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-
 @main.command("run")
 @click.argument("config_path", metavar="CONFIG")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Concurrent trials on this machine (default: one per GPU, else 2).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Concurrent trials on this machine (default: one per GPU, else 2).",
+)
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Run at most N trials (a run_cap).")
 @click.option("--embedded", is_flag=True, help="Use the embedded store even if a Redis answers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON on stdout.")
 @click.option("--new", is_flag=True, help="Start a new sweep even if an unfinished one matches.")
-def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: bool, as_json: bool,
-            new: bool) -> None:
+def run_cmd(
+    config_path: str, workers: int | None, count: int | None, embedded: bool, as_json: bool, new: bool
+) -> None:
     """Register a sweep, control it and run its trials here, with a live progress bar."""
     from sweepq.controller import run_controller_thread
     from sweepq.gpus import detect_gpus
@@ -201,16 +231,23 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
             click.echo(f"resuming sweep {sid}", err=True)
         else:
             sid = store.create_sweep(config)
-            store.set_sweep_fields(sid, digest=digest, source=str(Path(config_path).resolve())
-                                   if os.path.exists(config_path) else "")
+            store.set_sweep_fields(
+                sid,
+                digest=digest,
+                source=str(Path(config_path).resolve()) if os.path.exists(config_path) else "",
+            )
         gpus = detect_gpus()
         slots = workers or (default_slots(gpus, int(config.get("gpus_per_trial") or 1)) if gpus else 2)
         ctl, th = run_controller_thread(store, tick=0.25)
         agent = AgentProcess(store, sid, slots)
         agent.start()
-        prev = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        prev = {
+            sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         where = f"embedded {s.embedded.kind}" if s.embedded else redact(Settings.from_env().redis_url)
-        click.echo(f"sweep {sid}: {config['method']} search, {slots} worker slot(s), store: {where}", err=True)
+        click.echo(
+            f"sweep {sid}: {config['method']} search, {slots} worker slot(s), store: {where}", err=True
+        )
         _progress(store, sid, config, interrupted, agent, quiet=as_json)
         for sig, h in prev.items():
             signal.signal(sig, h)
@@ -237,16 +274,29 @@ def run_cmd(config_path: str, workers: int | None, count: int | None, embedded: 
     sys.exit(0 if ok else 1)
 
 
-def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threading.Event,
-              agent: AgentProcess, quiet: bool) -> None:
+def _progress(
+    store: Store,
+    sid: str,
+    config: dict[str, Any],
+    interrupted: threading.Event,
+    agent: AgentProcess,
+    quiet: bool,
+) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     cap = config.get("run_cap")
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-                  disable=quiet or not console.is_terminal, transient=False) as prog:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=False,
+    ) as prog:
         task = prog.add_task(sid, total=cap, info="")
         dead_since = None
         failures = _FailureFeed(store, sid, console)
@@ -255,8 +305,9 @@ def _progress(store: Store, sid: str, config: dict[str, Any], interrupted: threa
             c = st["counts"]
             done = sum(c[k] for k in ("finished", "failed", "crashed", "stopped", "canceled"))
             best = st["best"]
-            info = (f"running {c['running']}  failed {c['failed'] + c['crashed']}  "
-                    + (f"best {best['value']:.6g}" if best else "best -"))
+            info = f"running {c['running']}  failed {c['failed'] + c['crashed']}  " + (
+                f"best {best['value']:.6g}" if best else "best -"
+            )
             prog.update(task, completed=done, info=info)
             failures.show(c["failed"] + c["crashed"])
             if sid not in store.active_sweeps():
@@ -287,13 +338,19 @@ class _FailureFeed:
             if len(self.seen) > self.limit:
                 return
             lines = [ln for ln in (t["log_tail"] or "").splitlines() if ln.strip()][-3:]
-            self.console.print(f"[red]trial {t['id']} {t['state']}[/red]: {t['reason'] or 'exit code ' + str(t['exit_code'])}",
-                               markup=True, highlight=False)
+            self.console.print(
+                f"[red]trial {t['id']} {t['state']}[/red]: {t['reason'] or 'exit code ' + str(t['exit_code'])}",
+                markup=True,
+                highlight=False,
+            )
             for ln in lines:
                 self.console.print(f"    {ln}", markup=False, highlight=False)
             if len(self.seen) == self.limit:
-                self.console.print(f"    (more failures are counted in the summary; sweepq runs {self.sid})",
-                                   markup=False, highlight=False)
+                self.console.print(
+                    f"    (more failures are counted in the summary; sweepq runs {self.sid})",
+                    markup=False,
+                    highlight=False,
+                )
 
 
 def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
@@ -311,8 +368,12 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
         table.add_column(col)
     shown = scored[:10] + [t for t in trials if t["state"] in ("failed", "crashed")][:5]
     for t in shown:
-        table.add_row(t["id"], t["state"], "-" if t["metric"] is None else f"{t['metric']:.6g}",
-                      json.dumps(t["params"], default=str)[:80])
+        table.add_row(
+            t["id"],
+            t["state"],
+            "-" if t["metric"] is None else f"{t['metric']:.6g}",
+            json.dumps(t["params"], default=str)[:80],
+        )
     console.print(table)
     c = status["counts"]
     console.print("  ".join(f"{k} {v}" for k, v in c.items() if v))
@@ -333,7 +394,9 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
         console.print(f"[yellow]warning:[/yellow] {w}")
     best = status["best"]
     if best:
-        console.print(f"best run {best['run_id']}: {metric} = {best['value']:.6g}  params {json.dumps(best['params'], default=str)}")
+        console.print(
+            f"best run {best['run_id']}: {metric} = {best['value']:.6g}  params {json.dumps(best['params'], default=str)}"
+        )
     else:
         console.print("no finished run logged the metric")
 
@@ -350,11 +413,15 @@ def status_cmd(sweep_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(st)
         return
-    click.echo(f"sweep {st['id']}  state {st['state']}  method {st['method']}  "
-               f"metric {st['metric']['name']} ({st['metric']['goal']})")
+    click.echo(
+        f"sweep {st['id']}  state {st['state']}  method {st['method']}  "
+        f"metric {st['metric']['name']} ({st['metric']['goal']})"
+    )
     click.echo("  ".join(f"{k} {v}" for k, v in st["counts"].items()))
     b = st["best"]
-    click.echo(f"best {b['run_id']} = {b['value']:.6g} {json.dumps(b['params'], default=str)}" if b else "best -")
+    click.echo(
+        f"best {b['run_id']} = {b['value']:.6g} {json.dumps(b['params'], default=str)}" if b else "best -"
+    )
     for w in st.get("warnings") or []:
         click.echo(f"warning: {w}")
 
@@ -378,9 +445,12 @@ def list_cmd(as_json: bool) -> None:
     for st in rows:
         b = st["best"]
         done = sum(v for k, v in st["counts"].items() if k not in ("queued", "running"))
-        click.echo(f"{st['id']}  {st['state']:<9} {st['method']:<7} trials {done}/{st['trials']}  "
-                   f"best {b['value']:.6g}" if b else f"{st['id']}  {st['state']:<9} {st['method']:<7} "
-                   f"trials {done}/{st['trials']}  best -")
+        click.echo(
+            f"{st['id']}  {st['state']:<9} {st['method']:<7} trials {done}/{st['trials']}  "
+            f"best {b['value']:.6g}"
+            if b
+            else f"{st['id']}  {st['state']:<9} {st['method']:<7} trials {done}/{st['trials']}  best -"
+        )
 
 
 RUN_FIELDS = ["id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker", "exit_code"]

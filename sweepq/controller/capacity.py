@@ -23,7 +23,9 @@ BATCH_MIN_SAMPLES = 8  # finished trials seen before a sweep's trials count as s
 BATCH_METHODS = frozenset({"random", "grid"})
 
 
-def batch_size(config: dict[str, Any], view: SweepView, batch_max: int, window: float = BATCH_WINDOW_S) -> int:
+def batch_size(
+    config: dict[str, Any], view: SweepView, batch_max: int, window: float = BATCH_WINDOW_S
+) -> int:
     """Trials per message for this sweep now: 1 unless its trials are short."""
     if batch_max <= 1 or config.get("method") not in BATCH_METHODS or len(view.durations) < BATCH_MIN_SAMPLES:
         return 1
@@ -31,8 +33,9 @@ def batch_size(config: dict[str, Any], view: SweepView, batch_max: int, window: 
     return max(1, min(batch_max, int(window / max(typical, 1e-4))))
 
 
-def target_inflight(sid: str, config: dict[str, Any], workers: list[dict[str, Any]], agent_queue: str,
-                    batch: int = 1) -> tuple[int, dict[str, int]]:
+def target_inflight(
+    sid: str, config: dict[str, Any], workers: list[dict[str, Any]], agent_queue: str, batch: int = 1
+) -> tuple[int, dict[str, int]]:
     """(how many trials to keep queued+running, slots of agents bound to this sweep by queue);
     ``batch``: trials per message, so that every slot has a batch running and one waiting."""
     queue = config.get("queue") or DEFAULT_QUEUE
@@ -70,7 +73,9 @@ def on_queues(view: SweepView) -> dict[str, int]:
     return dict(collections.Counter(view.trials[i].get("queue", "") for i in view.inflight))
 
 
-def fill_plan(config: dict[str, Any], n_trials: int, n_inflight: int, target: int, batch: int) -> tuple[int, int]:
+def fill_plan(
+    config: dict[str, Any], n_trials: int, n_inflight: int, target: int, batch: int
+) -> tuple[int, int]:
     """(how many new trials to suggest now, trials per message) for a sweep with ``n_trials``
     trials, ``n_inflight`` of them in flight, that should keep ``target`` in flight.
 

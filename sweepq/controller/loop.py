@@ -63,10 +63,17 @@ __all__ = ["LEADER_TTL_MS", "Controller", "Publisher", "run_controller_thread"]
 class Controller:
     """One controller process (or thread). ``run()`` loops until ``stop`` is set."""
 
-    def __init__(self, store: Store, publish: Publisher | None = None, tick: float = 0.5,
-                 name: str | None = None, reap_every: float | None = None,
-                 batch_max: int | None = None, batch_window: float = BATCH_WINDOW_S,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        publish: Publisher | None = None,
+        tick: float = 0.5,
+        name: str | None = None,
+        reap_every: float | None = None,
+        batch_max: int | None = None,
+        batch_window: float = BATCH_WINDOW_S,
+        settings: Settings | None = None,
+    ) -> None:
         settings = settings or Settings.from_env()
         self.store = store
         if publish is None:
@@ -212,10 +219,15 @@ class Controller:
         look = [sid for sid in self.views if not partial or sid in self._dirty]
         # one round trip for what every pass reads: active sweeps, heads, in-flight sets, leases
         # and the records of the trials it already knows it must look at (in flight or changed)
-        known = [tid for sid in look if self.views[sid].loaded
-                 for tid in (self.views[sid].inflight if self._full_pass else set()) | self._dirty.get(sid, set())]
+        known = [
+            tid
+            for sid in look
+            if self.views[sid].loaded
+            for tid in (self.views[sid].inflight if self._full_pass else set()) | self._dirty.get(sid, set())
+        ]
         active, snaps, expired, self._prefetched = self.store.pass_snapshot(
-            sorted(look), leases=reap_due, trials=sorted(set(known)))
+            sorted(look), leases=reap_due, trials=sorted(set(known))
+        )
         for sid in set(self.views) - set(active):
             self.views.pop(sid, None)  # ended (or deleted) elsewhere: reloaded if it comes back
         if reap_due:
@@ -320,7 +332,9 @@ class Controller:
             view.metrics_dirty = True
             return
         # O(in flight + changed), not O(all trials): finished trials do not change any more
-        ids = (view.inflight if full else set()) | (inflight_ids ^ view.inflight) | self._dirty.get(sid, set())
+        ids = (
+            (view.inflight if full else set()) | (inflight_ids ^ view.inflight) | self._dirty.get(sid, set())
+        )
         missing: list[str] = []
         for tid in sorted(ids):
             known = self._prefetched.pop(tid, None)
@@ -332,7 +346,9 @@ class Controller:
             for t in self.store.get_trials(missing):
                 view.put(t)
 
-    def _publish(self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False) -> None:
+    def _publish(
+        self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False
+    ) -> None:
         self.outbox.add(sid, tids, queue, attempt, marked)
 
     def step_sweep(self, sid: str, snap: tuple[dict[str, Any] | None, set[str]] | None) -> None:
@@ -361,8 +377,12 @@ class Controller:
                 if t["state"] != "queued":
                     continue
                 q_old = t.get("queue") or ""
-                if (t["published"] and q_old in served and now - (t.get("published_at") or now) > self.resend_after
-                        and self._idle_slots(q_old) > 0):
+                if (
+                    t["published"]
+                    and q_old in served
+                    and now - (t.get("published_at") or now) > self.resend_after
+                    and self._idle_slots(q_old) > 0
+                ):
                     # unclaimed for long while a worker on its queue idles: its message was lost
                     self._publish(sid, t["id"], q_old, t["attempt"])
                     self.stats["resent"] += 1
@@ -374,7 +394,10 @@ class Controller:
                     # never sent, or sent to a queue no live worker consumes (its agent left):
                     # send again; a duplicate delivery is harmless (the claim is atomic)
                     if on_q is None:
-                        on_q, batch = on_queues(view), batch_size(config, view, self.batch_max, self.batch_window)
+                        on_q, batch = (
+                            on_queues(view),
+                            batch_size(config, view, self.batch_max, self.batch_window),
+                        )
                     q = route(config, agents, on_q, batch)
                     if stranded and q == t.get("queue"):
                         continue
@@ -415,8 +438,14 @@ class Controller:
             self.store.finish_sweep(sid, "finished", sweep.get("end_reason", ""))
             self.views.pop(sid, None)
 
-    def _fill(self, sid: str, config: dict[str, Any], view: SweepView,
-              inflight: list[dict[str, Any]], agents: dict[str, int]) -> None:
+    def _fill(
+        self,
+        sid: str,
+        config: dict[str, Any],
+        view: SweepView,
+        inflight: list[dict[str, Any]],
+        agents: dict[str, int],
+    ) -> None:
         batch = batch_size(config, view, self.batch_max, self.batch_window)
         target, _ = self._target(sid, config, batch)
         n_new, batch = fill_plan(config, len(view.trials), len(inflight), target, batch)
@@ -441,18 +470,31 @@ class Controller:
             q = route(config, agents, on_q, batch)
             on_q[q] = on_q.get(q, 0) + 1
             queues.append(q)
-        ids = self.store.create_trials(sid, suggestions, run_cap=config.get("run_cap"), queues=queues,
-                                       suggest_time=took)
+        ids = self.store.create_trials(
+            sid, suggestions, run_cap=config.get("run_cap"), queues=queues, suggest_time=took
+        )
         now = time.time()
         groups: dict[str, list[str]] = {}
         for tid, params, q in zip(ids, suggestions, queues, strict=False):
-            view.put({"id": tid, "state": "queued", "params": params, "metric": None, "history": [],
-                      "published": True, "attempt": 0, "stop": "", "queue": q, "published_at": now})
+            view.put(
+                {
+                    "id": tid,
+                    "state": "queued",
+                    "params": params,
+                    "metric": None,
+                    "history": [],
+                    "published": True,
+                    "attempt": 0,
+                    "stop": "",
+                    "queue": q,
+                    "published_at": now,
+                }
+            )
             groups.setdefault(q, []).append(tid)
         for q, tids in groups.items():
             size = 1 if q.startswith("direct:") else batch
             for i in range(0, len(tids), size):
-                chunk = tids[i:i + size]
+                chunk = tids[i : i + size]
                 self._publish(sid, chunk, q, 0, marked=True)
                 if len(chunk) > 1:
                     self.stats["batched"] += len(chunk)
@@ -470,8 +512,9 @@ class Controller:
         self.views.pop(sid, None)
         return True
 
-    def _warn_missing_metric(self, sid: str, config: dict[str, Any], view: SweepView,
-                             sweep: dict[str, Any]) -> None:
+    def _warn_missing_metric(
+        self, sid: str, config: dict[str, Any], view: SweepView, sweep: dict[str, Any]
+    ) -> None:
         """Keep the sweep's warning about a metric never logged in step with its trials; the
         warning names the keys the trials did log (usually a misspelt name)."""
         prefix = verdicts.missing_metric_prefix(config)
@@ -482,17 +525,21 @@ class Controller:
         missing = verdicts.metric_missing(view)
         if missing and not have:
             keys = self.store.logged_keys(verdicts.ran_trial_ids(view)[:5])
-            said = (f"they logged {', '.join(repr(k) for k in keys[:10])}" if keys else
-                    "they logged no metric at all (run.log, @sweepq lines or wandb.log)")
+            said = (
+                f"they logged {', '.join(repr(k) for k in keys[:10])}"
+                if keys
+                else "they logged no metric at all (run.log, @sweepq lines or wandb.log)"
+            )
             self.store.set_sweep_fields(sid, warnings=[*warnings, f"{prefix}; {said}: check the name"])
         elif not missing and have:
             self.store.set_sweep_fields(sid, warnings=[w for w in warnings if not w.startswith(prefix)])
 
 
-def run_controller_thread(store: Store, tick: float = 0.5, publish: Publisher | None = None) -> tuple[Controller, threading.Thread]:
+def run_controller_thread(
+    store: Store, tick: float = 0.5, publish: Publisher | None = None
+) -> tuple[Controller, threading.Thread]:
     """Start a controller in a daemon thread (``sweepq run`` and ``sweepq agent`` use this)."""
     ctl = Controller(store, publish=publish, tick=tick)
     th = threading.Thread(target=ctl.run, name="sweepq-controller", daemon=True)
     th.start()
     return ctl, th
-

@@ -30,7 +30,9 @@ class Outbox:
         """Whether the publisher sends several trials in one message (the real one does)."""
         return bool(getattr(self.publish, "batches", False))
 
-    def add(self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False) -> None:
+    def add(
+        self, sid: str, tids: str | Sequence[str], queue: str, attempt: int, marked: bool = False
+    ) -> None:
         """Queue one message for ``tids`` (a trial id or a batch of them); ``marked``: created
         already marked published on ``queue``."""
         batch = (tids,) if isinstance(tids, str) else tuple(tids)
@@ -49,7 +51,9 @@ class Outbox:
         items, self._items = self._items, []
         if not items:
             return
-        sends = [it[:4] for it in items if not it[2].startswith("direct:")]  # in-process agents claim directly
+        sends = [
+            it[:4] for it in items if not it[2].startswith("direct:")
+        ]  # in-process agents claim directly
         try:
             self._send(sends)
         except Exception:

@@ -64,8 +64,10 @@ class Reaper:
         self.oom_seen = time.monotonic()
         if self.oom_since is None:
             self.oom_since = time.time()
-            log.warning("Redis is out of memory: writes are refused; trials keep running and their "
-                        "results are retried; no lease is reaped until two lease TTLs after it recovers")
+            log.warning(
+                "Redis is out of memory: writes are refused; trials keep running and their "
+                "results are retried; no lease is reaped until two lease TTLs after it recovers"
+            )
 
     def after_oom(self, active: list[str]) -> None:
         """Once Redis accepts writes again, every active sweep says it went through a full Redis."""
@@ -73,9 +75,11 @@ class Reaper:
             return
         since, self.oom_since = self.oom_since, None
         lasted = time.time() - since
-        note = (f"Redis was out of memory for about {lasted:.0f} s from "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}: writes were refused and "
-                "retried, no trial was re-run for it")
+        note = (
+            f"Redis was out of memory for about {lasted:.0f} s from "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}: writes were refused and "
+            "retried, no trial was re-run for it"
+        )
         for sid in active:
             with contextlib.suppress(NotFound):
                 warnings = self.store.get_sweep(sid).get("warnings") or []

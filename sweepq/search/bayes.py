@@ -219,7 +219,9 @@ def _make_param(path: tuple[str, ...], dist: Distribution) -> _Param:
     if isinstance(dist, params.Categorical):
         values = dist.values
         return _Param(
-            path, dist, Categorical(list(range(len(values))), transform="onehot"),
+            path,
+            dist,
+            Categorical(list(range(len(values))), transform="onehot"),
             to_dim=lambda a: a,
             from_dim=lambda idx: [copy.deepcopy(values[int(i)]) for i in idx],
             probs=dist.weights(),
@@ -227,7 +229,9 @@ def _make_param(path: tuple[str, ...], dist: Distribution) -> _Param:
     if isinstance(dist, params.IntUniform):
         lo, hi = dist.min, dist.max
         return _Param(
-            path, dist, Integer(lo, hi, transform="normalize"),
+            path,
+            dist,
+            Integer(lo, hi, transform="normalize"),
             to_dim=lambda a: np.clip(np.round(a), lo, hi),
             from_dim=dist.snap,
         )
@@ -236,18 +240,24 @@ def _make_param(path: tuple[str, ...], dist: Distribution) -> _Param:
         lo_f, hi_f = bounds
         if dist.log_scale:
             return _Param(
-                path, dist, Real(lo_f, hi_f, prior="log-uniform", transform="normalize"),
+                path,
+                dist,
+                Real(lo_f, hi_f, prior="log-uniform", transform="normalize"),
                 to_dim=lambda a: np.where(a > 0, np.clip(a, lo_f, hi_f), np.nan),
                 from_dim=dist.snap,
             )
         return _Param(
-            path, dist, Real(lo_f, hi_f, transform="normalize"),
+            path,
+            dist,
+            Real(lo_f, hi_f, transform="normalize"),
             to_dim=lambda a: np.clip(a, lo_f, hi_f),
             from_dim=dist.snap,
         )
     eps = CDF_EPS
     return _Param(
-        path, dist, Real(eps, 1 - eps, transform="normalize"),
+        path,
+        dist,
+        Real(eps, 1 - eps, transform="normalize"),
         to_dim=lambda a: np.clip(dist.cdf_array(a), eps, 1 - eps),
         from_dim=lambda u: dist.snap(dist.ppf_array(u)),
     )
@@ -281,15 +291,24 @@ class _Space:
                 if p.cols.stop - p.cols.start > 1:
                     self.dist_weight[p.cols] = 1 / math.sqrt(2)
         self.numeric_cols = np.flatnonzero(~self.cat_mask)
-        logs = [p for p in self.params
-                if isinstance(p.dim, Real) and p.dim.prior == "log-uniform" and p.dim.high > p.dim.low]
+        logs = [
+            p
+            for p in self.params
+            if isinstance(p.dim, Real) and p.dim.prior == "log-uniform" and p.dim.high > p.dim.low
+        ]
         #: (column a, column b, decades of a, decades of b) per pair of log-scale parameters
         self.log_pairs: list[tuple[int, int, float, float]] = []
         if 2 <= len(logs) <= LOG_PAIRS_MAX:
             for i, a in enumerate(logs):
-                for b in logs[i + 1:]:
-                    self.log_pairs.append((a.cols.start, b.cols.start, math.log10(a.dim.high / a.dim.low),
-                                           math.log10(b.dim.high / b.dim.low)))
+                for b in logs[i + 1 :]:
+                    self.log_pairs.append(
+                        (
+                            a.cols.start,
+                            b.cols.start,
+                            math.log10(a.dim.high / a.dim.low),
+                            math.log10(b.dim.high / b.dim.low),
+                        )
+                    )
         #: category mask of the model's features (``model_features``: the extra ones are numeric)
         self.model_cat_mask = np.concatenate([self.cat_mask, np.zeros(2 * len(self.log_pairs), dtype=bool)])
 
@@ -314,8 +333,10 @@ class _Space:
         for p in self.params:
             if len(p.path) == 1:  # top-level names, the common case: one dict lookup per trial
                 name = p.path[0]
-                raw = [d.get(name, _MISSING) if type(d) is dict else get_path(d, p.path, _MISSING)
-                       for d in params_list]
+                raw = [
+                    d.get(name, _MISSING) if type(d) is dict else get_path(d, p.path, _MISSING)
+                    for d in params_list
+                ]
             else:
                 raw = [get_path(d, p.path, _MISSING) for d in params_list]
             raw = [_unwrap(v) if type(v) is dict else v for v in raw]
@@ -347,8 +368,9 @@ class _Space:
                 X[:, p.cols] = p.snap(X[:, p.cols])
         return X
 
-    def random_categoricals(self, X: np.ndarray, rng: np.random.Generator, rows: np.ndarray | None = None,
-                            prob: float = 1.0) -> None:
+    def random_categoricals(
+        self, X: np.ndarray, rng: np.random.Generator, rows: np.ndarray | None = None, prob: float = 1.0
+    ) -> None:
         """Draw the categorical columns of X (in place) from each parameter's probabilities."""
         rows = np.arange(len(X)) if rows is None else rows
         for p in self.params:
@@ -479,8 +501,9 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
     seen = {x.tobytes() for x in np.round(X[ok], 9)}
 
     per: list[list[float]] = [[sign * v for v in _metric_values(t)] for t in trials]
-    terminal_vals = [v for t, vs in zip(trials, per, strict=True) if t.get("state") in FINAL_STATES
-                     for v in vs]
+    terminal_vals = [
+        v for t, vs in zip(trials, per, strict=True) if t.get("state") in FINAL_STATES for v in vs
+    ]
     worst = max(terminal_vals) if terminal_vals else None
 
     obs_idx: list[int] = []
@@ -548,8 +571,13 @@ def _collect(space: _Space, metric: Mapping[str, Any], trials: Sequence[Mapping[
 
     pend_idx = pend_idx[-PENDING_CAP:]
     return _Data(
-        X_obs=X[obs_idx], y_obs=np.asarray(obs_y, dtype=float), X_pend=X[pend_idx], X_all=X[ok],
-        seen=seen, n_trials=len(trials), warnings=warn,
+        X_obs=X[obs_idx],
+        y_obs=np.asarray(obs_y, dtype=float),
+        X_pend=X[pend_idx],
+        X_all=X[ok],
+        seen=seen,
+        n_trials=len(trials),
+        warnings=warn,
     )
 
 
@@ -620,8 +648,9 @@ def _refit_point(n: int) -> int:
 _HYPER_CACHE: OrderedDict[str, tuple[float, np.ndarray, float, float]] = OrderedDict()
 
 
-def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = None, n_sel: int | None = None
-               ) -> tuple[float, np.ndarray, float, float]:
+def _fit_hyper(
+    X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = None, n_sel: int | None = None
+) -> tuple[float, np.ndarray, float, float]:
     """Kernel hyper-parameters (amplitude, ARD length scales, noise) and the log marginal
     likelihood they reach, fitted on the ``_select``-ed subset of these observations (selected by
     the first ``n_sel`` columns, so fits with and without extra features see the same rows).
@@ -649,16 +678,17 @@ def _fit_hyper(X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = No
     z_all = _warp(y_all)
     idx = _select(X_all if n_sel is None else X_all[:, :n_sel], z_all, HYPER_CAP)
     X, z = X_all[idx], z_all[idx]
-    kernel = (
-        ConstantKernel(1.0, (0.05, 20.0))
-        * Matern(length_scale=np.full(d, 0.3), length_scale_bounds=ls_bounds, nu=2.5)
-        + WhiteKernel(1e-3, (1e-6, 0.5))
-    )
+    kernel = ConstantKernel(1.0, (0.05, 20.0)) * Matern(
+        length_scale=np.full(d, 0.3), length_scale_bounds=ls_bounds, nu=2.5
+    ) + WhiteKernel(1e-3, (1e-6, 0.5))
     gp = GaussianProcessRegressor(
-        kernel=kernel, normalize_y=False, optimizer=_lbfgs,
+        kernel=kernel,
+        normalize_y=False,
+        optimizer=_lbfgs,
         # a random restart pays off in small spaces; with many features each costs too much
         n_restarts_optimizer=1 if d <= 10 else 0,
-        random_state=int(key[:8], 16), noise=None,
+        random_state=int(key[:8], 16),
+        noise=None,
     )
     try:
         with warnings.catch_warnings():
@@ -690,8 +720,9 @@ def _fit_model(space: _Space, X: np.ndarray, y: np.ndarray) -> tuple[float, np.n
     """
     amp, ls, noise, lml = _fit_hyper(X, y, space.cat_mask)
     if space.log_pairs:
-        p_amp, p_ls, p_noise, p_lml = _fit_hyper(space.model_features(X), y, space.model_cat_mask,
-                                                 n_sel=space.n_features)
+        p_amp, p_ls, p_noise, p_lml = _fit_hyper(
+            space.model_features(X), y, space.model_cat_mask, n_sel=space.n_features
+        )
         if p_lml > lml + PAIR_EVIDENCE:
             return p_amp, p_ls, p_noise, True
     return amp, ls, noise, False
@@ -700,8 +731,9 @@ def _fit_model(space: _Space, X: np.ndarray, y: np.ndarray) -> tuple[float, np.n
 def _lbfgs(obj_func: Callable[..., Any], theta0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
     """scikit-learn's L-BFGS-B, capped at HYPER_MAXITER iterations: the marginal likelihood is
     flat near its optimum, and the cap bounds the cost of a refit in many dimensions."""
-    res = optimize.minimize(obj_func, theta0, method="L-BFGS-B", jac=True, bounds=bounds,
-                            options={"maxiter": HYPER_MAXITER})
+    res = optimize.minimize(
+        obj_func, theta0, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": HYPER_MAXITER}
+    )
     return res.x, float(res.fun)
 
 
@@ -736,7 +768,9 @@ class _Posterior:
 
     def project(self, C: np.ndarray) -> np.ndarray:
         """v = L^-1 k(X, C); cache it per candidate set and pass it to ``predict``/``add``."""
-        return solve_triangular(self.L, _matern52(self.X, C, self.ls, self.amp), lower=True, check_finite=False)
+        return solve_triangular(
+            self.L, _matern52(self.X, C, self.ls, self.amp), lower=True, check_finite=False
+        )
 
     def predict(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mu = v.T @ self.w
@@ -787,8 +821,14 @@ def _log_penalty(C: np.ndarray, points: Sequence[np.ndarray], ls: np.ndarray) ->
 # --- candidate search ---------------------------------------------------------------------------
 
 
-def _perturb(space: _Space, centres: np.ndarray, each: int, scales: Sequence[float],
-             rng: np.random.Generator, cat_prob: float) -> np.ndarray:
+def _perturb(
+    space: _Space,
+    centres: np.ndarray,
+    each: int,
+    scales: Sequence[float],
+    rng: np.random.Generator,
+    cat_prob: float,
+) -> np.ndarray:
     """Gaussian moves of the numeric features of each centre (a random subset of dims per move)."""
     if not len(centres):
         return np.zeros((0, space.n_features))
@@ -864,8 +904,10 @@ def suggest_with_info(
             f"all {n_obs} observed values of '{metric.get('name')}' are equal; the model cannot rank "
             "points, so bayes suggests space-filling points"
         )
-    use_model = n_obs >= 2 and not degenerate and (
-        data.n_trials >= n_initial(space.dim) or n_obs >= n_initial(space.dim)
+    use_model = (
+        n_obs >= 2
+        and not degenerate
+        and (data.n_trials >= n_initial(space.dim) or n_obs >= n_initial(space.dim))
     )
 
     existing = [data.X_all]
@@ -913,10 +955,12 @@ def suggest_with_info(
 
     # Stage 1 candidates: global Sobol pool + moves around the best observations.
     centres = Xm[np.argsort(zm, kind="stable")[:N_LOCAL_CENTRES]]
-    C1 = np.vstack([
-        space.sobol(N_GLOBAL, rng),
-        _perturb(space, centres, N_LOCAL_EACH, (0.005, 0.02, 0.08), rng, cat_prob=0.15),
-    ])
+    C1 = np.vstack(
+        [
+            space.sobol(N_GLOBAL, rng),
+            _perturb(space, centres, N_LOCAL_EACH, (0.005, 0.02, 0.08), rng, cat_prob=0.15),
+        ]
+    )
     C1f = mf(C1)
     v1 = post.project(C1f)
     # Kriging believer alone lets a batch pile up next to one promising point (W&B's failure);

@@ -52,7 +52,9 @@ class _Grid:
             dist = make(spec)
             axis = dist.grid()
             if axis is None:
-                raise ValueError(f"parameters {'.'.join(path)}: grid search cannot enumerate a {dist.name} distribution")
+                raise ValueError(
+                    f"parameters {'.'.join(path)}: grid search cannot enumerate a {dist.name} distribution"
+                )
             if dist.searchable:
                 self.paths.append(path)
                 self.axes.append(axis)

@@ -59,7 +59,9 @@ def check(ck: Checker, early: Mapping[str, Any]) -> dict[str, Any]:
     if "max_iter" in early:
         max_iter = ck.integer("early_terminate.max_iter", early["max_iter"], minimum=1)
         if max_iter is not None and out["min_iter"] is not None and max_iter < out["min_iter"]:
-            ck.error("early_terminate.max_iter", f"must be at least min_iter ({out['min_iter']}) (got {max_iter})")
+            ck.error(
+                "early_terminate.max_iter", f"must be at least min_iter ({out['min_iter']}) (got {max_iter})"
+            )
         out["max_iter"] = max_iter
     return out
 

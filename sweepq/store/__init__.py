@@ -52,10 +52,31 @@ StoreError = Conflict  # a request the store refuses: an impossible state change
 StoreUnavailable = Unavailable
 
 __all__ = [
-    "BadRedisURL", "Claim", "DEFAULT_REDIS_URL", "EVENTS_MAXLEN", "EXITED", "HISTORY_CAP", "Keys",
-    "NotFound", "OUTPUT_CAP", "OUTPUT_TTL", "OUT_OF_MEMORY", "ROWS_CAP", "SOCKET_TIMEOUT", "Store",
-    "StoreError", "StoreUnavailable", "answers", "client_url", "namespace_from_env", "probe", "redact",
-    "redis_url_from_env", "run_json", "trial_from_hash", "unavailable",
+    "BadRedisURL",
+    "Claim",
+    "DEFAULT_REDIS_URL",
+    "EVENTS_MAXLEN",
+    "EXITED",
+    "HISTORY_CAP",
+    "Keys",
+    "NotFound",
+    "OUTPUT_CAP",
+    "OUTPUT_TTL",
+    "OUT_OF_MEMORY",
+    "ROWS_CAP",
+    "SOCKET_TIMEOUT",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "answers",
+    "client_url",
+    "namespace_from_env",
+    "probe",
+    "redact",
+    "redis_url_from_env",
+    "run_json",
+    "trial_from_hash",
+    "unavailable",
 ]
 
 
@@ -65,9 +86,11 @@ class Store(SweepsPart, LeasesPart, TrialsPart, WorkersPart, EventsPart):
 
     run_json = staticmethod(run_json)
 
-    def pass_snapshot(self, sids: list[str], leases: bool = False, trials: Sequence[str] = (),
-                      history: bool = True) -> tuple[list[str], dict[str, tuple[dict[str, Any] | None, set[str]]],
-                                                     list[str], dict[str, dict[str, Any]]]:
+    def pass_snapshot(
+        self, sids: list[str], leases: bool = False, trials: Sequence[str] = (), history: bool = True
+    ) -> tuple[
+        list[str], dict[str, tuple[dict[str, Any] | None, set[str]]], list[str], dict[str, dict[str, Any]]
+    ]:
         """What one controller pass reads, in one round trip: the active sweeps, the head and the
         in-flight ids of each sweep in ``sids`` (None head: the sweep is gone), the expired leases
         if asked, and the records of ``trials`` (those the pass knows it must look at)."""

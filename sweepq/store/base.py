@@ -15,8 +15,9 @@ class StoreBase:
     """The connection and the key names of one namespace; the parts of :class:`Store` add the
     operations. The Redis client is private: everything above the store asks it by name."""
 
-    def __init__(self, client: redis.Redis | None = None, namespace: str | None = None,
-                 url: str | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis | None = None, namespace: str | None = None, url: str | None = None
+    ) -> None:
         # Any: with decode_responses every reply is str, which redis-py's types cannot say
         self._r: Any = client if client is not None else connect(url)
         # the URL as given (TLS options, escaped passwords intact): the broker defaults to it

@@ -19,8 +19,10 @@ from sweepq.errors import BadRedisURL, Unavailable
 # the address probed when SWEEPQ_REDIS_URL is unset (overridable so tests can point it at nothing)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
-OUT_OF_MEMORY = ("Redis is out of memory (maxmemory reached, policy noeviction) and refuses writes; "
-                 "free memory (delete old sweeps) or raise maxmemory")
+OUT_OF_MEMORY = (
+    "Redis is out of memory (maxmemory reached, policy noeviction) and refuses writes; "
+    "free memory (delete old sweeps) or raise maxmemory"
+)
 # Seconds a socket may wait for a reply. Every blocking read sweepq makes is far shorter (a stop
 # list is polled for 1 s, the event stream for at most a tick), so a longer silence means the
 # connection is dead (a partition, a hung proxy) and the command is retried on a fresh one.
@@ -28,7 +30,9 @@ SOCKET_TIMEOUT = 10.0
 
 
 def redis_url_from_env() -> str:
-    return os.environ.get("SWEEPQ_REDIS_URL") or os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or DEFAULT_REDIS_URL
+    return (
+        os.environ.get("SWEEPQ_REDIS_URL") or os.environ.get("SWEEPQ_DEFAULT_REDIS_URL") or DEFAULT_REDIS_URL
+    )
 
 
 def redact(url: str) -> str:
@@ -50,15 +54,20 @@ def unavailable(exc: BaseException, url: str = "") -> Unavailable | None:
     if isinstance(exc, rx.OutOfMemoryError) or text.startswith("OOM "):
         return Unavailable(OUT_OF_MEMORY.replace("Redis", f"Redis{where}", 1))
     if isinstance(exc, rx.ReadOnlyError):
-        return Unavailable(f"Redis{where} is a read-only replica and refuses writes; point "
-                           "SWEEPQ_REDIS_URL at the primary")
+        return Unavailable(
+            f"Redis{where} is a read-only replica and refuses writes; point SWEEPQ_REDIS_URL at the primary"
+        )
     if isinstance(exc, rx.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
-        return Unavailable(f"Redis{where} refused the credentials ({text}); put the password in "
-                           "the URL: redis://:PASSWORD@host:6379/0")
+        return Unavailable(
+            f"Redis{where} refused the credentials ({text}); put the password in "
+            "the URL: redis://:PASSWORD@host:6379/0"
+        )
     if "DB index is out of range" in text:
         db = url.rsplit("/", 1)[-1].split("?", 1)[0] if url else "?"
-        return BadRedisURL(f"Redis database {db} does not exist{where} (a server has 16 unless "
-                           "configured otherwise: /0 to /15)")
+        return BadRedisURL(
+            f"Redis database {db} does not exist{where} (a server has 16 unless "
+            "configured otherwise: /0 to /15)"
+        )
     if isinstance(exc, rx.InvalidResponse):
         return Unavailable(f"what answers{where} does not speak the Redis protocol ({text})")
     if isinstance(exc, (rx.ConnectionError, rx.TimeoutError)):
@@ -97,16 +106,19 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
     try:
         return redis.Redis.from_url(url, **opts)
     except ValueError as exc:  # scheme, port, database number
-        raise BadRedisURL(f"{redact(url)} is not a usable Redis URL ({exc}); write "
-                          "redis://[:PASSWORD@]HOST:PORT/DB, rediss://... or unix:///path") from None
+        raise BadRedisURL(
+            f"{redact(url)} is not a usable Redis URL ({exc}); write "
+            "redis://[:PASSWORD@]HOST:PORT/DB, rediss://... or unix:///path"
+        ) from None
 
 
 def probe(url: str, timeout: float = 2.0) -> None:
     """One quick try of the server at ``url`` (the store's own client retries for seconds): return
     if it answers, raise its trouble named in one line (:class:`Unavailable`) otherwise."""
     try:
-        client = connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=None,
-                         retry_on_error=[])
+        client = connect(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=None, retry_on_error=[]
+        )
         try:
             client.ping()
         finally:

@@ -33,15 +33,27 @@ class Claim:
 class LeasesPart(TrialsPart):
     """Claims, leases and the writes of the worker that owns a trial."""
 
-    def claim(self, sid: str, tid: str, owner: str, worker: str, lease_ttl: float, gpus: str = "",
-              client: Any = None, log_path: str = "") -> Claim:
+    def claim(
+        self,
+        sid: str,
+        tid: str,
+        owner: str,
+        worker: str,
+        lease_ttl: float,
+        gpus: str = "",
+        client: Any = None,
+        log_path: str = "",
+    ) -> Claim:
         """Take a queued trial (idempotent for the same ``owner``). ``client``: a pipeline to queue
         the claim on; the ``Claim`` then comes from ``claim_result`` of its reply."""
         k = self.keys
         sent = time.monotonic()
         res = self._run(
-            "claim", [k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
-            [owner, worker, time.time(), log_path, tid, sid, gpus, lease_ttl], client=client)
+            "claim",
+            [k.trial(tid), k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events],
+            [owner, worker, time.time(), log_path, tid, sid, gpus, lease_ttl],
+            client=client,
+        )
         return res if client is not None else self.claim_result(res, sent)
 
     @staticmethod
@@ -55,8 +67,9 @@ class LeasesPart(TrialsPart):
     def heartbeat(self, tid: str, owner: str, lease_ttl: float) -> tuple[bool, str]:
         """Renew the lease for ``lease_ttl`` seconds from now on Redis's clock; returns
         (still_owner, stop_request)."""
-        res = self._script("heartbeat")(keys=[self.keys.trial(tid), self.keys.leases],
-                                        args=[owner, lease_ttl, tid])
+        res = self._script("heartbeat")(
+            keys=[self.keys.trial(tid), self.keys.leases], args=[owner, lease_ttl, tid]
+        )
         return bool(int(res[0])), res[1] or ""
 
     def log_metrics(self, sid: str, tid: str, owner: str, values: list[float], rows: list[str]) -> bool:
@@ -64,29 +77,55 @@ class LeasesPart(TrialsPart):
         if not values and not rows:
             return True
         k = self.keys
-        return bool(self._script("metrics")(
-            keys=[k.trial(tid), k.trial_history(tid), k.trial_rows(tid), k.events],
-            args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows]))
+        return bool(
+            self._script("metrics")(
+                keys=[k.trial(tid), k.trial_history(tid), k.trial_rows(tid), k.events],
+                args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows],
+            )
+        )
 
-    def finish_trial(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
-                     reason: str = "", log_tail: str = "", goal: str = "minimize",
-                     values: list[float] | None = None, rows: list[str] | None = None,
-                     output: list[tuple[str, str]] | None = None) -> bool:
+    def finish_trial(
+        self,
+        sid: str,
+        tid: str,
+        owner: str,
+        state: str,
+        exit_code: int | None,
+        reason: str = "",
+        log_tail: str = "",
+        goal: str = "minimize",
+        values: list[float] | None = None,
+        rows: list[str] | None = None,
+        output: list[tuple[str, str]] | None = None,
+    ) -> bool:
         """Record the final state; ``values``/``rows`` are metrics not yet sent (as ``log_metrics``)
         and ``output`` output lines not yet streamed, written in the same round trip, so a short
         trial's end costs one."""
         if not output:
-            return bool(self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows))
+            return bool(
+                self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows)
+            )
         p = self._pipeline()
         self.append_output(tid, output, client=p)
         self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
         return bool(self._execute(p)[-1])
 
-    def finish_and_claim(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None,
-                         reason: str = "", log_tail: str = "", goal: str = "minimize",
-                         values: list[float] | None = None, rows: list[str] | None = None,
-                         output: list[tuple[str, str]] | None = None, *,
-                         claim_next: tuple[str, str, str, float, str, str]) -> tuple[bool, Claim]:
+    def finish_and_claim(
+        self,
+        sid: str,
+        tid: str,
+        owner: str,
+        state: str,
+        exit_code: int | None,
+        reason: str = "",
+        log_tail: str = "",
+        goal: str = "minimize",
+        values: list[float] | None = None,
+        rows: list[str] | None = None,
+        output: list[tuple[str, str]] | None = None,
+        *,
+        claim_next: tuple[str, str, str, float, str, str],
+    ) -> tuple[bool, Claim]:
         """``finish_trial``, and the claim of the next trial of a batch of short trials
         (``claim_next``: its id, owner, worker, lease TTL, GPUs, log path) in the same round trip.
         The two are independent: the claim is taken whatever the finish found."""
@@ -100,27 +139,74 @@ class LeasesPart(TrialsPart):
         *_, finished, claimed = self._execute(p)
         return bool(finished), self.claim_result(claimed, sent)
 
-    def _finish_call(self, sid: str, tid: str, owner: str, state: str, exit_code: int | None, reason: str,
-                     log_tail: str, goal: str, values: list[float] | None, rows: list[str] | None,
-                     client: Any = None) -> Any:
+    def _finish_call(
+        self,
+        sid: str,
+        tid: str,
+        owner: str,
+        state: str,
+        exit_code: int | None,
+        reason: str,
+        log_tail: str,
+        goal: str,
+        values: list[float] | None,
+        rows: list[str] | None,
+        client: Any = None,
+    ) -> Any:
         if state not in FINAL_STATES:  # not an assert: python -O must not let any state through
             raise ValueError(f"not a final state: {state!r}")
         k = self.keys
         values, rows = values or [], rows or []
         return self._run(
-            "finish", [k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
-                       k.sweep(sid), k.trial_stopq(tid), k.trial_history(tid), k.trial_rows(tid)],
-            [owner, state, time.time(), "" if exit_code is None else exit_code, reason, log_tail,
-             tid, sid, goal, ROWS_CAP, len(values), *[repr(float(v)) for v in values], *rows],
-            client=client)
+            "finish",
+            [
+                k.trial(tid),
+                k.sweep_counts(sid),
+                k.sweep_inflight(sid),
+                k.leases,
+                k.events,
+                k.sweep(sid),
+                k.trial_stopq(tid),
+                k.trial_history(tid),
+                k.trial_rows(tid),
+            ],
+            [
+                owner,
+                state,
+                time.time(),
+                "" if exit_code is None else exit_code,
+                reason,
+                log_tail,
+                tid,
+                sid,
+                goal,
+                ROWS_CAP,
+                len(values),
+                *[repr(float(v)) for v in values],
+                *rows,
+            ],
+            client=client,
+        )
 
     def release_trial(self, sid: str, tid: str, owner: str, reason: str) -> bool:
         """Hand a running trial back to the queue without using a retry (worker shutdown)."""
         k = self.keys
-        return bool(self._script("release")(
-            keys=[k.trial(tid), k.sweep_counts(sid), k.leases, k.events, k.trial_history(tid),
-                  k.trial_rows(tid), k.sweep(sid), k.sweep_inflight(sid), k.trial_stopq(tid)],
-            args=[owner, tid, sid, reason, time.time()]))
+        return bool(
+            self._script("release")(
+                keys=[
+                    k.trial(tid),
+                    k.sweep_counts(sid),
+                    k.leases,
+                    k.events,
+                    k.trial_history(tid),
+                    k.trial_rows(tid),
+                    k.sweep(sid),
+                    k.sweep_inflight(sid),
+                    k.trial_stopq(tid),
+                ],
+                args=[owner, tid, sid, reason, time.time()],
+            )
+        )
 
     def expired_leases(self) -> list[str]:
         """Running trials whose lease is past its expiry (on Redis's clock)."""
@@ -130,9 +216,19 @@ class LeasesPart(TrialsPart):
         """Requeue (retries left) or crash a running trial whose lease expired."""
         k = self.keys
         return self._script("reap")(
-            keys=[k.trial(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.leases, k.events,
-                  k.trial_history(tid), k.trial_rows(tid), k.sweep(sid), k.trial_stopq(tid)],
-            args=[time.time(), retries, tid, sid, reason])
+            keys=[
+                k.trial(tid),
+                k.sweep_counts(sid),
+                k.sweep_inflight(sid),
+                k.leases,
+                k.events,
+                k.trial_history(tid),
+                k.trial_rows(tid),
+                k.sweep(sid),
+                k.trial_stopq(tid),
+            ],
+            args=[time.time(), retries, tid, sid, reason],
+        )
 
     def lease_ttl(self, tid: str, default: float) -> float:
         """The lease TTL the worker running ``tid`` claimed it with."""
@@ -143,7 +239,8 @@ class LeasesPart(TrialsPart):
         k = self.keys
         return self._script("request_stop")(
             keys=[k.trial(tid), k.trial_stopq(tid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events],
-            args=[kind, time.time(), tid, sid])
+            args=[kind, time.time(), tid, sid],
+        )
 
     def wait_stop(self, tid: str, timeout: float) -> str | None:
         """Block up to ``timeout`` seconds for a stop request on the trial."""

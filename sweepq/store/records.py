@@ -14,12 +14,42 @@ from typing import Any
 from sweepq.model import stored_number
 
 # The fields the dashboard shows (not log_tail: only a run's detail view needs it)
-WEB_FIELDS = ("id", "sweep", "n", "state", "params", "metric", "steps", "queued_at", "started_at", "ended_at",
-              "worker", "exit_code", "attempt", "reason", "gpus", "stop", "published", "queue",
-              "stop_requested_at")
+WEB_FIELDS = (
+    "id",
+    "sweep",
+    "n",
+    "state",
+    "params",
+    "metric",
+    "steps",
+    "queued_at",
+    "started_at",
+    "ended_at",
+    "worker",
+    "exit_code",
+    "attempt",
+    "reason",
+    "gpus",
+    "stop",
+    "published",
+    "queue",
+    "stop_requested_at",
+)
 # The fields of the ``run`` JSON shape (sweepq runs --json)
-RUN_FIELDS = ("id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker",
-              "exit_code", "attempt", "reason", "gpus")
+RUN_FIELDS = (
+    "id",
+    "state",
+    "params",
+    "metric",
+    "steps",
+    "started_at",
+    "ended_at",
+    "worker",
+    "exit_code",
+    "attempt",
+    "reason",
+    "gpus",
+)
 
 
 def _params(raw: Any) -> dict[str, Any]:
@@ -37,16 +67,27 @@ def trial_from_hash(h: dict[str, Any], hist: list[float] | None = None) -> dict[
     of the sweep metric when they were read too."""
     ec = h.get("exit_code")
     t: dict[str, Any] = {
-        "id": h.get("id") or "", "sweep": h.get("sweep") or "", "n": int(h.get("n") or 0),
-        "state": h.get("state") or "", "params": _params(h.get("params")),
-        "metric": stored_number(h.get("metric")), "steps": int(h.get("steps") or 0),
-        "queued_at": stored_number(h.get("queued_at")), "started_at": stored_number(h.get("started_at")),
-        "ended_at": stored_number(h.get("ended_at")), "worker": h.get("worker") or None,
+        "id": h.get("id") or "",
+        "sweep": h.get("sweep") or "",
+        "n": int(h.get("n") or 0),
+        "state": h.get("state") or "",
+        "params": _params(h.get("params")),
+        "metric": stored_number(h.get("metric")),
+        "steps": int(h.get("steps") or 0),
+        "queued_at": stored_number(h.get("queued_at")),
+        "started_at": stored_number(h.get("started_at")),
+        "ended_at": stored_number(h.get("ended_at")),
+        "worker": h.get("worker") or None,
         "exit_code": int(ec) if ec not in ("", None, False) else None,
-        "attempt": int(h.get("attempt") or 0), "reason": h.get("reason") or "",
-        "log_tail": h.get("log_tail") or "", "stop": h.get("stop") or "",
-        "published": h.get("published") == "1", "queue": h.get("queue") or "", "gpus": h.get("gpus") or "",
-        "published_at": stored_number(h.get("published_at")), "log_path": h.get("log_path") or "",
+        "attempt": int(h.get("attempt") or 0),
+        "reason": h.get("reason") or "",
+        "log_tail": h.get("log_tail") or "",
+        "stop": h.get("stop") or "",
+        "published": h.get("published") == "1",
+        "queue": h.get("queue") or "",
+        "gpus": h.get("gpus") or "",
+        "published_at": stored_number(h.get("published_at")),
+        "log_path": h.get("log_path") or "",
     }
     if hist is not None:
         t["history"] = hist
@@ -70,8 +111,16 @@ def web_record(vals: list[Any], params: Any = None) -> dict[str, Any]:
 def run_json(t: dict[str, Any]) -> dict[str, Any]:
     """The ``run`` JSON shape (docs/dashboard.md, "JSON shapes")."""
     return {
-        "id": t["id"], "state": t["state"], "params": t["params"], "metric": t["metric"],
-        "steps": t["steps"], "started_at": t["started_at"], "ended_at": t["ended_at"],
-        "worker": t["worker"], "exit_code": t["exit_code"], "attempt": t["attempt"],
-        "reason": t["reason"], "gpus": t["gpus"],
+        "id": t["id"],
+        "state": t["state"],
+        "params": t["params"],
+        "metric": t["metric"],
+        "steps": t["steps"],
+        "started_at": t["started_at"],
+        "ended_at": t["ended_at"],
+        "worker": t["worker"],
+        "exit_code": t["exit_code"],
+        "attempt": t["attempt"],
+        "reason": t["reason"],
+        "gpus": t["gpus"],
     }

@@ -23,9 +23,24 @@ from sweepq.store.limits import EVENTS_MAXLEN, HISTORY_CAP
 
 WRITE = "#!lua\n"
 READ_ONLY = "#!lua flags=no-writes\n"
-NAMES = ("create_sweep", "create_trials", "claim", "heartbeat", "metrics", "finish", "reap", "release",
-         "sweep_action", "finish_sweep", "request_stop", "unpublish", "renew_leader", "release_leader", "expired",
-         "read_trials")
+NAMES = (
+    "create_sweep",
+    "create_trials",
+    "claim",
+    "heartbeat",
+    "metrics",
+    "finish",
+    "reap",
+    "release",
+    "sweep_action",
+    "finish_sweep",
+    "request_stop",
+    "unpublish",
+    "renew_leader",
+    "release_leader",
+    "expired",
+    "read_trials",
+)
 READ_SCRIPTS = frozenset({"expired", "read_trials"})  # may run while Redis is out of memory
 
 

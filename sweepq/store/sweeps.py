@@ -38,13 +38,20 @@ class SweepsPart(StoreBase):
         metric = config.get("metric") or {}
         now = time.time()
         fields = {
-            "id": sid, "state": "running", "config": json.dumps(config), "method": config.get("method", ""),
-            "metric_name": metric.get("name", ""), "goal": metric.get("goal", "minimize"),
-            "name": str(config.get("name") or ""), "created_at": now, "next_trial": 0,
+            "id": sid,
+            "state": "running",
+            "config": json.dumps(config),
+            "method": config.get("method", ""),
+            "metric_name": metric.get("name", ""),
+            "goal": metric.get("goal", "minimize"),
+            "name": str(config.get("name") or ""),
+            "created_at": now,
+            "next_trial": 0,
         }
         flat = [str(x) for kv in fields.items() for x in kv]
-        if not self._script("create_sweep")(keys=[k.sweep(sid), k.sweeps, k.active_sweeps, k.events],
-                                            args=[sid, now, *flat]):
+        if not self._script("create_sweep")(
+            keys=[k.sweep(sid), k.sweeps, k.active_sweeps, k.events], args=[sid, now, *flat]
+        ):
             raise Conflict(f"sweep {sid} already exists")
         return sid
 
@@ -93,7 +100,8 @@ class SweepsPart(StoreBase):
         k = self.keys
         res = self._script("sweep_action")(
             keys=[k.sweep(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events, k.active_sweeps],
-            args=[k.ns, sid, action, time.time(), reason])
+            args=[k.ns, sid, action, time.time(), reason],
+        )
         if res[0] == "missing":
             raise NotFound(f"unknown sweep {sid!r}")
         if res[0] == "bad":
@@ -101,8 +109,10 @@ class SweepsPart(StoreBase):
         return res[1]
 
     def set_sweep_fields(self, sid: str, **fields: Any) -> None:
-        self._r.hset(self.keys.sweep(sid), mapping={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                                                  for k, v in fields.items()})
+        self._r.hset(
+            self.keys.sweep(sid),
+            mapping={k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in fields.items()},
+        )
 
     def finish_sweep(self, sid: str, state: str = "finished", reason: str = "") -> str | None:
         """End a sweep, in one script: it leaves the active set with an end time. A running (or
@@ -110,7 +120,9 @@ class SweepsPart(StoreBase):
         its state (an action set it) and takes the reason; a failed one keeps state and reason.
         Returns the state it ended in (None: no such sweep)."""
         k = self.keys
-        res = self._run("finish_sweep", [k.sweep(sid), k.active_sweeps, k.events], [sid, state, time.time(), reason])
+        res = self._run(
+            "finish_sweep", [k.sweep(sid), k.active_sweeps, k.events], [sid, state, time.time(), reason]
+        )
         return None if res == "missing" else str(res)
 
     def counts(self, sid: str) -> dict[str, int]:
@@ -132,17 +144,25 @@ class SweepsPart(StoreBase):
         """The ``status`` JSON shape (docs/dashboard.md, "JSON shapes")."""
         sw = self.get_sweep(sid)
         out = {
-            "id": sid, "state": sw["state"], "method": sw.get("method", ""),
+            "id": sid,
+            "state": sw["state"],
+            "method": sw.get("method", ""),
             "metric": {"name": sw.get("metric_name") or None, "goal": sw.get("goal") or "minimize"},
-            "counts": self.counts(sid), "best": self.best(sid),
+            "counts": self.counts(sid),
+            "best": self.best(sid),
         }
         warnings = list(sw.get("warnings", []))
         full = self.memory_full() if out["state"] in ("running", "paused", "stopped", "canceled") else None
         if full:
             warnings.append(full)
-        extra = {"name": sw.get("name") or "", "created_at": stored_number(sw.get("created_at")),
-                 "ended_at": stored_number(sw.get("ended_at")), "trials": self.n_trials(sid),
-                 "warnings": warnings, "end_reason": sw.get("end_reason", "")}
+        extra = {
+            "name": sw.get("name") or "",
+            "created_at": stored_number(sw.get("created_at")),
+            "ended_at": stored_number(sw.get("ended_at")),
+            "trials": self.n_trials(sid),
+            "warnings": warnings,
+            "end_reason": sw.get("end_reason", ""),
+        }
         out.update(extra)
         return out
 
@@ -159,8 +179,11 @@ class SweepsPart(StoreBase):
         try:
             info = self._r.info("memory")
             limit = int(info.get("maxmemory") or 0)
-            full = (limit > 0 and int(info.get("used_memory") or 0) > limit
-                    and info.get("maxmemory_policy") == "noeviction")
+            full = (
+                limit > 0
+                and int(info.get("used_memory") or 0) > limit
+                and info.get("maxmemory_policy") == "noeviction"
+            )
         except redis.exceptions.ResponseError:
             full = False
         msg = OUT_OF_MEMORY if full else None
@@ -188,5 +211,7 @@ class SweepsPart(StoreBase):
             p.hget(self.keys.sweep(sid), "state")
             p.hgetall(self.keys.sweep_counts(sid))
         res = p.execute()
-        return [(res[2 * i], {s: max(0, int((res[2 * i + 1] or {}).get(s, 0))) for s in TRIAL_STATES})
-                for i in range(len(sids))]
+        return [
+            (res[2 * i], {s: max(0, int((res[2 * i + 1] or {}).get(s, 0))) for s in TRIAL_STATES})
+            for i in range(len(sids))
+        ]

@@ -16,8 +16,14 @@ from sweepq.store.records import RUN_FIELDS, WEB_FIELDS, run_json, trial_from_ha
 class TrialsPart(StoreBase):
     """The trials of a namespace."""
 
-    def create_trials(self, sid: str, params_list: list[dict[str, Any]], run_cap: int | None = None,
-                      queues: list[str] | None = None, suggest_time: float | None = None) -> list[str]:
+    def create_trials(
+        self,
+        sid: str,
+        params_list: list[dict[str, Any]],
+        run_cap: int | None = None,
+        queues: list[str] | None = None,
+        suggest_time: float | None = None,
+    ) -> list[str]:
         """Create queued trials atomically; never exceeds ``run_cap`` trials in the sweep.
 
         ``queues`` (one per trial) marks them published there in the same script (the controller
@@ -28,12 +34,28 @@ class TrialsPart(StoreBase):
         k = self.keys
         qs = list(queues or [])
         qs += [""] * (len(params_list) - len(qs))
-        return list(self._script("create_trials")(
-            keys=[k.sweep(sid), k.sweep_trials(sid), k.sweep_counts(sid), k.sweep_inflight(sid), k.events,
-                  k.suggest_times],
-            args=[k.ns, sid, time.time(), int(run_cap or 0),
-                  "" if suggest_time is None else f"{suggest_time:.6f}", len(params_list),
-                  *[json.dumps(p) for p in params_list], *qs]))
+        return list(
+            self._script("create_trials")(
+                keys=[
+                    k.sweep(sid),
+                    k.sweep_trials(sid),
+                    k.sweep_counts(sid),
+                    k.sweep_inflight(sid),
+                    k.events,
+                    k.suggest_times,
+                ],
+                args=[
+                    k.ns,
+                    sid,
+                    time.time(),
+                    int(run_cap or 0),
+                    "" if suggest_time is None else f"{suggest_time:.6f}",
+                    len(params_list),
+                    *[json.dumps(p) for p in params_list],
+                    *qs,
+                ],
+            )
+        )
 
     def unpublish(self, tid: str) -> None:
         """A delivery declined a queued trial (agent at its --count), or its send failed: the
@@ -61,7 +83,7 @@ class TrialsPart(StoreBase):
         out: list[dict[str, Any]] = []
         chunk = 1000
         for i in range(0, len(tids), chunk):
-            part = tids[i:i + chunk]
+            part = tids[i : i + chunk]
             p = self._r.pipeline(transaction=False)
             self._read_trials(p, part, history)
             out.extend(self._parse_trials(p.execute(), 0, part, history).values())
@@ -74,7 +96,9 @@ class TrialsPart(StoreBase):
             if history:
                 p.lrange(self.keys.trial_history(tid), 0, -1)
 
-    def _parse_trials(self, res: list[Any], at: int, tids: list[str], history: bool) -> dict[str, dict[str, Any]]:
+    def _parse_trials(
+        self, res: list[Any], at: int, tids: list[str], history: bool
+    ) -> dict[str, dict[str, Any]]:
         """The records ``_read_trials`` queued, from ``res[at:]``, by id in the order given
         (trials that no longer exist are left out)."""
         step = 2 if history else 1
@@ -91,7 +115,7 @@ class TrialsPart(StoreBase):
         names = list(RUN_FIELDS)
         for i in range(0, len(tids), 2000):
             p = self._r.pipeline(transaction=False)
-            for tid in tids[i:i + 2000]:
+            for tid in tids[i : i + 2000]:
                 p.hmget(self.keys.trial(tid), names)
             for vals in p.execute():
                 if vals[0] is None:
@@ -142,15 +166,18 @@ class TrialsPart(StoreBase):
         p.expire(key, OUTPUT_TTL)
         return p.execute() if client is None else None
 
-    def read_output(self, tid: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, str, str]]:
+    def read_output(
+        self, tid: str, after: str = "0-0", block_ms: int | None = None
+    ) -> list[tuple[str, str, str]]:
         """(entry id, stream, text) of at most 1000 output lines after ``after`` (page on with the
         last id); waits up to ``block_ms`` for new ones when given."""
         res = self._r.xread({self.keys.trial_output(tid): after}, block=block_ms, count=1000)
         return [(eid, f.get("s", ""), f.get("l", "")) for _, entries in (res or []) for eid, f in entries]
 
     # -- the dashboard's reads of many trials ---------------------------------------------------
-    def read_trial_records(self, sid: str, tids: list[str] | None = None,
-                           ranks: tuple[int, int] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    def read_trial_records(
+        self, sid: str, tids: list[str] | None = None, ranks: tuple[int, int] | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """(id, record) of existing trials named by id, or by rank range in the sweep's creation
         order: ``WEB_FIELDS`` only, parsed by :func:`web_record`, in one script call per
         ``READ_CHUNK`` trials. A params value that does not splice as JSON is read one by one."""
@@ -173,8 +200,11 @@ class TrialsPart(StoreBase):
         p = self._r.pipeline(transaction=False)
         for tid in tids:
             p.hmget(self.keys.trial(tid), WEB_FIELDS)
-        return [(tid, web_record([False if v is None else v for v in vals]))
-                for tid, vals in zip(tids, p.execute(), strict=True) if vals and vals[0]]
+        return [
+            (tid, web_record([False if v is None else v for v in vals]))
+            for tid, vals in zip(tids, p.execute(), strict=True)
+            if vals and vals[0]
+        ]
 
     def sweep_changes(self, sid: str, last_event: str) -> tuple[list[Any], list[Any], int, bool]:
         """What changed since ``last_event``, in one round trip: (the stream's oldest entry, the

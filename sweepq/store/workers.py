@@ -14,13 +14,24 @@ from sweepq.store.base import StoreBase
 class WorkersPart(StoreBase):
     """Live workers and their queues."""
 
-    def register_worker(self, name: str, slots: int, queues: list[str], sweep: str = "",
-                        gpus: str = "", ttl: float = 30.0) -> None:
+    def register_worker(
+        self, name: str, slots: int, queues: list[str], sweep: str = "", gpus: str = "", ttl: float = 30.0
+    ) -> None:
         k = self.keys
         p = self._r.pipeline()
-        p.hset(k.worker(name), mapping={"name": name, "slots": slots, "queues": json.dumps(queues),
-                                        "sweep": sweep, "gpus": gpus, "host": os.uname().nodename,
-                                        "pid": os.getpid(), "started_at": time.time()})
+        p.hset(
+            k.worker(name),
+            mapping={
+                "name": name,
+                "slots": slots,
+                "queues": json.dumps(queues),
+                "sweep": sweep,
+                "gpus": gpus,
+                "host": os.uname().nodename,
+                "pid": os.getpid(),
+                "started_at": time.time(),
+            },
+        )
         p.expire(k.worker(name), int(ttl * 4))
         p.zadd(k.workers, {name: time.time()})
         p.execute()
@@ -97,7 +108,7 @@ class WorkersPart(StoreBase):
             for pri in (3, 6, 9):
                 p.llen(f"{base}{sep}{pri}")
         res = p.execute()
-        return {q: int(sum(res[i * 4:(i + 1) * 4])) for i, q in enumerate(queues)}
+        return {q: int(sum(res[i * 4 : (i + 1) * 4])) for i, q in enumerate(queues)}
 
     def unacked_messages(self) -> int:
         """Celery messages delivered to a worker and not yet acknowledged."""

@@ -69,8 +69,11 @@ class WebSettings:
         """The web's part of ``settings``, with ``overrides`` (any field, by name) applied;
         TypeError for an unknown name, ValueError for an unusable ``SWEEPQ_TRUSTED_PROXIES``
         (unless overridden)."""
-        values: dict[str, Any] = {"api_token": settings.api_token, "flower_url": settings.flower_url,
-                                  "allowed_hosts": settings.web_allowed_hosts}
+        values: dict[str, Any] = {
+            "api_token": settings.api_token,
+            "flower_url": settings.flower_url,
+            "allowed_hosts": settings.web_allowed_hosts,
+        }
         if "trusted_proxies" not in overrides:
             values["trusted_proxies"] = parse_trusted_proxies(settings.trusted_proxies)
         return cls(**{**values, **overrides})
@@ -80,8 +83,9 @@ class _OrderedJSON(DefaultJSONProvider):
     sort_keys = False  # keep the documented key order of the JSON shapes
 
 
-def create_app(store: Store | None = None,
-               settings: WebSettings | Settings | Mapping[str, Any] | None = None) -> Flask:
+def create_app(
+    store: Store | None = None, settings: WebSettings | Settings | Mapping[str, Any] | None = None
+) -> Flask:
     """The Flask app serving ``store`` with ``settings``.
 
     ``settings`` is a :class:`WebSettings`, the process's :class:`~sweepq.settings.Settings`
@@ -106,15 +110,28 @@ def create_app(store: Store | None = None,
     app.json = _OrderedJSON(app)
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 300
     cache = TrialCache(store)
-    app.extensions[EXTENSION] = WebState(store=store, settings=web, cache=cache, importance=ImportanceCache(),
-                                         registry=make_registry(store, cache, web.controllers))
-    security.install(app, token=web.api_token, allowed_hosts=web.allowed_hosts,
-                     trusted_proxies=web.trusted_proxies)
+    app.extensions[EXTENSION] = WebState(
+        store=store,
+        settings=web,
+        cache=cache,
+        importance=ImportanceCache(),
+        registry=make_registry(store, cache, web.controllers),
+    )
+    security.install(
+        app, token=web.api_token, allowed_hosts=web.allowed_hosts, trusted_proxies=web.trusted_proxies
+    )
     errors.install(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
     return app
 
 
-__all__ = ["DEFAULT_FLOWER_URL", "WebSettings", "WebState", "create_app", "is_loopback",
-           "parse_trusted_proxies", "plotly_js_path"]
+__all__ = [
+    "DEFAULT_FLOWER_URL",
+    "WebSettings",
+    "WebState",
+    "create_app",
+    "is_loopback",
+    "parse_trusted_proxies",
+    "plotly_js_path",
+]

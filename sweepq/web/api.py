@@ -49,7 +49,9 @@ def _check_ids() -> Response | None:
     unless sweepq could have made it."""
     args = request.view_args or {}
     if "sid" in args and not is_sweep_id(args["sid"]):
-        return error(400, f"not a sweep id: {shown(args['sid'])} (sweep ids are 1-64 lowercase letters and digits)")
+        return error(
+            400, f"not a sweep id: {shown(args['sid'])} (sweep ids are 1-64 lowercase letters and digits)"
+        )
     if "run_id" in args and not is_run_id(args["run_id"]):
         return error(400, f"not a run id: {shown(args['run_id'])} (run ids are <sweep id>-<number>)")
     return None
@@ -66,7 +68,9 @@ def _int_arg(name: str, default: int | None, lo: int = 0, hi: int | None = None)
     except ValueError:
         raise ValueError(f"{name}: must be an integer (got {raw!r})") from None
     if v < lo or (hi is not None and v > hi):
-        raise ValueError(f"{name}: must be between {lo} and {hi}" if hi is not None else f"{name}: must be >= {lo}")
+        raise ValueError(
+            f"{name}: must be between {lo} and {hi}" if hi is not None else f"{name}: must be >= {lo}"
+        )
     return v
 
 
@@ -165,7 +169,7 @@ def list_runs(sid: str) -> Response:
     total_all, trials = data.runs(cached, states, sort)
     offset = _int_arg("offset", 0) or 0
     limit = _int_arg("limit", None, lo=0, hi=MAX_LIMIT)
-    page = trials[offset:offset + limit] if limit is not None else trials[offset:]
+    page = trials[offset : offset + limit] if limit is not None else trials[offset:]
     resp = jsonify([Store.run_json(t) for t in page])
     resp.headers["X-Total-Count"] = str(len(trials))
     resp.headers["X-Total-Unfiltered"] = str(total_all)

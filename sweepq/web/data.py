@@ -92,7 +92,7 @@ class SweepTrials:
 
     def _fetch(self, tids: list[str]) -> None:
         for i in range(0, len(tids), READ_CHUNK):
-            self._store_records(self.store.read_trial_records(self.sid, tids=tids[i:i + READ_CHUNK]))
+            self._store_records(self.store.read_trial_records(self.sid, tids=tids[i : i + READ_CHUNK]))
         if tids:
             self.version += 1
 
@@ -100,7 +100,9 @@ class SweepTrials:
         """Every trial from rank ``start`` of the sweep's ZSET on, in creation order."""
         n = self.store.n_trials(self.sid)
         for i in range(start, n, READ_CHUNK):
-            self._store_records(self.store.read_trial_records(self.sid, ranks=(i, min(i + READ_CHUNK, n) - 1)))
+            self._store_records(
+                self.store.read_trial_records(self.sid, ranks=(i, min(i + READ_CHUNK, n) - 1))
+            )
         self.version += 1
 
     def memo(self, key: Any, compute: Any) -> Any:
@@ -232,7 +234,8 @@ def runs(cached: SweepTrials, states: set[str] | None, sort: str) -> tuple[int, 
         return total_all, trials
 
     result: tuple[int, list[dict[str, Any]]] = cached.memo(
-        ("runs", frozenset(states) if states else None, sort), view)
+        ("runs", frozenset(states) if states else None, sort), view
+    )
     return result
 
 
@@ -255,10 +258,18 @@ def run_detail(store: Store, t: dict[str, Any], rows: int) -> dict[str, Any]:
     ``queued_at``, ``queue``, ``stop``, its last ``rows`` logged rows (0: none) and the numeric
     keys it logged."""
     out = Store.run_json(t)
-    out.update({"log_tail": t["log_tail"], "reason": t["reason"], "history": t["history"],
-                "queued_at": t["queued_at"], "queue": t["queue"], "stop": t["stop"],
-                "rows": store.trial_rows(t["id"], limit=rows) if rows else [],
-                "keys": row_keys(store, t["id"])})
+    out.update(
+        {
+            "log_tail": t["log_tail"],
+            "reason": t["reason"],
+            "history": t["history"],
+            "queued_at": t["queued_at"],
+            "queue": t["queue"],
+            "stop": t["stop"],
+            "rows": store.trial_rows(t["id"], limit=rows) if rows else [],
+            "keys": row_keys(store, t["id"]),
+        }
+    )
     return out
 
 
@@ -377,13 +388,16 @@ def parallel(trials: list[dict[str, Any]], goal: str, limit: int = 2000) -> dict
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None):
             dims.append({"name": name, "type": "numeric", "values": vals})
         else:
-            labels = sorted({json.dumps(v) if not isinstance(v, str) else v for v in vals},
-                            key=str)
+            labels = sorted({json.dumps(v) if not isinstance(v, str) else v for v in vals}, key=str)
             code = {lab: i for i, lab in enumerate(labels)}
             enc = [code[json.dumps(v) if not isinstance(v, str) else v] for v in vals]
             dims.append({"name": name, "type": "categorical", "values": enc, "ticktext": labels})
-    return {"ids": [t["id"] for t in scored], "metric": [t["metric"] for t in scored],
-            "dimensions": dims, "total_scored": sum(1 for t in trials if t["metric"] is not None)}
+    return {
+        "ids": [t["id"] for t in scored],
+        "metric": [t["metric"] for t in scored],
+        "dimensions": dims,
+        "total_scored": sum(1 for t in trials if t["metric"] is not None),
+    }
 
 
 class ImportanceCache:
@@ -398,8 +412,7 @@ class ImportanceCache:
         scored = [t for t in trials if t["metric"] is not None and t["state"] == "finished"]
         with self._lock:
             hit = self._cache.get(sid)
-        if hit and (hit[0] == len(scored)
-                    or (hit[2]["params"] and time.monotonic() - hit[1] < min_age)):
+        if hit and (hit[0] == len(scored) or (hit[2]["params"] and time.monotonic() - hit[1] < min_age)):
             return hit[2]  # unchanged, or fresh enough (but "not enough runs" is never kept)
         res = importance(scored)
         with self._lock:
@@ -459,6 +472,7 @@ def importance(scored: list[dict[str, Any]], max_samples: int = 1000, min_runs: 
         imp[name] = imp.get(name, 0.0) + float(v)
     rows: list[dict[str, Any]] = [
         {"param": k, "importance": imp.get(k, 0.0), "correlation": finite_number(corr.get(k))}
-        for k in dict.fromkeys(owner)]
+        for k in dict.fromkeys(owner)
+    ]
     rows.sort(key=lambda r: -r["importance"])
     return {"n": n, "params": rows, "note": ""}

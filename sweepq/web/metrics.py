@@ -106,47 +106,63 @@ class SweepqCollector(Collector):
             sw.add_metric([s], n)
         yield sw
 
-        depth = GaugeMetricFamily("sweepq_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "sweepq_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"]
+        )
         for q, n in queue_depths(store).items():
             depth.add_metric([q], n)
         yield depth
         unacked = store.unacked_messages()
-        yield GaugeMetricFamily("sweepq_celery_unacked", "Celery messages delivered and not yet acked.",
-                                value=unacked)
+        yield GaugeMetricFamily(
+            "sweepq_celery_unacked", "Celery messages delivered and not yet acked.", value=unacked
+        )
 
         workers = store.alive_workers()
         yield GaugeMetricFamily("sweepq_workers_alive", "Workers with a fresh heartbeat.", value=len(workers))
-        yield GaugeMetricFamily("sweepq_worker_slots", "Trial slots of live workers.",
-                                value=sum(int(w.get("slots") or 1) for w in workers))
+        yield GaugeMetricFamily(
+            "sweepq_worker_slots",
+            "Trial slots of live workers.",
+            value=sum(int(w.get("slots") or 1) for w in workers),
+        )
 
         suggest: list[float] = []
         for ctl in self.controllers:
             suggest.extend(list(getattr(ctl, "stats", {}).get("suggest_s", [])))
         suggest.extend(store.record_suggest_times())
-        h = HistogramMetricFamily("sweepq_suggest_seconds",
-                                  "Duration of one engine.suggest call (see docs/dashboard.md).")
+        h = HistogramMetricFamily(
+            "sweepq_suggest_seconds", "Duration of one engine.suggest call (see docs/dashboard.md)."
+        )
         buckets, total = _histogram(suggest, SUGGEST_BUCKETS)
         h.add_metric([], buckets, total)
         yield h
 
         recent = list(dict.fromkeys(store.active_sweeps() + sweeps[-RECENT_SWEEPS:]))
-        stop = HistogramMetricFamily("sweepq_stop_latency_seconds",
-                                     "From the controller's stop request to the trial's end.", labels=["sweep"])
-        wait = HistogramMetricFamily("sweepq_queue_wait_seconds",
-                                     "From a trial's creation to its start on a worker.", labels=["sweep"])
+        stop = HistogramMetricFamily(
+            "sweepq_stop_latency_seconds",
+            "From the controller's stop request to the trial's end.",
+            labels=["sweep"],
+        )
+        wait = HistogramMetricFamily(
+            "sweepq_queue_wait_seconds", "From a trial's creation to its start on a worker.", labels=["sweep"]
+        )
         now = time.time()
         for sid in recent:
             try:
                 recs = self.cache.get(sid, min_interval=1.0).trials()
             except Exception:  # a sweep deleted between the two reads
                 continue
-            stops = [t["ended_at"] - t["stop_requested_at"] for t in recs
-                     if t["stop_requested_at"] is not None and t["ended_at"] is not None]
+            stops = [
+                t["ended_at"] - t["stop_requested_at"]
+                for t in recs
+                if t["stop_requested_at"] is not None and t["ended_at"] is not None
+            ]
             b, total = _histogram(stops, STOP_BUCKETS)
             stop.add_metric([sid], b, total)
-            waits = [t["started_at"] - t["queued_at"] for t in recs
-                     if t["started_at"] is not None and t["queued_at"] is not None
-                     and t["started_at"] <= now]
+            waits = [
+                t["started_at"] - t["queued_at"]
+                for t in recs
+                if t["started_at"] is not None and t["queued_at"] is not None and t["started_at"] <= now
+            ]
             b, total = _histogram(waits, WAIT_BUCKETS)
             wait.add_metric([sid], b, total)
         yield stop

@@ -43,9 +43,11 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_TRUSTED_PROXIES = 5
 # 'unsafe-eval': Plotly's WebGL traces (parcoords) compile their shaders with new Function().
 # 'unsafe-inline' styles: Plotly injects <style> elements. Scripts still come only from 'self'.
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
-       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -60,8 +62,10 @@ def parse_trusted_proxies(value: str | int | None, name: str = "SWEEPQ_TRUSTED_P
     except (TypeError, ValueError):
         n = -1
     if not 0 <= n <= MAX_TRUSTED_PROXIES:
-        raise ValueError(f"{name} must be the number of reverse proxies in front of sweepq web "
-                         f"(0-{MAX_TRUSTED_PROXIES}), got {value!r}")
+        raise ValueError(
+            f"{name} must be the number of reverse proxies in front of sweepq web "
+            f"(0-{MAX_TRUSTED_PROXIES}), got {value!r}"
+        )
     return n
 
 
@@ -81,7 +85,7 @@ def host_name(host: str) -> str:
     """The name part of a Host header, lowercased: no port, no brackets around an IPv6 address."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host[1:]
+        return host[1 : host.find("]")] if "]" in host else host[1:]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -118,8 +122,10 @@ class HostPolicy:
         """The message that answers a refused ``host`` (it says how to be served)."""
         if self.allowed:
             return f"unknown host {host!r} (allowed: {', '.join(sorted(self.allowed))})"
-        return (f"unknown host {host!r}: without SWEEPQ_API_TOKEN only IP addresses, localhost "
-                "and the names in SWEEPQ_WEB_ALLOWED_HOSTS are served")
+        return (
+            f"unknown host {host!r}: without SWEEPQ_API_TOKEN only IP addresses, localhost "
+            "and the names in SWEEPQ_WEB_ALLOWED_HOSTS are served"
+        )
 
 
 def token_ok(token: str | None) -> bool:
@@ -165,8 +171,9 @@ def install(app: Flask, *, token: str | None, allowed_hosts: Iterable[str], trus
     if proxies:
         # the proxy's view of the request (Host, scheme, client address) replaces the socket's,
         # so the Host and Origin checks see what the browser sent
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,  # type: ignore[method-assign]
-                                x_host=proxies, x_port=proxies)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
+        )
     policy = HostPolicy(allowed_hosts, bool(token))
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 

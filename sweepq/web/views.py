@@ -31,8 +31,13 @@ def plotly_js_path() -> Path:
 def index() -> str:
     """The single-page dashboard; the data comes from /api (the shell itself needs no token)."""
     w = current()
-    return render_template("index.html", flower_url=w.settings.flower_url, auth=bool(w.settings.api_token),
-                           poll_ms=w.settings.poll_ms, namespace=w.store.ns)
+    return render_template(
+        "index.html",
+        flower_url=w.settings.flower_url,
+        auth=bool(w.settings.api_token),
+        poll_ms=w.settings.poll_ms,
+        namespace=w.store.ns,
+    )
 
 
 @bp.get("/healthz")
@@ -58,8 +63,11 @@ def metrics() -> Response:
     w = current()
     if not token_ok(w.settings.api_token):
         return error(401, "missing or wrong API token")
-    return Response(generate_latest(w.registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(
+        generate_latest(w.registry),
+        mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
 
 
 @bp.get("/vendor/plotly.min.js")

@@ -17,8 +17,17 @@ import http.client
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-              "transfer-encoding", "upgrade", "host"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+}
 
 
 def make_handler(upstream: str, proto: str, keep_host: bool) -> type[BaseHTTPRequestHandler]:
@@ -32,7 +41,9 @@ def make_handler(upstream: str, proto: str, keep_host: bool) -> type[BaseHTTPReq
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             headers["Host"] = client_host if keep_host else upstream
             prior = self.headers.get("X-Forwarded-For")
-            headers["X-Forwarded-For"] = f"{prior}, {self.client_address[0]}" if prior else self.client_address[0]
+            headers["X-Forwarded-For"] = (
+                f"{prior}, {self.client_address[0]}" if prior else self.client_address[0]
+            )
             headers["X-Forwarded-Proto"] = proto
             headers["X-Forwarded-Host"] = client_host
             port = client_host.rsplit(":", 1)[1] if ":" in client_host.rsplit("]", 1)[-1] else None
@@ -67,7 +78,9 @@ def main() -> None:
     ap.add_argument("--proto", default="https", choices=["http", "https"])
     ap.add_argument("--keep-host", action="store_true")
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.upstream, args.proto, args.keep_host))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", args.port), make_handler(args.upstream, args.proto, args.keep_host)
+    )
     print(f"listening on {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

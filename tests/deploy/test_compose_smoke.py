@@ -27,13 +27,24 @@ SCRIPT = ROOT / "scripts" / "compose_smoke.sh"
 @pytest.mark.timeout(1800)
 def test_compose_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     # the venv running this test provides `sweepq` and the Python the script checks with
-    env = {**os.environ, "PYTHON": sys.executable,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     tail: deque[str] = deque(maxlen=80)
     with capsys.disabled():
         print(f"\n{SCRIPT.relative_to(ROOT)}:", flush=True)
-        proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace")
+        proc = subprocess.Popen(
+            ["bash", str(SCRIPT)],
+            cwd=str(ROOT),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
         try:
             assert proc.stdout is not None
             for line in proc.stdout:

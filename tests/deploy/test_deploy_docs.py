@@ -18,7 +18,7 @@ SMOKE = ROOT / "scripts" / "compose_smoke.sh"
 def readme_compose_block() -> list[str]:
     """The commands of the README's "Deploy with docker compose" code block, comments dropped."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Deploy with docker compose"):]
+    section = text[text.index("## Deploy with docker compose") :]
     block = re.search(r"```sh\n(.*?)```", section, re.S)
     assert block, "the README's compose section has no sh block"
     return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
@@ -31,9 +31,9 @@ def test_the_smoke_run_runs_the_readme_compose_path() -> None:
     for cmd in commands[1:]:
         if cmd.startswith("docker compose "):
             # the script's `dc` is `docker compose` with its private .env and engine
-            assert f"dc {cmd[len('docker compose '):]}" in script, cmd
+            assert f"dc {cmd[len('docker compose ') :]}" in script, cmd
         elif cmd.startswith("set -a;"):
-            assert "set -a; . \"$T/.env\"; set +a" in script, cmd
+            assert 'set -a; . "$T/.env"; set +a' in script, cmd
         else:
             assert cmd in script, cmd
     assert any(c.startswith("sweepq sweep configs/") for c in commands)
@@ -53,6 +53,12 @@ def test_docs_point_inside_the_repository() -> None:
 
 def test_readme_names_the_env_file_and_its_generator() -> None:
     text = (ROOT / "README.md").read_text()
-    for name in (".env.example", "scripts/compose_env.sh", "REDIS_PASSWORD", "SWEEPQ_API_TOKEN", "FLOWER_BASIC_AUTH",
-                 "docs/deploy.md"):
+    for name in (
+        ".env.example",
+        "scripts/compose_env.sh",
+        "REDIS_PASSWORD",
+        "SWEEPQ_API_TOKEN",
+        "FLOWER_BASIC_AUTH",
+        "docs/deploy.md",
+    ):
         assert name in text, name

@@ -38,8 +38,14 @@ parameters:
 pytestmark = pytest.mark.redis
 
 
-def call(port: int, method: str, path: str, host: str | None = None, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    port: int,
+    method: str,
+    path: str,
+    host: str | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request to 127.0.0.1:port with exactly the Host (and headers) given."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -88,8 +94,9 @@ def spawn(spawn_log: Callable[[int], Path]) -> Iterator[Callable[..., Proc]]:
     def start(argv: list[str], env: dict[str, str], port: int, ready: Callable[[], bool]) -> Proc:
         log = spawn_log(port)
         with open(log, "ab") as out:
-            p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 cwd=str(ROOT))
+            p = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT)
+            )
         proc = Proc(p, port, log)
         procs.append(proc)
 
@@ -120,17 +127,25 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture
-def start_web(spawn: Callable[..., Proc], spawn_log: Callable[[int], Path],
-              sq_env: dict[str, str]) -> Callable[..., Proc]:
+def start_web(
+    spawn: Callable[..., Proc], spawn_log: Callable[[int], Path], sq_env: dict[str, str]
+) -> Callable[..., Proc]:
     def start(*args: str, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> Proc:
         port = _free_port()
-        e = {k: v for k, v in sq_env.items() if k not in ("SWEEPQ_API_TOKEN", "SWEEPQ_TRUSTED_PROXIES",
-                                                          "SWEEPQ_WEB_ALLOWED_HOSTS")}
+        e = {
+            k: v
+            for k, v in sq_env.items()
+            if k not in ("SWEEPQ_API_TOKEN", "SWEEPQ_TRUSTED_PROXIES", "SWEEPQ_WEB_ALLOWED_HOSTS")
+        }
         argv = web_argv("--host", host, "--port", str(port), *args)
         log = spawn_log(port)
         # ready once it has said where it listens (it binds first, then prints that line)
-        return spawn(argv, {**e, **(env or {})}, port,
-                     lambda: log.exists() and "sweepq web on" in log.read_text() and _answers(port))
+        return spawn(
+            argv,
+            {**e, **(env or {})},
+            port,
+            lambda: log.exists() and "sweepq web on" in log.read_text() and _answers(port),
+        )
 
     return start
 
@@ -139,8 +154,17 @@ def start_web(spawn: Callable[..., Proc], spawn_log: Callable[[int], Path],
 def start_proxy(spawn: Callable[..., Proc], sq_env: dict[str, str]) -> Callable[..., Proc]:
     def start(upstream: int, keep_host: bool) -> Proc:
         port = _free_port()
-        argv = [sys.executable, str(PROXY), "--port", str(port), "--upstream", f"127.0.0.1:{upstream}",
-                "--proto", "https", *(["--keep-host"] if keep_host else [])]
+        argv = [
+            sys.executable,
+            str(PROXY),
+            "--port",
+            str(port),
+            "--upstream",
+            f"127.0.0.1:{upstream}",
+            "--proto",
+            "https",
+            *(["--keep-host"] if keep_host else []),
+        ]
         return spawn(argv, dict(sq_env), port, lambda: _answers(port))
 
     return start
@@ -151,8 +175,14 @@ def start_proxy(spawn: Callable[..., Proc], sq_env: dict[str, str]) -> Callable[
 def test_non_loopback_without_token_exits_2(host: str, sq_env: dict[str, str]) -> None:
     env = {k: v for k, v in sq_env.items() if k != "SWEEPQ_API_TOKEN"}
     port = _free_port()
-    r = subprocess.run(web_argv("--host", host, "--port", str(port)), env=env, capture_output=True, text=True,
-                       timeout=60, cwd=str(ROOT))
+    r = subprocess.run(
+        web_argv("--host", host, "--port", str(port)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(ROOT),
+    )
     assert r.returncode == 2, r
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
@@ -162,15 +192,27 @@ def test_non_loopback_without_token_exits_2(host: str, sq_env: dict[str, str]) -
 
 def test_empty_token_counts_as_none(sq_env: dict[str, str]) -> None:
     env = {**sq_env, "SWEEPQ_API_TOKEN": ""}
-    r = subprocess.run(web_argv("--host", "0.0.0.0", "--port", str(_free_port())), env=env, capture_output=True,
-                       text=True, timeout=60, cwd=str(ROOT))
+    r = subprocess.run(
+        web_argv("--host", "0.0.0.0", "--port", str(_free_port())),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(ROOT),
+    )
     assert r.returncode == 2 and "SWEEPQ_API_TOKEN" in r.stderr
 
 
 @pytest.mark.parametrize("value", ["x", "-1", "6"])
 def test_bad_trusted_proxies_is_one_line(value: str, sq_env: dict[str, str]) -> None:
-    r = subprocess.run(web_argv("--trusted-proxies", value, "--port", str(_free_port())), env=sq_env,
-                       capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    r = subprocess.run(
+        web_argv("--trusted-proxies", value, "--port", str(_free_port())),
+        env=sq_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(ROOT),
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "--trusted-proxies" in r.stderr
 
@@ -183,16 +225,29 @@ def test_open_api_starts_and_refuses_rebound_host_names(start_web: Callable[...,
     assert status == 200 and json.loads(body) == []
     # a rebinding page: its own name, resolving to this server, in Host and Origin
     evil = f"rebind.attacker.example:{web.port}"
-    status, _, body = call(web.port, "POST", "/api/sweeps", host=evil, body=YAML,
-                           headers={"Origin": f"http://{evil}", "Content-Type": "application/yaml"})
+    status, _, body = call(
+        web.port,
+        "POST",
+        "/api/sweeps",
+        host=evil,
+        body=YAML,
+        headers={"Origin": f"http://{evil}", "Content-Type": "application/yaml"},
+    )
     assert status == 421, body
     assert b"SWEEPQ_WEB_ALLOWED_HOSTS" in body
     assert store.list_sweeps() == []
     assert call(web.port, "GET", "/", host=evil)[0] == 421
     # addresses cannot be rebound: a client using this machine's IP (or localhost) is served
-    for host in (f"127.0.0.1:{web.port}", f"localhost:{web.port}", f"192.0.2.10:{web.port}", f"[::1]:{web.port}"):
+    for host in (
+        f"127.0.0.1:{web.port}",
+        f"localhost:{web.port}",
+        f"192.0.2.10:{web.port}",
+        f"[::1]:{web.port}",
+    ):
         assert call(web.port, "GET", "/api/sweeps", host=host)[0] == 200, host
-    status, _, body = call(web.port, "POST", "/api/sweeps", body=YAML, headers={"Content-Type": "application/yaml"})
+    status, _, body = call(
+        web.port, "POST", "/api/sweeps", body=YAML, headers={"Content-Type": "application/yaml"}
+    )
     assert status == 201, body
 
 
@@ -225,8 +280,14 @@ def _reads_and_writes(port: int, site: str, extra: dict[str, str] | None = None)
     status, _, page = call(port, "GET", "/", host=site)
     assert status == 200 and b"<html" in page.lower()
     assert call(port, "GET", "/api/sweeps", host=site, headers=browser)[0] == 200
-    status, headers, body = call(port, "POST", "/api/sweeps", host=site, body=YAML,
-                                 headers={**browser, "Content-Type": "application/yaml"})
+    status, headers, body = call(
+        port,
+        "POST",
+        "/api/sweeps",
+        host=site,
+        body=YAML,
+        headers={**browser, "Content-Type": "application/yaml"},
+    )
     assert status == 201, body
     sid = json.loads(body)["id"]
     assert headers["location"] == f"/api/sweeps/{sid}"
@@ -237,8 +298,9 @@ def _reads_and_writes(port: int, site: str, extra: dict[str, str] | None = None)
 
 
 @pytest.mark.parametrize("keep_host", [True, False], ids=["host-keeping", "host-rewriting"])
-def test_behind_a_proxy_reads_and_writes_work(keep_host: bool, start_web: Callable[..., Proc],
-                                              start_proxy: Callable[..., Proc]) -> None:
+def test_behind_a_proxy_reads_and_writes_work(
+    keep_host: bool, start_web: Callable[..., Proc], start_proxy: Callable[..., Proc]
+) -> None:
     web = start_web("--trusted-proxies", "1", env={"SWEEPQ_API_TOKEN": TOKEN})
     assert "behind 1 trusted proxy" in web.output()
     proxy = start_proxy(web.port, keep_host=keep_host)
@@ -247,15 +309,17 @@ def test_behind_a_proxy_reads_and_writes_work(keep_host: bool, start_web: Callab
     _reads_and_writes(proxy.port, f"{SITE}:8443", bearer())
 
 
-def test_trusted_proxies_from_the_environment(start_web: Callable[..., Proc],
-                                               start_proxy: Callable[..., Proc]) -> None:
+def test_trusted_proxies_from_the_environment(
+    start_web: Callable[..., Proc], start_proxy: Callable[..., Proc]
+) -> None:
     web = start_web(env={"SWEEPQ_API_TOKEN": TOKEN, "SWEEPQ_TRUSTED_PROXIES": "1"})
     proxy = start_proxy(web.port, keep_host=False)
     _reads_and_writes(proxy.port, SITE, bearer())
 
 
-def test_without_trusting_the_proxy_its_writes_are_refused(start_web: Callable[..., Proc],
-                                                           start_proxy: Callable[..., Proc], store) -> None:  # noqa: ANN001
+def test_without_trusting_the_proxy_its_writes_are_refused(
+    start_web: Callable[..., Proc], start_proxy: Callable[..., Proc], store
+) -> None:  # noqa: ANN001
     """What ``--trusted-proxies`` fixes: the server sees the proxy's Host, the browser's Origin
     names the site, and a write looks cross-site."""
     web = start_web(env={"SWEEPQ_API_TOKEN": TOKEN})
@@ -267,8 +331,9 @@ def test_without_trusting_the_proxy_its_writes_are_refused(start_web: Callable[.
     assert store.list_sweeps() == []
 
 
-def test_proxy_without_token_serves_only_listed_names(start_web: Callable[..., Proc],
-                                                      start_proxy: Callable[..., Proc]) -> None:
+def test_proxy_without_token_serves_only_listed_names(
+    start_web: Callable[..., Proc], start_proxy: Callable[..., Proc]
+) -> None:
     """No token behind a proxy: the forwarded Host is checked like a direct one, so a rebinding
     name that reaches the proxy is refused, and the site's own name works once listed."""
     web = start_web("--trusted-proxies", "1")
@@ -289,16 +354,40 @@ def test_proxy_fix_sets_scheme_host_and_client(store) -> None:  # noqa: ANN001
     from sweepq.web import create_app
 
     def probe(app: Flask) -> dict[str, str]:
-        app.add_url_rule("/probe", "probe", lambda: jsonify(
-            scheme=request.scheme, host=request.host, remote=request.remote_addr, root=request.url_root))
-        forwarded = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https",
-                     "X-Forwarded-Host": SITE, "X-Forwarded-Port": "443"}
-        return app.test_client().get("/probe", headers={"Host": "127.0.0.1:8080", **forwarded},
-                                     environ_base={"REMOTE_ADDR": "127.0.0.1"}).json
+        app.add_url_rule(
+            "/probe",
+            "probe",
+            lambda: jsonify(
+                scheme=request.scheme, host=request.host, remote=request.remote_addr, root=request.url_root
+            ),
+        )
+        forwarded = {
+            "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": SITE,
+            "X-Forwarded-Port": "443",
+        }
+        return (
+            app.test_client()
+            .get(
+                "/probe",
+                headers={"Host": "127.0.0.1:8080", **forwarded},
+                environ_base={"REMOTE_ADDR": "127.0.0.1"},
+            )
+            .json
+        )
 
     assert probe(create_app(store, {"api_token": TOKEN, "trusted_proxies": 1})) == {
-        "scheme": "https", "host": SITE, "remote": "198.51.100.7", "root": f"https://{SITE}/"}
+        "scheme": "https",
+        "host": SITE,
+        "remote": "198.51.100.7",
+        "root": f"https://{SITE}/",
+    }
     assert probe(create_app(store, {"api_token": TOKEN})) == {
-        "scheme": "http", "host": "127.0.0.1:8080", "remote": "127.0.0.1", "root": "http://127.0.0.1:8080/"}
+        "scheme": "http",
+        "host": "127.0.0.1:8080",
+        "remote": "127.0.0.1",
+        "root": "http://127.0.0.1:8080/",
+    }
     with pytest.raises(ValueError, match="0-5"):
         create_app(store, {"trusted_proxies": 7})

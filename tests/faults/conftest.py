@@ -32,7 +32,7 @@ FINAL = {"finished", "failed", "crashed", "stopped", "canceled"}
 
 # A second training program for hostile behaviour; written to the test's tmp dir at run time.
 # --mode selects what it does; it records start/end like tests/programs/trial.py.
-HOSTILE_PROGRAM = r'''
+HOSTILE_PROGRAM = r"""
 import json, math, os, signal, sys, time
 args = {}
 for a in sys.argv[1:]:
@@ -122,7 +122,7 @@ elif mode == "sleep":
     time.sleep(float(args.get("seconds", 600)))
 rec["end"] = time.time()
 save()
-'''
+"""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -148,9 +148,13 @@ def sweep_done(store: Any, sid: str) -> bool:
 
 def describe(store: Any, sid: str) -> str:
     ts = store.get_trials(store.trial_ids(sid), history=False)
-    return json.dumps({"status": store.status(sid),
-                       "trials": [(t["id"], t["state"], t["attempt"], t["worker"], t["reason"]) for t in ts]},
-                      default=str)
+    return json.dumps(
+        {
+            "status": store.status(sid),
+            "trials": [(t["id"], t["state"], t["attempt"], t["worker"], t["reason"]) for t in ts],
+        },
+        default=str,
+    )
 
 
 def check_no_overlap(recs: list[dict[str, Any]], dead_at: dict[int, float] | None = None) -> None:
@@ -167,17 +171,29 @@ def check_no_overlap(recs: list[dict[str, Any]], dead_at: dict[int, float] | Non
     for run, spans in by_run.items():
         spans.sort()
         for (s1, e1, p1), (s2, e2, p2) in zip(spans, spans[1:], strict=False):
-            assert s2 >= e1, f"run {run} executed twice at once: pid {p1} [{s1}, {e1}] and pid {p2} [{s2}, {e2}]"
+            assert s2 >= e1, (
+                f"run {run} executed twice at once: pid {p1} [{s1}, {e1}] and pid {p2} [{s2}, {e2}]"
+            )
 
 
 def check_no_orphans(recs: list[dict[str, Any]], timeout: float = 10.0) -> None:
     pids = {r["pid"] for r in recs} | {c for r in recs for c in r.get("children", [])}
-    wait_for(lambda: not [p for p in pids if pid_alive(p)], timeout,
-             what="no training process left", info=lambda: [p for p in pids if pid_alive(p)])
+    wait_for(
+        lambda: not [p for p in pids if pid_alive(p)],
+        timeout,
+        what="no training process left",
+        info=lambda: [p for p in pids if pid_alive(p)],
+    )
 
 
-def check_sweep(store: Any, sid: str, rec_dir: Path | None = None, expect: dict[str, int] | None = None,
-                n_trials: int | None = None, dead_at: dict[int, float] | None = None) -> list[dict[str, Any]]:
+def check_sweep(
+    store: Any,
+    sid: str,
+    rec_dir: Path | None = None,
+    expect: dict[str, int] | None = None,
+    n_trials: int | None = None,
+    dead_at: dict[int, float] | None = None,
+) -> list[dict[str, Any]]:
     """The invariants after every fault: returns the trials for case-specific checks."""
     trials = store.get_trials(store.trial_ids(sid))
     states = Counter(t["state"] for t in trials)
@@ -297,8 +313,9 @@ def _free_port() -> int:
 class OwnRedis:
     """A private redis-server (append-only file on) that a test may stop and start again."""
 
-    def __init__(self, directory: Path, extra: list[str] | None = None, url: str | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, extra: list[str] | None = None, url: str | None = None, port: int | None = None
+    ) -> None:
         self.binary = shutil.which("redis-server") or shutil.which("valkey-server") or ""
         self.dir = directory
         self.port = port if port is not None else _free_port()
@@ -310,9 +327,26 @@ class OwnRedis:
     def start(self) -> None:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
-             "--appendfsync", "everysec", "--save", "", "--dir", str(self.dir), *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--dir",
+                str(self.dir),
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + 20
         while True:
@@ -354,8 +388,9 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
-def own_store(own_redis: OwnRedis, sq_env: dict[str, str], namespace: str,
-              monkeypatch: pytest.MonkeyPatch) -> Any:
+def own_store(
+    own_redis: OwnRedis, sq_env: dict[str, str], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     """A Store on the private server; this process's SWEEPQ_REDIS_URL points there too."""
     from sweepq.store import Store
 
@@ -365,8 +400,11 @@ def own_store(own_redis: OwnRedis, sq_env: dict[str, str], namespace: str,
 
 
 def wait_registered(store: Any, name: str, proc: Any, timeout: float = 60.0) -> None:
-    wait_for(lambda: any(w["name"] == name for w in store.alive_workers()) or proc.proc.poll() is not None,
-             timeout, what=f"worker {name} to register")
+    wait_for(
+        lambda: any(w["name"] == name for w in store.alive_workers()) or proc.proc.poll() is not None,
+        timeout,
+        what=f"worker {name} to register",
+    )
     assert proc.proc.poll() is None, proc.output()[-3000:]
 
 
@@ -380,4 +418,5 @@ def running_trial(store: Any, sid: str) -> Callable[[], dict[str, Any] | None]:
             if t["state"] == "running":
                 return t
         return None
+
     return pred

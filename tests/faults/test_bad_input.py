@@ -23,12 +23,19 @@ def _by_mode(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _grid(program: str, modes: list[str], **over: Any) -> dict[str, Any]:
-    return make_config(program=program, method="grid", run_cap=None,
-                       parameters={"mode": {"values": modes}}, **over)
+    return make_config(
+        program=program, method="grid", run_cap=None, parameters={"mode": {"values": modes}}, **over
+    )
 
 
-def test_hostile_output_metrics_flood_binary_fork(store, start_worker, controller, rec_dir, hostile_program,  # noqa: ANN001
-                                                  sq_env):
+def test_hostile_output_metrics_flood_binary_fork(
+    store,
+    start_worker,
+    controller,
+    rec_dir,
+    hostile_program,  # noqa: ANN001
+    sq_env,
+):
     modes = ["metrics", "flood", "binary", "fork"]
     sid = store.create_sweep(_grid(hostile_program, modes, stop_grace=1))
     start_worker(concurrency=len(modes), env={"SWEEPQ_TEST_RECORD": str(rec_dir)})
@@ -74,14 +81,20 @@ def test_hostile_output_metrics_flood_binary_fork(store, start_worker, controlle
     # check_sweep already verified every recorded pid and child pid is gone
 
 
-def test_cancel_program_whose_children_ignore_sigterm(store, start_worker, controller, rec_dir,  # noqa: ANN001
-                                                      hostile_program):
+def test_cancel_program_whose_children_ignore_sigterm(
+    store,
+    start_worker,
+    controller,
+    rec_dir,  # noqa: ANN001
+    hostile_program,
+):
     sid = store.create_sweep(_grid(hostile_program, ["fork_stubborn"], stop_grace=1))
     start_worker(concurrency=2, env={"SWEEPQ_TEST_RECORD": str(rec_dir)})
     controller()
     try:
-        r = wait_for(lambda: [r for r in records(rec_dir) if len(r["children"]) == 3], 60,
-                     what="forking program")[0]
+        r = wait_for(
+            lambda: [r for r in records(rec_dir) if len(r["children"]) == 3], 60, what="forking program"
+        )[0]
         assert store.request_stop(sid, r["run"], "cancel") == "requested"
         wait_for(lambda: sweep_done(store, sid), 20, what="sweep end", info=lambda: describe(store, sid))
         (t,) = check_sweep(store, sid, rec_dir, expect={"canceled": 1}, n_trials=1)
@@ -120,12 +133,16 @@ def test_missing_program_fails_with_127(store, start_worker, controller):  # noq
         assert t["attempt"] == 1, "a missing program is not retried"
 
 
-def test_metric_integer_beyond_float_range_is_ignored(store, start_worker, controller, rec_dir,  # noqa: ANN001
-                                                       hostile_program):
+def test_metric_integer_beyond_float_range_is_ignored(
+    store,
+    start_worker,
+    controller,
+    rec_dir,  # noqa: ANN001
+    hostile_program,
+):
     sid = store.create_sweep(_grid(hostile_program, ["hugeint"], retries=0))
     start_worker(concurrency=1, env={"SWEEPQ_TEST_RECORD": str(rec_dir)})
     controller()
     wait_for(lambda: sweep_done(store, sid), 60, what="sweep end", info=lambda: describe(store, sid))
     (t,) = check_sweep(store, sid, rec_dir, n_trials=1)
     assert t["state"] == "finished" and t["history"] == [0.5], t
-

@@ -60,14 +60,20 @@ def _ask(probe: subprocess.Popen, cmd: str, timeout: float) -> tuple[str, float]
 
 
 def _probe(host: Host, srv: HostRedis) -> subprocess.Popen:
-    return host.popen([sys.executable, "-c", PROBE, srv.host.addr, str(srv.port)],
-                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return host.popen(
+        [sys.executable, "-c", PROBE, srv.host.addr, str(srv.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_hosts_reach_each_other_and_a_cut_is_silent(lab: Lab) -> None:
     a, b, c = lab.add_host("a"), lab.add_host("b"), lab.add_host("c")
     srv = HostRedis(a)
-    assert redis.Redis.from_url(srv.socket_url).ping(), "the test process reaches the lab's Redis by its socket"
+    assert redis.Redis.from_url(srv.socket_url).ping(), (
+        "the test process reaches the lab's Redis by its socket"
+    )
     pb, pc = _probe(b, srv), _probe(c, srv)
     assert _ask(pb, "keep", 5)[0] == "ok"
     assert _ask(pb, "connect", 5)[0] == "ok"
@@ -99,9 +105,16 @@ def test_teardown_leaves_nothing_even_after_a_failure() -> None:
         sleeper = x.popen(["sleep", "600"])
         # a process of its own session, as a trial program is: not in any group the lab tracks,
         # found inside the namespace at teardown
-        forker = x.popen([sys.executable, "-c", "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
-                          "    print(os.getpid(), flush=True)\n    time.sleep(600)\n"], stdout=subprocess.PIPE,
-                         text=True)
+        forker = x.popen(
+            [
+                sys.executable,
+                "-c",
+                "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+                "    print(os.getpid(), flush=True)\n    time.sleep(600)\n",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert forker.stdout is not None
         daemon = int(forker.stdout.readline())
         assert pid_alive(daemon) and pid_alive(sleeper.pid)

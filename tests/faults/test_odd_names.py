@@ -23,8 +23,14 @@ def test_odd_parameter_values_and_program_path(store, start_worker, controller, 
     prog = d / "trial \udcfe.py"  # a file name that is not valid UTF-8 (byte 0xfe)
     shutil.copy(TRIAL, prog)
     assert os.fsencode(str(prog)).endswith(b"trial \xfe.py")
-    sid = store.create_sweep(make_config(program=str(prog), method="grid", run_cap=None,
-                                         parameters={"v": {"values": VALUES}, "steps": {"value": 1}}))
+    sid = store.create_sweep(
+        make_config(
+            program=str(prog),
+            method="grid",
+            run_cap=None,
+            parameters={"v": {"values": VALUES}, "steps": {"value": 1}},
+        )
+    )
     start_worker(concurrency=2, env={"SWEEPQ_TEST_RECORD": str(rec_dir)})
     controller()
     wait_for(lambda: sweep_done(store, sid), 60, what="sweep end", info=lambda: describe(store, sid))

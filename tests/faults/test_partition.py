@@ -59,8 +59,12 @@ RERUN_STEPS = 1  # what a re-run logs (trial.py --rerun_steps): its history's le
 
 
 def _parameters(steps: int) -> dict[str, Any]:
-    return {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": steps}, "sleep": {"value": QUICK_SLEEP},
-            "rerun_steps": {"value": RERUN_STEPS}}
+    return {
+        "x": {"min": 0.0, "max": 1.0},
+        "steps": {"value": steps},
+        "sleep": {"value": QUICK_SLEEP},
+        "rerun_steps": {"value": RERUN_STEPS},
+    }
 
 
 def _config(run_cap: int, steps: int) -> dict[str, Any]:
@@ -69,6 +73,7 @@ def _config(run_cap: int, steps: int) -> dict[str, Any]:
 
 def _first_started(store: Any, sid: str, rec: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the running trial, its program's record) once the first trial's program has started."""
+
     def started() -> tuple[dict[str, Any], dict[str, Any]] | None:
         recs = records(rec)
         for t in store.get_trials(sorted(store.inflight_ids(sid)), history=False):
@@ -76,6 +81,7 @@ def _first_started(store: Any, sid: str, rec: Path) -> tuple[dict[str, Any], dic
             if t["state"] == "running" and mine:
                 return t, mine[0]
         return None
+
     return wait_for(started, 90, what="the first trial's program to start", info=lambda: describe(store, sid))  # type: ignore[return-value]
 
 
@@ -106,8 +112,16 @@ def _check_rerun(trials: list[dict[str, Any]], tid: str, other: str, steps: int)
 # -- a silent partition between hosts ---------------------------------------------------------------
 def _lab_env(srv: HostRedis, namespace: str, rec_dir: Path, slow: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWEEPQ_")}
-    env.update({"SWEEPQ_REDIS_URL": srv.url, "SWEEPQ_NAMESPACE": namespace, "SWEEPQ_LEASE_TTL": str(TTL),
-                "SWEEPQ_TEST_RECORD": str(rec_dir), "SWEEPQ_TEST_SLOW_FILE": str(slow), "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "SWEEPQ_REDIS_URL": srv.url,
+            "SWEEPQ_NAMESPACE": namespace,
+            "SWEEPQ_LEASE_TTL": str(TTL),
+            "SWEEPQ_TEST_RECORD": str(rec_dir),
+            "SWEEPQ_TEST_SLOW_FILE": str(slow),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
@@ -117,14 +131,18 @@ def _start_host_worker(host: Host, env: dict[str, str], tmp_path: Path) -> tuple
 
     name = f"{host.name}-{secrets.token_hex(2)}@{host.name}"
     log = tmp_path / f"worker-{host.name}.log"
-    e = {**env, "SWEEPQ_LOG_DIR": str(tmp_path / f"logs-{host.name}"),
-         "SWEEPQ_GPU_LOCK_DIR": str(tmp_path / f"gpulocks-{host.name}")}
+    e = {
+        **env,
+        "SWEEPQ_LOG_DIR": str(tmp_path / f"logs-{host.name}"),
+        "SWEEPQ_GPU_LOCK_DIR": str(tmp_path / f"gpulocks-{host.name}"),
+    }
     host.popen(worker_argv(["sweepq"], 1, name, "INFO"), env=e, log=log, cwd=str(ROOT))
     return name, log
 
 
-def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(lab: Lab, rec_dir: Path,
-                                                                       pid_watch: PidWatch, tmp_path: Path) -> None:
+def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(
+    lab: Lab, rec_dir: Path, pid_watch: PidWatch, tmp_path: Path
+) -> None:
     from sweepq.store import Store
 
     a, b, c = lab.add_host("a"), lab.add_host("b"), lab.add_host("c")
@@ -134,16 +152,24 @@ def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(lab: Lab
     slow = tmp_path / "slow"
     slow.touch()
     env = _lab_env(srv, namespace, rec_dir, slow)
-    a.popen([sys.executable, "-m", "sweepq.cli", "controller", "--tick", "0.2"], env=env,
-            log=tmp_path / "controller.log", cwd=str(ROOT))
+    a.popen(
+        [sys.executable, "-m", "sweepq.cli", "controller", "--tick", "0.2"],
+        env=env,
+        log=tmp_path / "controller.log",
+        cwd=str(ROOT),
+    )
     hosts = {b.name: b, c.name: c}
     workers = {h.name: _start_host_worker(h, env, tmp_path) for h in hosts.values()}
 
     def logs() -> str:
         return "".join(log.read_text(errors="replace")[-3000:] for _, log in workers.values())
 
-    wait_for(lambda: {n for n, _ in workers.values()} <= {w["name"] for w in store.alive_workers()}, 90,
-             what="both workers registered", info=logs)
+    wait_for(
+        lambda: {n for n, _ in workers.values()} <= {w["name"] for w in store.alive_workers()},
+        90,
+        what="both workers registered",
+        info=logs,
+    )
     run_cap, steps = 4, 2
     sid = store.create_sweep(_config(run_cap, steps))
     t, rec = _first_started(store, sid, rec_dir)
@@ -154,8 +180,12 @@ def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(lab: Lab
     t_cut = time.time()
     lab.cut(victim)
     try:
-        wait_for(lambda: _rerun_on(store, t["id"], workers[other][0]), 60,
-                 what=f"the re-run on {other} during the cut", info=lambda: describe(store, sid))
+        wait_for(
+            lambda: _rerun_on(store, t["id"], workers[other][0]),
+            60,
+            what=f"the re-run on {other} during the cut",
+            info=lambda: describe(store, sid),
+        )
         time.sleep(max(0.0, t_cut + 5 * TTL - time.time()))  # several lease TTLs in all
         last_beat = store._r.zscore(store.keys.workers, workers[victim][0]) or 0.0
         assert last_beat < t_cut + 0.5, "the cut-off worker still reached Redis: the cut is not a partition"
@@ -166,16 +196,26 @@ def test_partitioned_host_trial_rerun_on_other_host_never_twice_at_once(lab: Lab
 
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
     # the healed worker reaches Redis again, and its copy's task ends: its writes are in (or refused)
-    wait_for(lambda: (store._r.zscore(store.keys.workers, workers[victim][0]) or 0.0) > t_heal, 120,
-             what=f"{victim}'s worker back after the heal", info=logs)
-    wait_for(lambda: _task_over(lambda: workers[victim][1].read_text(errors="replace"), t["id"]), 120,
-             what=f"{victim}'s task for {t['id']} to end", info=logs)
+    wait_for(
+        lambda: (store._r.zscore(store.keys.workers, workers[victim][0]) or 0.0) > t_heal,
+        120,
+        what=f"{victim}'s worker back after the heal",
+        info=logs,
+    )
+    wait_for(
+        lambda: _task_over(lambda: workers[victim][1].read_text(errors="replace"), t["id"]),
+        120,
+        what=f"{victim}'s task for {t['id']} to end",
+        info=logs,
+    )
     check_no_orphans(records(rec_dir))
     pid_watch.poll()  # every death the wait above saw is noted before the overlap check
     trials = store.get_trials(store.trial_ids(sid))
     _check_rerun(trials, t["id"], workers[other][0], steps)
     assert rec["pid"] in pid_watch.dead_at
-    check_sweep(store, sid, rec_dir, expect={"finished": run_cap}, n_trials=run_cap, dead_at=pid_watch.dead_at)
+    check_sweep(
+        store, sid, rec_dir, expect={"finished": run_cap}, n_trials=run_cap, dead_at=pid_watch.dead_at
+    )
 
 
 # -- a hung Redis connection ------------------------------------------------------------------------
@@ -187,7 +227,12 @@ class Proxy:
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, str(PROGRAMS / "tcp_proxy.py"), "--target", f"{target[0]}:{target[1]}"],
-                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                text=True,
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line.startswith("listening "), f"proxy did not start: {line!r} {log.read_text()[-2000:]}"
@@ -220,8 +265,9 @@ def proxies(redis_server: str, tmp_path: Path) -> Iterator[Callable[[], Proxy]]:
         p.close()
 
 
-def test_tcp_proxy_forwards_hangs_while_stopped_and_outlives_closes(proxies: Callable[[], Proxy],
-                                                                   redis_server: str) -> None:
+def test_tcp_proxy_forwards_hangs_while_stopped_and_outlives_closes(
+    proxies: Callable[[], Proxy], redis_server: str
+) -> None:
     """The harness itself: a stopped proxy hangs its clients without an error and lets them go
     on after SIGCONT; connections closed from both ends at once never end the proxy (its first
     version died of that mid-test, and its workers saw "connection refused", not a hang)."""
@@ -257,8 +303,15 @@ def test_tcp_proxy_forwards_hangs_while_stopped_and_outlives_closes(proxies: Cal
 
 
 def test_hung_redis_connection_trial_rerun_elsewhere_never_twice_at_once(
-        proxies: Callable[[], Proxy], store: Any, start_worker: Any, controller: Any, redis_server: str,
-        rec_dir: Path, pid_watch: PidWatch, tmp_path: Path) -> None:
+    proxies: Callable[[], Proxy],
+    store: Any,
+    start_worker: Any,
+    controller: Any,
+    redis_server: str,
+    rec_dir: Path,
+    pid_watch: PidWatch,
+    tmp_path: Path,
+) -> None:
     # proxies first: set up before the workers, so torn down after them (a worker whose Redis
     # went away with its proxy waits out broker reconnects when stopped)
     slow = tmp_path / "slow"
@@ -269,8 +322,14 @@ def test_hung_redis_connection_trial_rerun_elsewhere_never_twice_at_once(
     by_name: dict[str, tuple[Any, Proxy]] = {}
     for _ in range(2):
         proxy = proxies()
-        w = start_worker(concurrency=1, env={"SWEEPQ_TEST_RECORD": str(rec_dir), "SWEEPQ_TEST_SLOW_FILE": str(slow),
-                                             "SWEEPQ_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/{db}"})
+        w = start_worker(
+            concurrency=1,
+            env={
+                "SWEEPQ_TEST_RECORD": str(rec_dir),
+                "SWEEPQ_TEST_SLOW_FILE": str(slow),
+                "SWEEPQ_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/{db}",
+            },
+        )
         by_name[w.name] = (w, proxy)
     run_cap, steps = 3, 2
     sid = store.create_sweep(_config(run_cap, steps))
@@ -283,20 +342,30 @@ def test_hung_redis_connection_trial_rerun_elsewhere_never_twice_at_once(
     t_stop = time.time()
     proxy.signal(signal.SIGSTOP)
     try:
-        wait_for(lambda: _rerun_on(store, t["id"], other.name), 60, what="the re-run on the other worker",
-                 info=lambda: describe(store, sid))
+        wait_for(
+            lambda: _rerun_on(store, t["id"], other.name),
+            60,
+            what="the re-run on the other worker",
+            info=lambda: describe(store, sid),
+        )
         time.sleep(max(0.0, t_stop + 20 - time.time()))  # the issue's 20 s: several lease TTLs
     finally:
         proxy.signal(signal.SIGCONT)
 
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
-    wait_for(lambda: _task_over(victim.output, t["id"]), 120, what="the stale copy's task to end",
-             info=lambda: victim.output()[-3000:])
+    wait_for(
+        lambda: _task_over(victim.output, t["id"]),
+        120,
+        what="the stale copy's task to end",
+        info=lambda: victim.output()[-3000:],
+    )
     check_no_orphans(records(rec_dir))
     pid_watch.poll()  # every death the wait above saw is noted before the overlap check
     _check_rerun(store.get_trials(store.trial_ids(sid)), t["id"], other.name, steps)
     assert rec["pid"] in pid_watch.dead_at
-    check_sweep(store, sid, rec_dir, expect={"finished": run_cap}, n_trials=run_cap, dead_at=pid_watch.dead_at)
+    check_sweep(
+        store, sid, rec_dir, expect={"finished": run_cap}, n_trials=run_cap, dead_at=pid_watch.dead_at
+    )
 
 
 # -- a frozen pool process ------------------------------------------------------------------------
@@ -318,8 +387,8 @@ def _pool_process(trial_pid: int, worker_pid: int) -> int:
 
 
 def test_frozen_pool_process_its_trial_fenced_by_the_worker_results_rejected(
-        store: Any, start_worker: Any, controller: Any, rec_dir: Path, pid_watch: PidWatch,
-        tmp_path: Path) -> None:
+    store: Any, start_worker: Any, controller: Any, rec_dir: Path, pid_watch: PidWatch, tmp_path: Path
+) -> None:
     slow = tmp_path / "slow"
     slow.touch()
     env = {"SWEEPQ_TEST_RECORD": str(rec_dir), "SWEEPQ_TEST_SLOW_FILE": str(slow)}
@@ -337,8 +406,12 @@ def test_frozen_pool_process_its_trial_fenced_by_the_worker_results_rejected(
     os.kill(pool, signal.SIGSTOP)
     t_stop = time.time()
     try:
-        wait_for(lambda: _rerun_on(store, t["id"], other.name), 60, what="the re-run on the other worker",
-                 info=lambda: describe(store, sid))
+        wait_for(
+            lambda: _rerun_on(store, t["id"], other.name),
+            60,
+            what="the re-run on the other worker",
+            info=lambda: describe(store, sid),
+        )
         time.sleep(max(0.0, t_stop + 4 * TTL - time.time()))
     finally:
         os.kill(pool, signal.SIGCONT)
@@ -346,11 +419,17 @@ def test_frozen_pool_process_its_trial_fenced_by_the_worker_results_rejected(
 
     wait_for(lambda: stale in pid_watch.dead_at, 60, what="the stale copy to die")
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
-    wait_for(lambda: _task_over(victim.output, t["id"]), 120, what="the stale copy's task to end",
-             info=lambda: victim.output()[-3000:])
+    wait_for(
+        lambda: _task_over(victim.output, t["id"]),
+        120,
+        what="the stale copy's task to end",
+        info=lambda: victim.output()[-3000:],
+    )
     recs = records(rec_dir)
     stale_rec = next(r for r in recs if r["pid"] == stale)
-    assert stale_rec["end"] is None, "the stale copy ended on its own before SIGCONT: the trial must outlive the stop"
+    assert stale_rec["end"] is None, (
+        "the stale copy ended on its own before SIGCONT: the trial must outlive the stop"
+    )
     assert pid_watch.dead_at[stale] < t_cont, "the stale copy outlived the freeze of the process running it"
     trials = check_sweep(store, sid, expect={"finished": run_cap}, n_trials=run_cap)
     _check_rerun(trials, t["id"], other.name, steps)

@@ -24,19 +24,26 @@ def tree_mode(request: pytest.FixtureRequest) -> dict[str, str]:
     from sweepq.tree import cgroup_base
 
     if request.param == "cgroup":
-        assert cgroup_base() is not None, "this machine lets root create cgroups v2: the cgroup mode must be tested"
+        assert cgroup_base() is not None, (
+            "this machine lets root create cgroups v2: the cgroup mode must be tested"
+        )
         return {}
     return {"SWEEPQ_TRIAL_CGROUPS": "0"}
 
 
 def _grid(program: str, modes: list[str], **over: Any) -> dict[str, Any]:
-    return make_config(program=program, method="grid", run_cap=None,
-                       parameters={"mode": {"values": modes}}, **over)
+    return make_config(
+        program=program, method="grid", run_cap=None, parameters={"mode": {"values": modes}}, **over
+    )
 
 
 def _daemons(rec_dir: Any) -> dict[str, int]:
     """run id -> the pid of the daemon its program started (once the program recorded it)."""
-    return {r["run"]: r["children"][0] for r in records(rec_dir) if r["mode"].startswith("daemon") and r["children"]}
+    return {
+        r["run"]: r["children"][0]
+        for r in records(rec_dir)
+        if r["mode"].startswith("daemon") and r["children"]
+    }
 
 
 def _kill_all(rec_dir: Any) -> None:
@@ -47,8 +54,14 @@ def _kill_all(rec_dir: Any) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_daemon_dies_when_its_trial_finishes(store, start_worker, controller, rec_dir, hostile_program,  # noqa: ANN001
-                                             tree_mode):
+def test_daemon_dies_when_its_trial_finishes(
+    store,
+    start_worker,
+    controller,
+    rec_dir,
+    hostile_program,  # noqa: ANN001
+    tree_mode,
+):
     sid = store.create_sweep(_grid(hostile_program, ["daemon"], stop_grace=1))
     start_worker(env={"SWEEPQ_TEST_RECORD": str(rec_dir), **tree_mode})
     controller()
@@ -61,18 +74,32 @@ def test_daemon_dies_when_its_trial_finishes(store, start_worker, controller, re
         _kill_all(rec_dir)
 
 
-def test_daemons_die_when_their_trials_are_stopped_or_canceled(store, start_worker, controller, rec_dir,  # noqa: ANN001
-                                                               hostile_program, tree_mode):
+def test_daemons_die_when_their_trials_are_stopped_or_canceled(
+    store,
+    start_worker,
+    controller,
+    rec_dir,  # noqa: ANN001
+    hostile_program,
+    tree_mode,
+):
     sid = store.create_sweep(_grid(hostile_program, ["daemon_stop", "daemon_cancel"], stop_grace=1))
     start_worker(concurrency=2, env={"SWEEPQ_TEST_RECORD": str(rec_dir), **tree_mode})
     controller()
     try:
-        daemons = wait_for(lambda: len(_daemons(rec_dir)) == 2 and _daemons(rec_dir), 60, what="both daemons",
-                           info=lambda: describe(store, sid))
+        daemons = wait_for(
+            lambda: len(_daemons(rec_dir)) == 2 and _daemons(rec_dir),
+            60,
+            what="both daemons",
+            info=lambda: describe(store, sid),
+        )
         by_mode = {r["mode"]: r["run"] for r in records(rec_dir)}
         assert store.request_stop(sid, by_mode["daemon_stop"], "stop") == "requested"
-        wait_for(lambda: store.get_trial(by_mode["daemon_stop"])["state"] == "stopped", 30,
-                 what="stopped trial", info=lambda: describe(store, sid))
+        wait_for(
+            lambda: store.get_trial(by_mode["daemon_stop"])["state"] == "stopped",
+            30,
+            what="stopped trial",
+            info=lambda: describe(store, sid),
+        )
         assert not pid_alive(daemons[by_mode["daemon_stop"]]), "a stopped trial's daemon still runs"
         store.sweep_action(sid, "cancel")
         wait_for(lambda: sweep_done(store, sid), 30, what="sweep end", info=lambda: describe(store, sid))
@@ -87,15 +114,23 @@ def _ppid(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
-def test_daemon_of_a_killed_worker_process_dies(store, start_worker, controller, rec_dir, hostile_program,  # noqa: ANN001
-                                                tree_mode):
+def test_daemon_of_a_killed_worker_process_dies(
+    store,
+    start_worker,
+    controller,
+    rec_dir,
+    hostile_program,  # noqa: ANN001
+    tree_mode,
+):
     """The pool process running the trial is SIGKILLed: the program dies with it (parent-death
     signal); the daemon is killed by the pool process Celery starts in its place."""
     sid = store.create_sweep(_grid(hostile_program, ["daemon_wait"], stop_grace=1, retries=0))
     start_worker(env={"SWEEPQ_TEST_RECORD": str(rec_dir), **tree_mode})
     controller()
     try:
-        (daemon,) = wait_for(lambda: _daemons(rec_dir), 60, what="daemon", info=lambda: describe(store, sid)).values()
+        (daemon,) = wait_for(
+            lambda: _daemons(rec_dir), 60, what="daemon", info=lambda: describe(store, sid)
+        ).values()
         (rec,) = records(rec_dir)
         os.kill(_ppid(rec["pid"]), signal.SIGKILL)  # the pool process: the program's parent
         wait_for(lambda: not pid_alive(daemon), 30, what="the daemon of the killed worker process to die")

@@ -64,22 +64,40 @@ def _free(r: redis.Redis, n: int) -> None:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweepq.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "sweepq.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
-def test_full_redis_is_named_and_costs_no_rerun(own_redis, own_store, own_controller, start_worker,  # noqa: ANN001
-                                                rec_dir, pid_watch, sq_env, tmp_path: Path):
+def test_full_redis_is_named_and_costs_no_rerun(
+    own_redis,
+    own_store,
+    own_controller,
+    start_worker,  # noqa: ANN001
+    rec_dir,
+    pid_watch,
+    sq_env,
+    tmp_path: Path,
+):
     store = own_store
     n = 4
-    sid = store.create_sweep(make_config(run_cap=n, retries=1, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 25}, "sleep": {"value": 0.2}}))
+    sid = store.create_sweep(
+        make_config(
+            run_cap=n,
+            retries=1,
+            parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 25}, "sleep": {"value": 0.2}},
+        )
+    )
     env = {"SWEEPQ_TEST_RECORD": str(rec_dir)}
     for _ in range(2):
         w = start_worker(concurrency=1, env=env, wait=False)
         wait_registered(store, w.name, w)
-    wait_for(lambda: store.counts(sid)["running"] == 2, 60, what="two trials running",
-             info=lambda: describe(store, sid))
+    wait_for(
+        lambda: store.counts(sid)["running"] == 2,
+        60,
+        what="two trials running",
+        info=lambda: describe(store, sid),
+    )
 
     r = redis.Redis.from_url(own_redis.url)
     junk = _fill(r)
@@ -91,7 +109,9 @@ def test_full_redis_is_named_and_costs_no_rerun(own_redis, own_store, own_contro
             res = _cli(cli_env, action, sid)
             assert res.returncode == 1, (action, res.returncode, res.stdout, res.stderr)
             lines = res.stderr.strip().splitlines()
-            assert len(lines) == 1 and "out of memory" in lines[0] and "Traceback" not in res.stderr, res.stderr
+            assert len(lines) == 1 and "out of memory" in lines[0] and "Traceback" not in res.stderr, (
+                res.stderr
+            )
         # a new sweep is refused whole: no hash, no id in the list, no trace in the active set
         before = sorted(k for k in r.scan_iter(match=f"{store.ns}:sweep*".encode()))
         cfg_path = tmp_path / "sweep.yaml"
@@ -108,8 +128,10 @@ def test_full_redis_is_named_and_costs_no_rerun(own_redis, own_store, own_contro
         from sweepq.web import create_app
 
         client = create_app(store, {"api_token": None}).test_client()
-        for resp in (client.post(f"/api/sweeps/{sid}/cancel"),
-                     client.post("/api/sweeps", data=cfg_path.read_bytes(), content_type="application/yaml")):
+        for resp in (
+            client.post(f"/api/sweeps/{sid}/cancel"),
+            client.post("/api/sweeps", data=cfg_path.read_bytes(), content_type="application/yaml"),
+        ):
             assert resp.status_code == 503 and resp.is_json, (resp.status_code, resp.data[:300])
             assert "out of memory" in resp.get_json()["error"], resp.get_json()
         # hold it full for several lease TTLs (3 s): leases would have expired, trials have ended
@@ -117,8 +139,12 @@ def test_full_redis_is_named_and_costs_no_rerun(own_redis, own_store, own_contro
         assert store.status(sid)["state"] == "running"
     finally:
         _free(r, junk)
-    wait_for(lambda: sweep_done(store, sid), 120, what="sweep end once memory was freed",
-             info=lambda: describe(store, sid))
+    wait_for(
+        lambda: sweep_done(store, sid),
+        120,
+        what="sweep end once memory was freed",
+        info=lambda: describe(store, sid),
+    )
     trials = check_sweep(store, sid, rec_dir, expect={"finished": n}, n_trials=n, dead_at=pid_watch.dead_at)
     # no run burnt on it: each trial ran once, at its first attempt, and logged its whole history
     assert all(t["attempt"] == 1 and len(t["history"]) == 25 for t in trials), describe(store, sid)

@@ -35,8 +35,15 @@ def _attacker_app(url: str, namespace: str) -> Any:
     return app
 
 
-def test_pickled_message_refused_worker_healthy(store, start_worker, controller, redis_server, namespace,  # noqa: ANN001
-                                                tmp_path: Path, rec_dir):
+def test_pickled_message_refused_worker_healthy(
+    store,
+    start_worker,
+    controller,
+    redis_server,
+    namespace,  # noqa: ANN001
+    tmp_path: Path,
+    rec_dir,
+):
     import pickle
 
     marker = tmp_path / "pwned"
@@ -46,13 +53,23 @@ def test_pickled_message_refused_worker_healthy(store, start_worker, controller,
     w = start_worker(concurrency=1, env={"SWEEPQ_TEST_RECORD": str(rec_dir)})
     app = _attacker_app(redis_server, namespace)
     with app.connection_for_write() as conn:
-        app.send_task("sweepq.run_trial", args=[_Exploit(str(marker)), "x-1"], queue="sweepq",
-                      serializer="pickle", connection=conn)
+        app.send_task(
+            "sweepq.run_trial",
+            args=[_Exploit(str(marker)), "x-1"],
+            queue="sweepq",
+            serializer="pickle",
+            connection=conn,
+        )
         # and one the worker may decode, for an unknown sweep: a defined no-op
-        app.send_task("sweepq.run_trial", args=["nosuchsweep", "nosuchsweep-1"], queue="sweepq",
-                      connection=conn)
-    wait_for(lambda: "ContentDisallowed" in w.output() or "Refusing" in w.output(), 30,
-             what="the worker to refuse the pickled message", info=lambda: w.output()[-3000:])
+        app.send_task(
+            "sweepq.run_trial", args=["nosuchsweep", "nosuchsweep-1"], queue="sweepq", connection=conn
+        )
+    wait_for(
+        lambda: "ContentDisallowed" in w.output() or "Refusing" in w.output(),
+        30,
+        what="the worker to refuse the pickled message",
+        info=lambda: w.output()[-3000:],
+    )
     wait_for(lambda: "'missing'" in w.output(), 30, what="the JSON message for an unknown sweep")
     assert not marker.exists(), "a pickled Celery message was deserialized"
     assert w.proc.poll() is None, "the worker died"

@@ -18,9 +18,18 @@ pytestmark = pytest.mark.redis
 def forged(**over) -> dict:
     """A normalised config in its JSON form (what the engine relies on is all there) that claims
     the marker, with one field set to something sweepq must refuse."""
-    cfg = json.loads(json.dumps(load_config({
-        "method": "random", "metric": {"name": "loss"}, "program": "train.py",
-        "parameters": {"lr": {"min": 0.001, "max": 0.1}}})))
+    cfg = json.loads(
+        json.dumps(
+            load_config(
+                {
+                    "method": "random",
+                    "metric": {"name": "loss"},
+                    "program": "train.py",
+                    "parameters": {"lr": {"min": 0.001, "max": 0.1}},
+                }
+            )
+        )
+    )
     cfg.update(over, _normalised=True)
     return cfg
 
@@ -46,8 +55,11 @@ def client(store):  # noqa: ANN001, ANN201
 @pytest.mark.parametrize(("over", "path"), FORGED, ids=IDS)
 def test_http_refuses_forged_configs(client, store, over, path) -> None:  # noqa: ANN001
     body = forged(**over)
-    for send in ({"json": body}, {"json": {"config": body}},
-                 {"data": json.dumps(body), "content_type": "application/yaml"}):
+    for send in (
+        {"json": body},
+        {"json": {"config": body}},
+        {"data": json.dumps(body), "content_type": "application/yaml"},
+    ):
         r = client.post("/api/sweeps", **send)
         assert r.status_code == 400, r.json
         assert any(e.startswith(f"{path}:") for e in r.json["errors"]), r.json

@@ -46,9 +46,12 @@ def _started_on(store: Any, sid: str, rec: Path, worker: str) -> dict[str, Any] 
     return None
 
 
-def _kill_worker_of(store: Any, sid: str, rec: Path, workers: list[Any]) -> tuple[dict[str, Any], Any, dict[int, float]]:
-    t = wait_for(lambda: _started(store, sid, rec), 60, what="a started trial",
-                 info=lambda: describe(store, sid))
+def _kill_worker_of(
+    store: Any, sid: str, rec: Path, workers: list[Any]
+) -> tuple[dict[str, Any], Any, dict[int, float]]:
+    t = wait_for(
+        lambda: _started(store, sid, rec), 60, what="a started trial", info=lambda: describe(store, sid)
+    )
     victim = next(w for w in workers if w.name == t["worker"])
     pids = [r["pid"] for r in records(rec) if r["run"] == t["id"]]
     victim.kill(signal.SIGKILL)  # the whole process group: main process and pool children
@@ -98,8 +101,12 @@ def test_trial_longer_than_visibility_timeout_runs_once(store, start_worker, con
     t = wait_for(lambda: _started(store, sid, rec_dir), 60, what="trial started")
     time.sleep(4.0)  # the delivery is now older than the visibility timeout
     b = start_worker(concurrency=1, env=env)  # restores unacked messages older than VT on start
-    wait_for(lambda: "'not_queued'" in worker_outputs([a, b]), 30,
-             what="the redelivered copy to see the claim", info=lambda: worker_outputs([a, b])[-3000:])
+    wait_for(
+        lambda: "'not_queued'" in worker_outputs([a, b]),
+        30,
+        what="the redelivered copy to see the claim",
+        info=lambda: worker_outputs([a, b])[-3000:],
+    )
     assert running_trial(store, sid)() is not None, "redelivery arrived while the first run was still going"
     wait_for(lambda: sweep_done(store, sid), 60, what="sweep end", info=lambda: describe(store, sid))
     trials = check_sweep(store, sid, rec_dir, expect={"finished": 1}, n_trials=1)
@@ -139,8 +146,12 @@ def test_sigterm_cold_shutdown_hands_back_slow_exiting_trial(store, start_worker
     # 15 s of work: it cannot reach its end within the 5 s shutdown grace (a program that does
     # exit 0 within the grace is kept as finished: test_cold_shutdown_trial_that_completes_...);
     # the re-run resumes (0.5 s), as a program with a checkpoint would
-    _cold_shutdown_case(store, start_worker, rec_dir, {**_long(150), "ignore_term": {"value": True},
-                                                       "rerun_steps": {"value": 5}})
+    _cold_shutdown_case(
+        store,
+        start_worker,
+        rec_dir,
+        {**_long(150), "ignore_term": {"value": True}, "rerun_steps": {"value": 5}},
+    )
 
 
 def _cold_shutdown_case(store: Any, start_worker: Any, rec_dir: Path, params: dict[str, Any]) -> None:
@@ -221,11 +232,13 @@ def _rest_of_batch(store: Any, tid: str) -> list[str]:
             body = base64.b64decode(body)
         ids = json.loads(body)[0][1:]
         if tid in ids:
-            return ids[ids.index(tid) + 1:]
+            return ids[ids.index(tid) + 1 :]
     return []
 
 
-def _mid_batch(store: Any, sid: str, rec_dir: Path, ctl: Any, slow: Path) -> tuple[dict[str, Any], list[str], list[int]]:
+def _mid_batch(
+    store: Any, sid: str, rec_dir: Path, ctl: Any, slow: Path
+) -> tuple[dict[str, Any], list[str], list[int]]:
     """Once the controller batches, make every trial slow (5 s) and return a started trial that
     has more trials after it in its message: (trial, the rest of its batch, its program's pids)."""
     wait_for(lambda: ctl.stats["batched"] > 0, 60, what="a batch", info=lambda: describe(store, sid))
@@ -239,13 +252,21 @@ def _mid_batch(store: Any, sid: str, rec_dir: Path, ctl: Any, slow: Path) -> tup
         rest = _rest_of_batch(store, t["id"])
         return (t, rest) if rest else None
 
-    t, rest = wait_for(mid_batch, 60, what="a started trial with more in its batch",
-                       info=lambda: describe(store, sid))
+    t, rest = wait_for(
+        mid_batch, 60, what="a started trial with more in its batch", info=lambda: describe(store, sid)
+    )
     return t, rest, [r["pid"] for r in records(rec_dir) if r["run"] == t["id"]]
 
 
-def _rest_of_the_sweep(store: Any, sid: str, rec_dir: Path, start_worker: Any, env: dict[str, str], slow: Path,
-                       dead: dict[int, float]) -> dict[str, dict[str, Any]]:
+def _rest_of_the_sweep(
+    store: Any,
+    sid: str,
+    rec_dir: Path,
+    start_worker: Any,
+    env: dict[str, str],
+    slow: Path,
+    dead: dict[int, float],
+) -> dict[str, dict[str, Any]]:
     """The victim worker is gone: wait until every program of it that did not record its end is
     gone too (for the overlap check), make trials fast again, start a healthy worker, and return
     the 30 trials, checked, once the sweep has ended."""
@@ -253,11 +274,15 @@ def _rest_of_the_sweep(store: Any, sid: str, rec_dir: Path, start_worker: Any, e
     slow.unlink()
     start_worker(concurrency=1, env=env)
     wait_for(lambda: sweep_done(store, sid), 120, what="sweep end", info=lambda: describe(store, sid))
-    return {x["id"]: x for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30,
-                                            dead_at=dead)}
+    return {
+        x["id"]: x
+        for x in check_sweep(store, sid, rec_dir, expect={"finished": 30}, n_trials=30, dead_at=dead)
+    }
 
 
-def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_worker, controller, rec_dir, tmp_path):  # noqa: ANN001
+def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(
+    store, start_worker, controller, rec_dir, tmp_path
+):  # noqa: ANN001
     """Short trials batched into one message; the worker is SIGKILLed in the middle of a batch:
     the trial it was running is retried (attempt 2), the trials after it, never claimed, are sent
     again by the controller and run once each on another worker, and nothing runs twice at once."""
@@ -276,7 +301,9 @@ def test_sigkill_worker_mid_batch_the_rest_of_its_batch_still_runs(store, start_
     assert ctl.stats["resent"] >= 1
 
 
-def test_cold_shutdown_mid_batch_hands_back_and_starts_nothing_more(store, start_worker, controller, rec_dir, tmp_path):  # noqa: ANN001
+def test_cold_shutdown_mid_batch_hands_back_and_starts_nothing_more(
+    store, start_worker, controller, rec_dir, tmp_path
+):  # noqa: ANN001
     """A cold shutdown in the middle of a batch of short trials: the running trial is handed back
     (no retry used: retries is 0) and the worker starts none of the trials after it (had it started
     one during the shutdown, that trial would die with its pool child, be reaped and, with no retry

@@ -22,9 +22,14 @@ def run_sweep(store, method: str, seed: int) -> float:  # noqa: ANN001
     from sweepq.config import load_config
 
     cfg = load_config(ROOT / "configs" / "bayes" / "sweep.yaml")
-    cfg.update(method=method, seed=seed, run_cap=RUN_CAP, max_concurrent=4,
-               program=str(ROOT / "configs" / "bayes" / "branin.py"),
-               command=["${env}", sys.executable, "${program}", "${args}"])
+    cfg.update(
+        method=method,
+        seed=seed,
+        run_cap=RUN_CAP,
+        max_concurrent=4,
+        program=str(ROOT / "configs" / "bayes" / "branin.py"),
+        command=["${env}", sys.executable, "${program}", "${args}"],
+    )
     sid = store.create_sweep(cfg)
     wait_for(lambda: sid not in store.active_sweeps(), 240, what=f"{method} sweep seed {seed}")
     st = store.status(sid)

@@ -25,11 +25,22 @@ from tests.conftest import PROGRAMS, ROOT, _free_port, wait_for
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("SWEEPQ_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # screenshots refresh docs/img/ only when asked (SWEEPQ_SCREENSHOTS=1); otherwise a temp folder,
 # so a test run leaves the working tree clean
-IMG = ROOT / "docs" / "img" if os.environ.get("SWEEPQ_SCREENSHOTS") else Path(tempfile.gettempdir()) / "sweepq-img"
+IMG = (
+    ROOT / "docs" / "img"
+    if os.environ.get("SWEEPQ_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "sweepq-img"
+)
 TRIAL = str(PROGRAMS / "trial.py")
 
 
@@ -37,8 +48,10 @@ TRIAL = str(PROGRAMS / "trial.py")
 def browser() -> Iterator[object]:
     """One Chromium for the module. Missing Chromium is a failure with the fix, never a skip."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
-                    "(or set SWEEPQ_CHROMIUM to its path); the dashboard tests need a real browser")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
+            "(or set SWEEPQ_CHROMIUM to its path); the dashboard tests need a real browser"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -72,11 +85,25 @@ def start_web(sq_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., 
     def start(env: dict[str, str] | None = None) -> WebProc:
         port = _free_port()
         log = tmp_path / f"web-{port}.log"
-        argv = [sys.executable, "-c", "import sys; from sweepq.cli import main; sys.exit(main())",
-                "web", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-c",
+            "import sys; from sweepq.cli import main; sys.exit(main())",
+            "web",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         with open(log, "ab") as out:
-            p = subprocess.Popen(argv, env={**sq_env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, cwd=str(ROOT))
+            p = subprocess.Popen(
+                argv,
+                env={**sq_env, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(ROOT),
+            )
         w = WebProc(p, port, log)
         procs.append(w)
 
@@ -134,8 +161,11 @@ class Page:
 
     def outside(self) -> list[str]:
         host = urlparse(self.base).netloc
-        return [u for u in self.requests
-                if not u.startswith(("data:", "blob:", "about:")) and urlparse(u).netloc != host]
+        return [
+            u
+            for u in self.requests
+            if not u.startswith(("data:", "blob:", "about:")) and urlparse(u).netloc != host
+        ]
 
     def close(self) -> None:
         self.ctx.close()
@@ -144,14 +174,22 @@ class Page:
 def config(run_cap: int = 24, steps: int = 4, sleep: float = 0.15) -> dict:
     from sweepq.config import load_config
 
-    return load_config({
-        "method": "random", "name": "browser <b>test</b>", "program": TRIAL,
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "opt": {"values": ["adam", "sgd"]},
-                       "steps": {"value": steps}, "sleep": {"value": sleep}},
-        "run_cap": run_cap,
-    })
+    return load_config(
+        {
+            "method": "random",
+            "name": "browser <b>test</b>",
+            "program": TRIAL,
+            "command": ["${env}", sys.executable, "${program}", "${args}"],
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {
+                "x": {"min": 0.0, "max": 1.0},
+                "opt": {"values": ["adam", "sgd"]},
+                "steps": {"value": steps},
+                "sleep": {"value": sleep},
+            },
+            "run_cap": run_cap,
+        }
+    )
 
 
 def test_dashboard_live_sweep(browser, store, start_worker, controller, start_web) -> None:  # noqa: ANN001
@@ -177,16 +215,20 @@ def test_dashboard_live_sweep(browser, store, start_worker, controller, start_we
         wait_for(lambda: store.counts(sid)["finished"] >= 5, 60, what="5 finished trials")
         page.wait_for_function(
             "() => document.querySelectorAll('#runs-table tbody tr[data-state=\"finished\"]').length >= 5",
-            timeout=15000)
+            timeout=15000,
+        )
         # plots: metric-vs-step curves (SVG), importance table, parallel coordinates
         page.wait_for_function(
             "() => { const g = document.getElementById('curves');"
             " return g && g.data && g.data.some(t => t.y.length > 0) && g.querySelector('.scatterlayer .trace'); }",
-            timeout=20000)
+            timeout=20000,
+        )
         page.wait_for_selector("#importance-table tbody tr", timeout=30000)  # the first fit imports sklearn
         page.wait_for_function(
             "() => { const g = document.getElementById('parallel'); return g && g.data && g.data.length === 1"
-            " && g.data[0].type === 'parcoords' && g.querySelector('.main-svg'); }", timeout=20000)
+            " && g.data[0].type === 'parcoords' && g.querySelector('.main-svg'); }",
+            timeout=20000,
+        )
         assert page.locator("#best-value").inner_text() != ""
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(IMG / "sweep.png"))
@@ -213,7 +255,9 @@ def test_dashboard_live_sweep(browser, store, start_worker, controller, start_we
         page.click('#state-filter button[data-state="finished"]')
         page.wait_for_function(
             "() => [...document.querySelectorAll('#runs-table tbody tr[data-id]')].every("
-            "tr => tr.dataset.state === 'finished')", timeout=10000)
+            "tr => tr.dataset.state === 'finished')",
+            timeout=10000,
+        )
 
         # pause and resume from the page
         page.click("#btn-pause")
@@ -253,8 +297,9 @@ def test_create_sweep_with_inline_errors(browser, store, serve_app) -> None:  # 
 
         good = "method: grid\nmetric: {name: loss}\nparameters:\n  lr: {values: [0.1, 0.01]}\nprogram: train.py\n"
         page.fill("#yaml-input", good)
-        page.wait_for_function("() => document.querySelector('#yaml-status').textContent === 'valid'",
-                               timeout=10000)
+        page.wait_for_function(
+            "() => document.querySelector('#yaml-status').textContent === 'valid'", timeout=10000
+        )
         page.click("#btn-create")
         page.wait_for_url("**/#/sweep/*", timeout=10000)
         [sid] = store.list_sweeps()
@@ -299,12 +344,24 @@ def test_labels_are_text_inside_plotly(browser, store, serve_app) -> None:  # no
     metric = "<img src=x onerror=window.__pwned=1>"
     other = "<b>acc</b> & <i>co</i>"
     param = "<b>p</b>"
-    sid = store.create_sweep(load_config({
-        "method": "random", "metric": {"name": metric, "goal": "minimize"}, "program": TRIAL,
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "opt": {"values": ["<i>adam</i>", "sgd &amp; co"]}}}))
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "random",
+                "metric": {"name": metric, "goal": "minimize"},
+                "program": TRIAL,
+                "parameters": {
+                    "x": {"min": 0.0, "max": 1.0},
+                    "opt": {"values": ["<i>adam</i>", "sgd &amp; co"]},
+                },
+            }
+        )
+    )
     # a parameter key no config could hold: runs can carry any key (the dashboard reads the runs)
-    params = [{"x": i / 8, "opt": "<i>adam</i>" if i % 2 else "sgd &amp; co", param: (i * 3 % 8) / 8}
-              for i in range(8)]
+    params = [
+        {"x": i / 8, "opt": "<i>adam</i>" if i % 2 else "sgd &amp; co", param: (i * 3 % 8) / 8}
+        for i in range(8)
+    ]
     for i, tid in enumerate(store.create_trials(sid, params)):
         assert store.claim(sid, tid, f"o-{tid}", "w@test", 30).ok
         values = [1.0 - i / 10, 0.5 - i / 20]
@@ -317,16 +374,22 @@ def test_labels_are_text_inside_plotly(browser, store, serve_app) -> None:  # no
     texts = "(sel) => [...document.querySelectorAll(sel)].map(e => e.textContent)"
     try:
         page.goto(f"{url}/#/sweep/{sid}")
-        page.wait_for_function("() => document.querySelector('#curves .scatterlayer .trace')"
-                               " && document.querySelector('#parallel .axis-title')", timeout=30000)
+        page.wait_for_function(
+            "() => document.querySelector('#curves .scatterlayer .trace')"
+            " && document.querySelector('#parallel .axis-title')",
+            timeout=30000,
+        )
         assert page.evaluate(texts, "#curves .g-ytitle") == [metric]
         assert page.evaluate(texts, "#parallel .axis-title") == ["x", "opt", param, metric]
         assert {"<i>adam</i>", "sgd &amp; co"} <= set(page.evaluate(texts, "#parallel .tick text"))
         # another key of the runs' rows, chosen in the picker
-        page.wait_for_function("() => document.querySelectorAll('#curve-key option').length === 2", timeout=30000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('#curve-key option').length === 2", timeout=30000
+        )
         page.select_option("#curve-key", other)
-        page.wait_for_function("(t) => document.querySelector('#curves .g-ytitle').textContent === t", arg=other,
-                               timeout=10000)
+        page.wait_for_function(
+            "(t) => document.querySelector('#curves .g-ytitle').textContent === t", arg=other, timeout=10000
+        )
         legend = page.evaluate(texts, "#curves .legendtext")
         assert legend and all(t.startswith(f"{sid}-") for t in legend)
         box = page.locator("#curves .scatterlayer .trace .point").first.bounding_box()
@@ -361,10 +424,22 @@ def test_failed_sweep_shows_why(browser, store, serve_app) -> None:  # noqa: ANN
     stopped or canceled again."""
     from sweepq.config import load_config
 
-    sid = store.create_sweep(load_config({"method": "random", "program": "train.py", "metric": {"name": "loss"},
-                                          "parameters": {"x": {"min": 0.0, "max": 1.0}}}))
-    store.set_sweep_fields(sid, warnings=["metric 'loss' was never logged by any ended trial; they logged 'acc': check the name"])
-    store.sweep_action(sid, "fail", reason="its first 3 trials failed; the first: exit code 2: can't open file 'train.py'")
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "random",
+                "program": "train.py",
+                "metric": {"name": "loss"},
+                "parameters": {"x": {"min": 0.0, "max": 1.0}},
+            }
+        )
+    )
+    store.set_sweep_fields(
+        sid, warnings=["metric 'loss' was never logged by any ended trial; they logged 'acc': check the name"]
+    )
+    store.sweep_action(
+        sid, "fail", reason="its first 3 trials failed; the first: exit code 2: can't open file 'train.py'"
+    )
     url = serve_app({"api_token": None})
     pg = Page(browser, url)
     try:

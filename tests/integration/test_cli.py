@@ -21,16 +21,21 @@ pytestmark = pytest.mark.redis
 SWEEPQ = [sys.executable, "-m", "sweepq.cli"]
 
 
-def sq(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def sq(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
     return subprocess.run([*SWEEPQ, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def write_config(path: Path, **over) -> Path:  # noqa: ANN003
-    cfg = {"method": "random", "program": str(PROGRAMS / "trial.py"),
-           "command": ["${env}", "${interpreter}", "${program}", "${args}"],
-           "metric": {"name": "loss", "goal": "minimize"},
-           "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 2}, "sleep": {"value": 0.01}},
-           "run_cap": 4}
+    cfg = {
+        "method": "random",
+        "program": str(PROGRAMS / "trial.py"),
+        "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 2}, "sleep": {"value": 0.01}},
+        "run_cap": 4,
+    }
     cfg.update(over)
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -106,8 +111,14 @@ def test_run_on_embedded_store_without_redis_installed(tmp_path, namespace):  # 
     stays: `sweepq status/runs/best` answer after the run from ./.sweepq."""
     venv_bin = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWEEPQ_")}
-    env.update({"PATH": venv_bin, "SWEEPQ_DEFAULT_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
-                "PYTHONPATH": str(ROOT), "SWEEPQ_NAMESPACE": namespace})
+    env.update(
+        {
+            "PATH": venv_bin,
+            "SWEEPQ_DEFAULT_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
+            "PYTHONPATH": str(ROOT),
+            "SWEEPQ_NAMESPACE": namespace,
+        }
+    )
     assert shutil.which("redis-server", path=env["PATH"]) is None
     assert shutil.which("valkey-server", path=env["PATH"]) is None
     cfg = write_config(tmp_path / "s.yaml", run_cap=5)
@@ -128,8 +139,12 @@ def test_run_on_embedded_store_without_redis_installed(tmp_path, namespace):  # 
 
 
 def test_run_uses_given_redis_and_reports_json(sq_env, tmp_path):  # noqa: ANN001
-    cfg = write_config(tmp_path / "s.yaml", method="grid", parameters={
-        "x": {"values": [0.1, 0.3, 0.5]}, "steps": {"value": 1}}, run_cap=None)
+    cfg = write_config(
+        tmp_path / "s.yaml",
+        method="grid",
+        parameters={"x": {"values": [0.1, 0.3, 0.5]}, "steps": {"value": 1}},
+        run_cap=None,
+    )
     text = yaml.safe_load(cfg.read_text())
     text.pop("run_cap")
     cfg.write_text(yaml.safe_dump(text))
@@ -166,11 +181,24 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     rec = tmp_path / "rec"
     rec.mkdir()
     env = {**sq_env, "SWEEPQ_TEST_RECORD": str(rec)}
-    cfg = write_config(tmp_path / "s.yaml", run_cap=3, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 150}, "sleep": {"value": 0.05},
-        "rerun_steps": {"value": 5}})  # handed-back trials resume (tests/programs/trial.py)
-    proc = subprocess.Popen([*SWEEPQ, "run", str(cfg), "--workers", "2"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cfg = write_config(
+        tmp_path / "s.yaml",
+        run_cap=3,
+        parameters={
+            "x": {"min": 0.0, "max": 1.0},
+            "steps": {"value": 150},
+            "sleep": {"value": 0.05},
+            "rerun_steps": {"value": 5},
+        },
+    )  # handed-back trials resume (tests/programs/trial.py)
+    proc = subprocess.Popen(
+        [*SWEEPQ, "run", str(cfg), "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: len(list(rec.glob("*.json"))) >= 2, 60, what="two trials started")
     tree = _descendants(proc.pid)
     trial_pids = [json.loads(p.read_text())["pid"] for p in rec.glob("*.json")]
@@ -179,8 +207,11 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "run the same command again to resume" in err
-    wait_for(lambda: not any(pid_alive(p) for p in tree | set(trial_pids)), 20,
-             what="no orphan workers or trial processes")
+    wait_for(
+        lambda: not any(pid_alive(p) for p in tree | set(trial_pids)),
+        20,
+        what="no orphan workers or trial processes",
+    )
     from sweepq.store import Store
 
     st = Store(url=sq_env["SWEEPQ_REDIS_URL"], namespace=sq_env["SWEEPQ_NAMESPACE"])
@@ -189,8 +220,14 @@ def test_ctrl_c_stops_everything_and_rerun_resumes(sq_env, tmp_path):  # noqa: A
     assert c["running"] == 0 and c["queued"] >= 2, c  # handed back, not lost
     # re-running the same command resumes the same sweep and finishes it
     time.sleep(0.5)
-    r2 = subprocess.run([*SWEEPQ, "run", str(cfg), "--workers", "2", "--json"], env=env, cwd=tmp_path,
-                        capture_output=True, text=True, timeout=240)
+    r2 = subprocess.run(
+        [*SWEEPQ, "run", str(cfg), "--workers", "2", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert f"resuming sweep {sid}" in r2.stderr
     final = json.loads(r2.stdout.strip().splitlines()[-1])
@@ -204,8 +241,17 @@ BAD_IDS = ["ABC", "a:b", "a*", "x" * 65, "a b", "abc-1", "été", "a\nb"]
 def test_bad_sweep_ids_exit_2_with_one_line_before_redis(sq_env) -> None:  # noqa: ANN001
     # an unreachable store: a command that got past the id check would fail differently (exit 1)
     env = {**sq_env, "SWEEPQ_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0"}
-    cmds = [["status", "{}"], ["status", "{}", "--json"], ["runs", "{}", "--csv"], ["best", "{}"],
-            ["pause", "{}"], ["resume", "{}"], ["stop", "{}"], ["cancel", "{}"], ["agent", "{}", "--count", "1"]]
+    cmds = [
+        ["status", "{}"],
+        ["status", "{}", "--json"],
+        ["runs", "{}", "--csv"],
+        ["best", "{}"],
+        ["pause", "{}"],
+        ["resume", "{}"],
+        ["stop", "{}"],
+        ["cancel", "{}"],
+        ["agent", "{}", "--count", "1"],
+    ]
     for i in range(max(len(BAD_IDS), len(cmds))):  # every id and every command at least once
         cmd = [a.format(BAD_IDS[i % len(BAD_IDS)]) for a in cmds[i % len(cmds)]]
         r = sq(cmd, env, timeout=60)
@@ -213,11 +259,14 @@ def test_bad_sweep_ids_exit_2_with_one_line_before_redis(sq_env) -> None:  # noq
         assert r.stderr.startswith("error: not a sweep id: ") and r.stderr.count("\n") == 1, (cmd, r.stderr)
 
 
-@pytest.mark.parametrize("url, code, says", [
-    ("redis://127.0.0.1:{closed}/0", 1, "cannot reach Redis at redis://127.0.0.1:{closed}/0"),
-    ("{real}/99", 2, "Redis database 99 does not exist"),
-    ("http://127.0.0.1:6379/0", 2, "is not a usable Redis URL"),
-])
+@pytest.mark.parametrize(
+    "url, code, says",
+    [
+        ("redis://127.0.0.1:{closed}/0", 1, "cannot reach Redis at redis://127.0.0.1:{closed}/0"),
+        ("{real}/99", 2, "Redis database 99 does not exist"),
+        ("http://127.0.0.1:6379/0", 2, "is not a usable Redis URL"),
+    ],
+)
 def test_unusable_redis_url_is_one_line_naming_it(sq_env, url: str, code: int, says: str) -> None:  # noqa: ANN001
     closed = _closed_port()
     real = sq_env["SWEEPQ_REDIS_URL"].rsplit("/", 1)[0]
@@ -233,7 +282,9 @@ def _closed_pipe_run(args: list[str], env: dict[str, str]) -> subprocess.Complet
     r, w = os.pipe()
     os.close(r)
     try:
-        return subprocess.run([*SWEEPQ, *args], env=env, stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+        return subprocess.run(
+            [*SWEEPQ, *args], env=env, stdout=w, stderr=subprocess.PIPE, text=True, timeout=120
+        )
     finally:
         os.close(w)
 
@@ -244,8 +295,15 @@ def test_closed_pipe_exits_quietly(sq_env, store, tmp_path) -> None:  # noqa: AN
     cfg = write_config(tmp_path / "s.yaml")
     sid = store.create_sweep(load_config(cfg))
     store.create_trials(sid, [{"x": i / 3000, "steps": 2, "sleep": 0.01} for i in range(3000)])
-    for args in (["runs", sid], ["runs", sid, "--json"], ["runs", sid, "--csv"], ["status", sid],
-                 ["list", "--json"], ["validate", str(cfg)], ["preview", "-n", "50", str(cfg)]):
+    for args in (
+        ["runs", sid],
+        ["runs", sid, "--json"],
+        ["runs", sid, "--csv"],
+        ["status", sid],
+        ["list", "--json"],
+        ["validate", str(cfg)],
+        ["preview", "-n", "50", str(cfg)],
+    ):
         r = _closed_pipe_run(args, sq_env)
         assert r.returncode == 141 and r.stderr == "", (args, r.returncode, r.stderr)
     # the real thing: `sweepq runs ID | head -1` (300 KB through a 64 KB pipe) under pipefail
@@ -258,19 +316,33 @@ def test_closed_pipe_exits_quietly(sq_env, store, tmp_path) -> None:  # noqa: AN
 # Runs a command and prints its exit code and peak memory (KiB). The command is a grandchild of
 # the test, started from this small interpreter: Linux counts a child's memory from before its
 # exec too, which for a direct child of pytest would be pytest's own.
-PEAK_RSS = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL); "
-            "_, status, usage = os.wait4(p.pid, 0); print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, "
-            "file=sys.stderr)")
+PEAK_RSS = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL); "
+    "_, status, usage = os.wait4(p.pid, 0); print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, "
+    "file=sys.stderr)"
+)
 
 
 def test_preview_of_the_largest_grid_stays_small(sq_env, tmp_path) -> None:  # noqa: ANN001
     """Six axes of 1,000,000 values each (the most an axis may have): 10^36 points, previewed
     in the memory of an idle interpreter (listing each axis in full would take 320 MB)."""
     cfg = tmp_path / "huge.yaml"
-    cfg.write_text(yaml.safe_dump({"method": "grid", "program": "train.py",
-                                   "parameters": {f"p{i}": {"min": 1, "max": 1_000_000} for i in range(6)}}))
-    r = subprocess.run([sys.executable, "-c", PEAK_RSS, *SWEEPQ, "preview", "-n", "3", str(cfg)], env=sq_env,
-                       capture_output=True, text=True, timeout=120)
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "method": "grid",
+                "program": "train.py",
+                "parameters": {f"p{i}": {"min": 1, "max": 1_000_000} for i in range(6)},
+            }
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *SWEEPQ, "preview", "-n", "3", str(cfg)],
+        env=sq_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     code, peak_kib = map(int, r.stderr.split())
     assert code == 0
     assert r.stdout.splitlines()[2].endswith("--p0=1 --p1=1 --p2=1 --p3=1 --p4=1 --p5=3")

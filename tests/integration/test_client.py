@@ -23,7 +23,8 @@ def test_init_standalone_uses_defaults_and_prints_nothing(tmp_path: Path) -> Non
         "assert run.config.lr == 0.1 and run.config['lr'] == 0.1 and run.config.model.depth == 2\n"
         "run.log({'loss': 1.5}); run.log({'loss': 0.5})\n"
         "assert run.summary['loss'] == 0.5 and len(run.history) == 2 and not run.should_stop\n"
-        "run.finish(); print('ok')\n")
+        "run.finish(); print('ok')\n"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SWEEPQ_")}
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
@@ -36,16 +37,21 @@ def test_init_inside_trial_overrides_defaults(tmp_path: Path) -> None:
         "import sweepq\n"
         "run = sweepq.init(config={'lr': 0.1, 'bs': 8, 'model': {'depth': 2, 'act': 'relu'}})\n"
         "print(repr((run.config.lr, run.config.bs, dict(run.config.model))))\n"
-        "run.log({'loss': float('nan'), 'acc': 1})\n")
-    env = {**__import__("os").environ, "SWEEPQ_RUN_ID": "r-1", "SWEEPQ_SWEEP_ID": "s",
-           "SWEEPQ_PARAMS": json.dumps({"lr": 0.5, "model": {"depth": 4}})}
+        "run.log({'loss': float('nan'), 'acc': 1})\n"
+    )
+    env = {
+        **__import__("os").environ,
+        "SWEEPQ_RUN_ID": "r-1",
+        "SWEEPQ_SWEEP_ID": "s",
+        "SWEEPQ_PARAMS": json.dumps({"lr": 0.5, "model": {"depth": 4}}),
+    }
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     # sweep values win; a nested group replaces the whole default subtree (as in W&B)
     assert lines[0] == repr((0.5, 8, {"depth": 4}))
     assert lines[1].startswith("@sweepq ")
-    row = json.loads(lines[1][len("@sweepq "):])
+    row = json.loads(lines[1][len("@sweepq ") :])
     assert row["loss"] == "nan" and row["acc"] == 1
 
 
@@ -53,9 +59,15 @@ def test_inprocess_agent_runs_three_trials_with_own_config(store) -> None:  # no
     import sweepq
     from sweepq.config import load_config
 
-    sid = store.create_sweep(load_config({
-        "method": "grid", "metric": {"name": "score", "goal": "maximize"},
-        "parameters": {"a": {"values": [1, 2, 3, 4, 5]}, "b": {"value": "x"}}}))
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "grid",
+                "metric": {"name": "score", "goal": "maximize"},
+                "parameters": {"a": {"values": [1, 2, 3, 4, 5]}, "b": {"value": "x"}},
+            }
+        )
+    )
     seen = []
 
     def train() -> None:
@@ -83,8 +95,11 @@ def test_function_that_raises_is_failed_with_traceback_tail(store) -> None:  # n
     import sweepq
     from sweepq.config import load_config
 
-    sid = store.create_sweep(load_config({"method": "random", "metric": {"name": "m"}, "run_cap": 1,
-                                          "parameters": {"a": {"values": [1]}}}))
+    sid = store.create_sweep(
+        load_config(
+            {"method": "random", "metric": {"name": "m"}, "run_cap": 1, "parameters": {"a": {"values": [1]}}}
+        )
+    )
 
     def train() -> None:
         sweepq.init()
@@ -101,18 +116,24 @@ def test_hyperband_stops_losers_in_a_real_sweep(store, start_worker, controller,
 
     rec = tmp_path / "rec"
     rec.mkdir()
-    cfg = load_config({
-        "method": "grid", "program": str(PROGRAMS / "trial.py"),
-        "command": ["${env}", "${interpreter}", "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        # loss = (x-0.3)^2 + 1/(step+1): x far from 0.3 loses at every step. One clear winner:
-        # a second near-best x (0.35 was here) is stopped legitimately whenever it reaches a rung
-        # that only the winner has reached yet (a timing race, not a bug)
-        "parameters": {"x": {"values": [0.3, 1.5, 2.0, 2.5, 3.0, 3.5]}, "steps": {"value": 12},
-                       "sleep": {"value": 0.15}},
-        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "stop_grace": 5,
-    })
+    cfg = load_config(
+        {
+            "method": "grid",
+            "program": str(PROGRAMS / "trial.py"),
+            "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+            "metric": {"name": "loss", "goal": "minimize"},
+            # loss = (x-0.3)^2 + 1/(step+1): x far from 0.3 loses at every step. One clear winner:
+            # a second near-best x (0.35 was here) is stopped legitimately whenever it reaches a rung
+            # that only the winner has reached yet (a timing race, not a bug)
+            "parameters": {
+                "x": {"values": [0.3, 1.5, 2.0, 2.5, 3.0, 3.5]},
+                "steps": {"value": 12},
+                "sleep": {"value": 0.15},
+            },
+            "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+            "stop_grace": 5,
+        }
+    )
     sid = store.create_sweep(cfg)
     start_worker(concurrency=3, env={"SWEEPQ_TEST_RECORD": str(rec)})
     controller()

@@ -42,15 +42,28 @@ def test_run_cap_sweep_ends_with_exactly_n_trials(store, start_worker, controlle
 
 
 def test_grid_runs_each_point_once(store, start_worker, controller):  # noqa: ANN001
-    cfg = make_config(method="grid", run_cap=None,
-                      parameters={"x": {"values": [0.1, 0.2, 0.3, 0.4]}, "steps": {"values": [1, 2]},
-                                  "sleep": {"value": 0.01}})
+    cfg = make_config(
+        method="grid",
+        run_cap=None,
+        parameters={
+            "x": {"values": [0.1, 0.2, 0.3, 0.4]},
+            "steps": {"values": [1, 2]},
+            "sleep": {"value": 0.01},
+        },
+    )
     sid = store.create_sweep(cfg)
     start_worker(concurrency=2)
     start_worker(concurrency=1)
     controller()
-    wait_for(lambda: finished(store, sid), 90, what="grid end",
-             info=lambda: (store.status(sid), [(t["id"], t["state"], t["queue"], t["params"]) for t in store.get_trials(store.trial_ids(sid))]))
+    wait_for(
+        lambda: finished(store, sid),
+        90,
+        what="grid end",
+        info=lambda: (
+            store.status(sid),
+            [(t["id"], t["state"], t["queue"], t["params"]) for t in store.get_trials(store.trial_ids(sid))],
+        ),
+    )
     trials = store.get_trials(store.trial_ids(sid))
     points = sorted((t["params"]["x"], t["params"]["steps"]) for t in trials)
     assert points == sorted((x, s) for x in [0.1, 0.2, 0.3, 0.4] for s in [1, 2])
@@ -59,8 +72,12 @@ def test_grid_runs_each_point_once(store, start_worker, controller):  # noqa: AN
 
 
 def test_pause_resume_stop(store, start_worker, controller):  # noqa: ANN001
-    sid = store.create_sweep(make_config(run_cap=40, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.25}}))
+    sid = store.create_sweep(
+        make_config(
+            run_cap=40,
+            parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.25}},
+        )
+    )
     start_worker(concurrency=2)
     controller()
     wait_for(lambda: store.counts(sid)["finished"] >= 2, 60, what="first trials")
@@ -91,8 +108,12 @@ def test_cancel_kills_running_trials(store, start_worker, controller, tmp_path, 
     rec = tmp_path / "rec"
     rec.mkdir()
     worker_env = {"SWEEPQ_TEST_RECORD": str(rec)}
-    sid = store.create_sweep(make_config(run_cap=10, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 1000}, "sleep": {"value": 0.1}}))
+    sid = store.create_sweep(
+        make_config(
+            run_cap=10,
+            parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 1000}, "sleep": {"value": 0.1}},
+        )
+    )
     start_worker(concurrency=2, env=worker_env)
     controller()
     wait_for(lambda: store.counts(sid)["running"] == 2 and len(records(rec)) == 2, 60, what="2 running")
@@ -107,8 +128,11 @@ def test_cancel_kills_running_trials(store, start_worker, controller, tmp_path, 
 
 def test_two_sweeps_do_not_interfere(store, start_worker, controller):  # noqa: ANN001
     a = store.create_sweep(make_config(run_cap=4))
-    b = store.create_sweep(make_config(run_cap=5, parameters={"x": {"values": [0.9]}, "steps": {"value": 2},
-                                                              "sleep": {"value": 0.01}}))
+    b = store.create_sweep(
+        make_config(
+            run_cap=5, parameters={"x": {"values": [0.9]}, "steps": {"value": 2}, "sleep": {"value": 0.01}}
+        )
+    )
     start_worker(concurrency=2)
     controller()
     wait_for(lambda: finished(store, a) and finished(store, b), 90, what="both sweeps")
@@ -121,8 +145,9 @@ def test_two_sweeps_do_not_interfere(store, start_worker, controller):  # noqa: 
 
 
 def test_failing_trial_keeps_stderr_tail(store, start_worker, controller):  # noqa: ANN001
-    sid = store.create_sweep(make_config(run_cap=2, parameters={"x": {"value": 0.5}, "exit": {"value": 3},
-                                                                "steps": {"value": 1}}))
+    sid = store.create_sweep(
+        make_config(run_cap=2, parameters={"x": {"value": 0.5}, "exit": {"value": 3}, "steps": {"value": 1}})
+    )
     start_worker()
     controller()
     wait_for(lambda: finished(store, sid), 60)
@@ -136,8 +161,13 @@ def test_failing_trial_keeps_stderr_tail(store, start_worker, controller):  # no
 def test_hostile_parameter_values_reach_program_literally(store, start_worker, controller, tmp_path):  # noqa: ANN001
     rec = tmp_path / "rec"
     rec.mkdir()
-    sid = store.create_sweep(make_config(run_cap=2, parameters={
-        "evil": {"values": ["; rm -rf ~", "$(reboot)"]}, "steps": {"value": 1}}, method="grid"))
+    sid = store.create_sweep(
+        make_config(
+            run_cap=2,
+            parameters={"evil": {"values": ["; rm -rf ~", "$(reboot)"]}, "steps": {"value": 1}},
+            method="grid",
+        )
+    )
     start_worker(env={"SWEEPQ_TEST_RECORD": str(rec)})
     controller()
     wait_for(lambda: finished(store, sid), 60)
@@ -164,11 +194,16 @@ def test_publisher_batch_puts_one_message_per_trial_on_the_real_broker(store) ->
     for q, ms in msgs.items():
         for m in ms:
             assert m["headers"]["task"] == TASK_NAME
-            args = json.loads(base64.b64decode(m["body"]))[0] if m["properties"].get("body_encoding") == "base64" \
+            args = (
+                json.loads(base64.b64decode(m["body"]))[0]
+                if m["properties"].get("body_encoding") == "base64"
                 else json.loads(m["body"])[0]
+            )
             seen.append((args[0], *args[1:], q))
     # several trials in one message (short-trial batching): one message, the ids in order
-    assert sorted(seen) == sorted([*((s, t, q) for s, t, q, _ in items), ("s1", "s1-4", "s1-5", "s1-6", "other")])
+    assert sorted(seen) == sorted(
+        [*((s, t, q) for s, t, q, _ in items), ("s1", "s1-4", "s1-5", "s1-6", "other")]
+    )
 
 
 def test_short_trials_batched_on_real_workers_each_run_once(store, start_worker, controller, tmp_path):  # noqa: ANN001

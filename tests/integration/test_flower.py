@@ -31,11 +31,28 @@ def flower(sq_env: dict[str, str], tmp_path: Path):  # noqa: ANN201
     port = _free_port()
     log = tmp_path / "flower.log"
     env = {**sq_env, "FLOWER_UNAUTHENTICATED_API": "true"}
-    argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "flower", "--address=127.0.0.1",
-            f"--port={port}", "--persistent=False", "--purge_offline_workers=60"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "sweepq.worker",
+        "flower",
+        "--address=127.0.0.1",
+        f"--port={port}",
+        "--persistent=False",
+        "--purge_offline_workers=60",
+    ]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(ROOT), start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(ROOT),
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -69,16 +86,20 @@ def test_flower_sees_workers_and_trials(flower: str, store, start_worker, contro
     # they deadlock and Flower shows neither workers nor tasks (measured: 8 hangs, 10 works)
     assert limit is None or limit >= 10, (
         f"sweepq.worker sets broker_pool_limit={limit}: Flower (celery -A sweepq.worker flower) hangs on "
-        "its concurrent inspect calls and shows no workers or tasks; it needs >= 10 (Celery's default)")
+        "its concurrent inspect calls and shows no workers or tasks; it needs >= 10 (Celery's default)"
+    )
     # a sweep longer than Flower's 5 s enable-events period: sweepq's workers start without task
     # events (-E); Flower turns them on in every worker it sees, and from then on lists the trials
-    cfg = load_config({
-        "method": "random", "program": str(PROGRAMS / "trial.py"),
-        "command": ["${env}", sys.executable, "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 2}, "sleep": {"value": 0.05}},
-        "run_cap": 400,
-    })
+    cfg = load_config(
+        {
+            "method": "random",
+            "program": str(PROGRAMS / "trial.py"),
+            "command": ["${env}", sys.executable, "${program}", "${args}"],
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 2}, "sleep": {"value": 0.05}},
+            "run_cap": 400,
+        }
+    )
     w = start_worker(concurrency=2)
     sid = store.create_sweep(cfg)
     controller()
@@ -88,8 +109,12 @@ def test_flower_sees_workers_and_trials(flower: str, store, start_worker, contro
         tasks = _get(f"{flower}/api/tasks?limit=1000")
         return [t for t in tasks.values() if t.get("name") == "sweepq.run_trial"]
 
-    wait_for(lambda: sum(t.get("state") == "SUCCESS" for t in trial_tasks()) >= 3,
-             60, 0.5, "Flower to enable task events and see 3 trial tasks succeed")
+    wait_for(
+        lambda: sum(t.get("state") == "SUCCESS" for t in trial_tasks()) >= 3,
+        60,
+        0.5,
+        "Flower to enable task events and see 3 trial tasks succeed",
+    )
     store.sweep_action(sid, "cancel")
     wait_for(lambda: sid not in store.active_sweeps(), 60, what="sweep end")
     tids = set(store.trial_ids(sid))
@@ -107,8 +132,10 @@ def test_flower_sees_workers_and_trials(flower: str, store, start_worker, contro
     try:
         workers = _get(f"{flower}/api/workers?refresh=1", timeout=20)
     except TimeoutError as exc:
-        raise AssertionError("Flower's /api/workers?refresh=1 hung (its inspect calls deadlock on a "
-                             "too small broker connection pool)") from exc
+        raise AssertionError(
+            "Flower's /api/workers?refresh=1 hung (its inspect calls deadlock on a "
+            "too small broker connection pool)"
+        ) from exc
     assert w.name in workers, workers
     info = workers[w.name]
     assert any(q.get("name") == "sweepq" for q in info.get("active_queues") or []), info.get("active_queues")

@@ -53,8 +53,10 @@ def overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def max_concurrency(recs: list[dict[str, Any]]) -> int:
     """Most trials alive at one instant (a sweep over start/end events)."""
-    events = sorted([(r["start"], 1) for r in recs] + [(r["end"] or time.time(), -1) for r in recs],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(r["start"], 1) for r in recs] + [(r["end"] or time.time(), -1) for r in recs],
+        key=lambda e: (e[0], e[1]),
+    )
     now = best = 0
     for _, d in events:
         now += d
@@ -69,7 +71,9 @@ def gpu_set(rec: dict[str, Any]) -> set[str]:
 def assert_disjoint_when_concurrent(recs: list[dict[str, Any]]) -> None:
     for a, b in combinations(recs, 2):
         if overlaps(a, b):
-            assert not gpu_set(a) & gpu_set(b), f"{a['run']} and {b['run']} shared GPUs at once: {a['gpus']} / {b['gpus']}"
+            assert not gpu_set(a) & gpu_set(b), (
+                f"{a['run']} and {b['run']} shared GPUs at once: {a['gpus']} / {b['gpus']}"
+            )
 
 
 @pytest.fixture
@@ -80,7 +84,8 @@ def rec_dir(tmp_path: Path) -> Path:
 
 
 def test_four_gpu_slots_run_twelve_trials_at_most_four_at_once_on_disjoint_gpus(
-        store, bare_worker, controller, rec_dir):  # noqa: ANN001
+    store, bare_worker, controller, rec_dir
+):  # noqa: ANN001
     """A 4-GPU box started without -c: it sizes its pool to its GPUs (not to this machine's CPUs)
     and runs 12 trials, at most 4 at once, never two on one GPU."""
     sid = store.create_sweep(make_config(run_cap=12))
@@ -124,14 +129,35 @@ def bare_worker(store, sq_env, tmp_path):  # noqa: ANN001, ANN201
 
     def start(env: dict[str, str]) -> tuple[str, Path]:
         name = f"bare{len(procs)}-{os.getpid()}@gpubox"
-        argv = [sys.executable, "-m", "celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq", "-n", name,
-                "--without-gossip", "--without-mingle", "-l", "INFO"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sweepq.worker",
+            "worker",
+            "-Q",
+            "sweepq",
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ]
         log = tmp_path / f"{name.split('@')[0]}.log"
         with open(log, "wb") as out:
-            procs.append(subprocess.Popen(argv, env={**sq_env, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
-        wait_for(lambda: any(w["name"] == name for w in store.alive_workers()), 60,
-                 what="worker registration", info=lambda: log.read_text()[-2000:])
+            procs.append(
+                subprocess.Popen(
+                    argv, env={**sq_env, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+        wait_for(
+            lambda: any(w["name"] == name for w in store.alive_workers()),
+            60,
+            what="worker registration",
+            info=lambda: log.read_text()[-2000:],
+        )
         return name, log
 
     yield start
@@ -154,8 +180,13 @@ def test_a_killed_trial_frees_its_slot(store, start_worker, controller, rec_dir,
     """One GPU, two pool children: the second trial waits for the GPU, and gets it as soon as the
     first trial's process is gone, whether the trial itself or the Celery child running it is
     SIGKILLed (the trial dies with its parent, and its lock goes with the process)."""
-    sid = store.create_sweep(make_config(run_cap=3, retries=0, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 1000}, "sleep": {"value": 0.05}}))
+    sid = store.create_sweep(
+        make_config(
+            run_cap=3,
+            retries=0,
+            parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 1000}, "sleep": {"value": 0.05}},
+        )
+    )
     start_worker(concurrency=2, env={"SWEEPQ_GPUS": "0", "SWEEPQ_TEST_RECORD": str(rec_dir)})
     controller()
     first = wait_for(lambda: _running(rec_dir), 60, what="a first trial")[0]
@@ -169,21 +200,36 @@ def test_a_killed_trial_frees_its_slot(store, start_worker, controller, rec_dir,
         child = int(Path(f"/proc/{first['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(child, signal.SIGKILL)
     wait_for(lambda: not pid_alive(first["pid"]), 10, what="the first trial's process to be gone")
-    second = wait_for(lambda: [r for r in records(rec_dir) if r["pid"] != first["pid"]],
-                      30, what="the next trial on the freed GPU")[0]
+    second = wait_for(
+        lambda: [r for r in records(rec_dir) if r["pid"] != first["pid"]],
+        30,
+        what="the next trial on the freed GPU",
+    )[0]
     assert second["gpus"] == "0"
     assert second["start"] >= killed_at
     # what the store says of the killed trial: the runner saw it die, or (its runner died with it)
     # the reaper found its lease expired (retries: 0, so it is not run again)
     expected = "failed" if victim == "trial" else "crashed"
-    wait_for(lambda: store.get_trial(first["run"], history=False)["state"] == expected, 30,
-             what=f"the killed trial to be {expected}",
-             info=lambda: store.get_trial(first["run"], history=False))
+    wait_for(
+        lambda: store.get_trial(first["run"], history=False)["state"] == expected,
+        30,
+        what=f"the killed trial to be {expected}",
+        info=lambda: store.get_trial(first["run"], history=False),
+    )
     store.sweep_action(sid, "cancel")
-    wait_for(lambda: ended(store, sid), 60, what="cancel", info=lambda: [
-        (t["id"], t["state"], t.get("reason")) for t in store.get_trials(store.trial_ids(sid), history=False)])
-    lives = [{**r, "end": r["end"] or (killed_at if r["pid"] == first["pid"] else time.time())}
-             for r in records(rec_dir)]
+    wait_for(
+        lambda: ended(store, sid),
+        60,
+        what="cancel",
+        info=lambda: [
+            (t["id"], t["state"], t.get("reason"))
+            for t in store.get_trials(store.trial_ids(sid), history=False)
+        ],
+    )
+    lives = [
+        {**r, "end": r["end"] or (killed_at if r["pid"] == first["pid"] else time.time())}
+        for r in records(rec_dir)
+    ]
     assert not any(overlaps(a, b) for a, b in combinations(lives, 2)), "two trials on one GPU at once"
     wait_for(lambda: not any(pid_alive(r["pid"]) for r in records(rec_dir)), 10, what="no trial left")
 
@@ -194,8 +240,14 @@ def test_agent_with_gpus_flag_pins_trials(store, sq_env, rec_dir, tmp_path):  # 
     env = {**sq_env, "SWEEPQ_TEST_RECORD": str(rec_dir)}
     log = tmp_path / "agent.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sweepq, "agent", sid, "--gpus", "0,1"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=str(tmp_path))
+        proc = subprocess.Popen(
+            [sweepq, "agent", sid, "--gpus", "0,1"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(tmp_path),
+        )
     try:
         rc = proc.wait(90)
     finally:
@@ -212,7 +264,9 @@ def test_agent_with_gpus_flag_pins_trials(store, sq_env, rec_dir, tmp_path):  # 
 
 
 # -- detection, without Redis --------------------------------------------------------------------
-def test_detect_gpus_from_env_nvidia_smi_and_device_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detect_gpus_from_env_nvidia_smi_and_device_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sweepq import gpus
 
     monkeypatch.setenv("SWEEPQ_GPUS", "0, 1,3")
@@ -221,13 +275,16 @@ def test_detect_gpus_from_env_nvidia_smi_and_device_files(tmp_path: Path, monkey
     assert gpus.detect_gpus() == []  # set but empty: this worker manages no GPUs
     monkeypatch.delenv("SWEEPQ_GPUS")
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA A100 (UUID: GPU-b)'\n")
+    smi.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA A100 (UUID: GPU-b)'\n"
+    )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert gpus.detect_gpus() == ["0", "1"]
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(gpus.glob, "glob", lambda _: ["/dev/nvidia2", "/dev/nvidiactl", "/dev/nvidia0",
-                                                      "/dev/nvidia-uvm"])
+    monkeypatch.setattr(
+        gpus.glob, "glob", lambda _: ["/dev/nvidia2", "/dev/nvidiactl", "/dev/nvidia0", "/dev/nvidia-uvm"]
+    )
     assert gpus.detect_gpus() == ["0", "2"]
 
 
@@ -246,4 +303,3 @@ def test_slot_pool_never_hands_out_a_held_gpu(tmp_path: Path) -> None:
     c.release()
     b.release()
     assert SlotPool([], lock_dir=str(tmp_path)).acquire(3).visible_devices is None
-

@@ -14,20 +14,31 @@ from tests.conftest import PROGRAMS, wait_for
 pytestmark = [pytest.mark.redis]
 
 
-def test_hyperband_stopped_trials_checkpoint_and_exit_zero(store, start_worker, controller, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hyperband_stopped_trials_checkpoint_and_exit_zero(
+    store, start_worker, controller, tmp_path: Path
+) -> None:  # noqa: ANN001
     from sweepq.config import load_config
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    sid = store.create_sweep(load_config({
-        "method": "grid", "program": str(PROGRAMS / "checkpoint_train.py"),
-        "command": ["${env}", "${interpreter}", "${program}", "${args}"],
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"values": [0.3, 1.5, 2.0, 2.5, 3.0, 3.5]}, "steps": {"value": 12},
-                       "sleep": {"value": 0.2}, "ckpt_dir": {"value": str(ckpt)}},
-        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "stop_grace": 20,  # SIGTERM would come 10 s after should_stop: the scripts leave long before
-    }))
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "grid",
+                "program": str(PROGRAMS / "checkpoint_train.py"),
+                "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+                "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": {
+                    "x": {"values": [0.3, 1.5, 2.0, 2.5, 3.0, 3.5]},
+                    "steps": {"value": 12},
+                    "sleep": {"value": 0.2},
+                    "ckpt_dir": {"value": str(ckpt)},
+                },
+                "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+                "stop_grace": 20,  # SIGTERM would come 10 s after should_stop: the scripts leave long before
+            }
+        )
+    )
     start_worker(concurrency=3)
     controller()
     wait_for(lambda: sid not in store.active_sweeps(), 120, what="sweep end")
@@ -51,8 +62,14 @@ def test_a_stop_that_finds_the_program_ended_is_not_a_stop(tmp_path: Path) -> No
 
     from sweepq.runner import TrialRunner
 
-    runner = TrialRunner(store=None, sweep_id="s", trial={"id": "s-1", "params": {}}, config={"stop_grace": 5},  # type: ignore[arg-type]
-                         owner="o", log_dir=str(tmp_path))
+    runner = TrialRunner(
+        store=None,
+        sweep_id="s",
+        trial={"id": "s-1", "params": {}},
+        config={"stop_grace": 5},  # type: ignore[arg-type]
+        owner="o",
+        log_dir=str(tmp_path),
+    )
     proc = subprocess.Popen(["true"])
     proc.wait()
     assert runner._begin_stop(proc) is False

@@ -46,8 +46,12 @@ def records(d: Path) -> list[dict[str, Any]]:
 def start_all(store: Any, start_worker: Any, specs: list[dict[str, Any]]) -> list[Any]:
     """Start several workers at once (each boot takes seconds) and wait until all registered."""
     workers = [start_worker(wait=False, **spec) for spec in specs]
-    wait_for(lambda: {w.name for w in workers} <= {x["name"] for x in store.alive_workers()}, 60,
-             what="workers to register", info=lambda: [w.output()[-2000:] for w in workers if w.proc.poll() is not None])
+    wait_for(
+        lambda: {w.name for w in workers} <= {x["name"] for x in store.alive_workers()},
+        60,
+        what="workers to register",
+        info=lambda: [w.output()[-2000:] for w in workers if w.proc.poll() is not None],
+    )
     return workers
 
 
@@ -63,10 +67,17 @@ def test_workers_with_different_node_names_share_one_sweep(store, start_worker, 
     rec = tmp_path / "rec"
     rec.mkdir()
     names = [f"{who}-{secrets.token_hex(2)}@host-{who}" for who in ("alpha", "beta", "gamma")]
-    workers = start_all(store, start_worker, [
-        {"concurrency": 1, "name": name, "env": {"SWEEPQ_TEST_RECORD": str(rec)}} for name in names])
-    sid = store.create_sweep(make_config(run_cap=6, parameters={
-        "x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.1}}))
+    workers = start_all(
+        store,
+        start_worker,
+        [{"concurrency": 1, "name": name, "env": {"SWEEPQ_TEST_RECORD": str(rec)}} for name in names],
+    )
+    sid = store.create_sweep(
+        make_config(
+            run_cap=6,
+            parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.1}},
+        )
+    )
     controller()
     wait_for(lambda: ended(store, sid), 90, what="sweep end", info=lambda: store.counts(sid))
     trials = trials_of(store, sid)
@@ -79,15 +90,24 @@ def test_workers_with_different_node_names_share_one_sweep(store, start_worker, 
 
 
 def test_queue_routing_sends_trials_only_to_subscribed_workers(store, start_worker, controller):  # noqa: ANN001
-    a100, cpu, idle = start_all(store, start_worker, [
-        {"queues": "gpu-a100", "concurrency": 2, "name": f"a100-{secrets.token_hex(2)}@gpubox"},
-        {"queues": "cpu", "concurrency": 2, "name": f"cpu-{secrets.token_hex(2)}@cpubox"},
-        {"queues": "sweepq", "concurrency": 1, "name": f"default-{secrets.token_hex(2)}@other"}])
+    a100, cpu, idle = start_all(
+        store,
+        start_worker,
+        [
+            {"queues": "gpu-a100", "concurrency": 2, "name": f"a100-{secrets.token_hex(2)}@gpubox"},
+            {"queues": "cpu", "concurrency": 2, "name": f"cpu-{secrets.token_hex(2)}@cpubox"},
+            {"queues": "sweepq", "concurrency": 1, "name": f"default-{secrets.token_hex(2)}@other"},
+        ],
+    )
     gpu_sweep = store.create_sweep(make_config(queue="gpu-a100", run_cap=4))
     cpu_sweep = store.create_sweep(make_config(queue="cpu", run_cap=4))
     controller()
-    wait_for(lambda: ended(store, gpu_sweep) and ended(store, cpu_sweep), 90, what="both sweeps",
-             info=lambda: (store.counts(gpu_sweep), store.counts(cpu_sweep)))
+    wait_for(
+        lambda: ended(store, gpu_sweep) and ended(store, cpu_sweep),
+        90,
+        what="both sweeps",
+        info=lambda: (store.counts(gpu_sweep), store.counts(cpu_sweep)),
+    )
     for sid, queue, worker in ((gpu_sweep, "gpu-a100", a100), (cpu_sweep, "cpu", cpu)):
         trials = trials_of(store, sid)
         assert len(trials) == 4 and all(t["state"] == "finished" for t in trials)
@@ -140,8 +160,14 @@ def amqp_queue(namespace: str) -> Iterator[AmqpQueue]:
                     pass
 
 
-def test_same_sweep_runs_with_a_rabbitmq_broker(store, start_worker, controller,  # noqa: ANN001
-                                                amqp_queue: AmqpQueue, monkeypatch, tmp_path):
+def test_same_sweep_runs_with_a_rabbitmq_broker(
+    store,
+    start_worker,
+    controller,  # noqa: ANN001
+    amqp_queue: AmqpQueue,
+    monkeypatch,
+    tmp_path,
+):
     from kombu import Connection
 
     monkeypatch.setenv("SWEEPQ_BROKER_URL", RABBITMQ_URL)  # read by the controller's publisher
@@ -149,9 +175,14 @@ def test_same_sweep_runs_with_a_rabbitmq_broker(store, start_worker, controller,
     rec.mkdir()
     env = {"SWEEPQ_BROKER_URL": RABBITMQ_URL, "SWEEPQ_TEST_RECORD": str(rec)}
     queue = amqp_queue.name
-    w1, w2 = amqp_queue.workers[:] = start_all(store, start_worker, [
-        {"queues": queue, "concurrency": 2, "name": f"rmq1-{secrets.token_hex(2)}@boxa", "env": env},
-        {"queues": queue, "concurrency": 1, "name": f"rmq2-{secrets.token_hex(2)}@boxb", "env": env}])
+    w1, w2 = amqp_queue.workers[:] = start_all(
+        store,
+        start_worker,
+        [
+            {"queues": queue, "concurrency": 2, "name": f"rmq1-{secrets.token_hex(2)}@boxa", "env": env},
+            {"queues": queue, "concurrency": 1, "name": f"rmq2-{secrets.token_hex(2)}@boxb", "env": env},
+        ],
+    )
     sid = store.create_sweep(make_config(queue=queue, run_cap=4))
     controller()
     wait_for(lambda: ended(store, sid), 90, what="sweep end over RabbitMQ", info=lambda: store.counts(sid))
@@ -183,8 +214,11 @@ def test_cold_shutdown_hands_the_running_trial_back(store, start_worker, control
 
     rec = tmp_path / "rec"
     rec.mkdir()
-    sid = store.create_sweep(make_config(run_cap=1, parameters={
-        "x": {"value": 0.5}, "steps": {"value": 1000}, "sleep": {"value": 0.05}}))
+    sid = store.create_sweep(
+        make_config(
+            run_cap=1, parameters={"x": {"value": 0.5}, "steps": {"value": 1000}, "sleep": {"value": 0.05}}
+        )
+    )
     w = start_worker(concurrency=1, env={"SWEEPQ_TEST_RECORD": str(rec), "REMAP_SIGTERM": "SIGQUIT"})
     controller()
     first = wait_for(lambda: _running_records(rec), 60, what="the trial to run")[0]

@@ -17,7 +17,7 @@ from sweepq.config import load_config
 
 pytestmark = pytest.mark.redis
 
-PROGRAM = r'''
+PROGRAM = r"""
 import json, os, subprocess, sys, time
 out = sys.stdout.buffer
 out.write(b"hello\n")
@@ -34,23 +34,38 @@ out.flush()
 if os.environ.get("LINGER"):
     # a child that keeps both pipes open after the program ends (a dataloader worker, say)
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-'''
+"""
 
 
 def _run(store, tmp_path: Path, env: dict[str, str] | None = None):  # noqa: ANN001, ANN202
     prog = tmp_path / "prog.py"
     prog.write_text(PROGRAM)
-    cfg = load_config({"method": "random", "command": [sys.executable, str(prog)],
-                       "metric": {"name": "loss", "goal": "minimize"}, "stop_grace": 1,
-                       "parameters": {"x": {"values": [1]}}, "run_cap": 1})
+    cfg = load_config(
+        {
+            "method": "random",
+            "command": [sys.executable, str(prog)],
+            "metric": {"name": "loss", "goal": "minimize"},
+            "stop_grace": 1,
+            "parameters": {"x": {"values": [1]}},
+            "run_cap": 1,
+        }
+    )
     sid = store.create_sweep(cfg)
     (tid,) = store.create_trials(sid, [{"x": 1}])
     assert store.claim(sid, tid, "own", "w", 30).ok
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        r = runner_mod.TrialRunner(store, sid, {"id": tid, "params": {"x": 1}}, cfg, "own", lease_ttl=30,
-                                   workdir=str(tmp_path), log_dir=str(tmp_path / "logs"))
+        r = runner_mod.TrialRunner(
+            store,
+            sid,
+            {"id": tid, "params": {"x": 1}},
+            cfg,
+            "own",
+            lease_ttl=30,
+            workdir=str(tmp_path),
+            log_dir=str(tmp_path / "logs"),
+        )
         t0 = time.monotonic()
         out = r.run()
         took = time.monotonic() - t0
@@ -60,7 +75,13 @@ def _run(store, tmp_path: Path, env: dict[str, str] | None = None):  # noqa: ANN
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return out, store.get_trial(tid), store.trial_rows(tid, limit=1000), took, tmp_path / "logs" / f"{tid}.log"
+    return (
+        out,
+        store.get_trial(tid),
+        store.trial_rows(tid, limit=1000),
+        took,
+        tmp_path / "logs" / f"{tid}.log",
+    )
 
 
 @pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])

@@ -45,27 +45,48 @@ def test_standalone_outside_a_sweep() -> None:
     assert "ignored" not in r.stderr
 
 
-def test_trials_of_a_sweep_get_their_own_config_and_every_row(store, start_worker, controller,  # noqa: ANN001
-                                                              tmp_path: Path) -> None:
+def test_trials_of_a_sweep_get_their_own_config_and_every_row(
+    store,
+    start_worker,
+    controller,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
     from sweepq.config import load_config
 
     rec_dir = tmp_path / "records"
     rec_dir.mkdir()
-    sid = store.create_sweep(load_config({
-        "method": "grid", "program": PROGRAM,
-        "command": ["${env}", sys.executable, "${program}"],  # no arguments: values only through sweepq
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"lr": {"values": [0.01, 0.05]}, "layers": {"value": 3},
-                       "optimizer": {"parameters": {"name": {"values": ["adam", "sgd"]}}}}}))
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "grid",
+                "program": PROGRAM,
+                "command": [
+                    "${env}",
+                    sys.executable,
+                    "${program}",
+                ],  # no arguments: values only through sweepq
+                "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": {
+                    "lr": {"values": [0.01, 0.05]},
+                    "layers": {"value": 3},
+                    "optimizer": {"parameters": {"name": {"values": ["adam", "sgd"]}}},
+                },
+            }
+        )
+    )
     start_worker(concurrency=2, env={"WANDB_API_RECORD": str(rec_dir)})
     controller()
-    wait_for(lambda: sid not in store.active_sweeps(), 120, what="sweep end",
-             info=lambda: store.status(sid))
+    wait_for(lambda: sid not in store.active_sweeps(), 120, what="sweep end", info=lambda: store.status(sid))
     trials = store.get_trials(store.trial_ids(sid))
-    assert len(trials) == 4 and all(t["state"] == "finished" for t in trials), \
-        [(t["id"], t["state"], t["reason"]) for t in trials]
-    assert sorted((t["params"]["lr"], t["params"]["optimizer"]["name"]) for t in trials) == \
-        [(0.01, "adam"), (0.01, "sgd"), (0.05, "adam"), (0.05, "sgd")]
+    assert len(trials) == 4 and all(t["state"] == "finished" for t in trials), [
+        (t["id"], t["state"], t["reason"]) for t in trials
+    ]
+    assert sorted((t["params"]["lr"], t["params"]["optimizer"]["name"]) for t in trials) == [
+        (0.01, "adam"),
+        (0.01, "sgd"),
+        (0.05, "adam"),
+        (0.05, "sgd"),
+    ]
     for t in trials:
         rec = json.loads((rec_dir / f"{t['id']}.json").read_text())
         assert rec["id"] == t["id"] and rec["name"] == t["id"]

@@ -62,20 +62,36 @@ class LoopbackHost:
             raise
 
     def links(self) -> list[str]:
-        return [link["ifname"] for link in json.loads(_run(["ip", "-n", self.netns, "-j", "link", "show"]).stdout)]
+        return [
+            link["ifname"] for link in json.loads(_run(["ip", "-n", self.netns, "-j", "link", "show"]).stdout)
+        ]
 
     def popen(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         with open(log, "ab") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *argv], env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=str(ROOT))
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, *argv],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(ROOT),
+            )
         self.procs.append(proc)
         return proc
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True,
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL, cwd=cwd)
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+        )
 
     def close(self) -> None:
         for p in self.procs:
@@ -113,9 +129,26 @@ def socket_redis() -> Iterator[Path]:
         pytest.fail("this test needs redis-server: apt-get install redis-server")
     d = Path(tempfile.mkdtemp(prefix="sqwb-", dir="/tmp"))
     sock = d / "redis.sock"
-    proc = subprocess.Popen([binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-                             "--save", "", "--appendonly", "no", "--dir", str(d)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(d),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         import redis
 
@@ -124,6 +157,7 @@ def socket_redis() -> Iterator[Path]:
                 return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
             except (redis.RedisError, OSError):
                 return proc.poll() is not None  # dead: stop waiting, the assert below says so
+
         wait_for(up, 20, interval=0.05, what="private redis-server")
         assert proc.poll() is None, "private redis-server exited"
         yield sock
@@ -147,18 +181,22 @@ def flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
     """Rows equal key for key, numbers to float precision."""
     return len(got) == len(want) and all(
-        g.keys() == w.keys() and all(g[k] == pytest.approx(w[k]) for k in w) for g, w in zip(got, want, strict=True))
+        g.keys() == w.keys() and all(g[k] == pytest.approx(w[k]) for k in w)
+        for g, w in zip(got, want, strict=True)
+    )
 
 
-def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackHost, socket_redis: Path,
-                                                             tmp_path: Path) -> None:
+def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(
+    isolated: LoopbackHost, socket_redis: Path, tmp_path: Path
+) -> None:
     from sweepq.config import load_config
     from sweepq.store import Store
 
     # nothing but loopback: W&B's servers cannot be reached from where the trials run
     assert isolated.links() == ["lo"]
-    probe = isolated.run([sys.executable, "-c",
-                          "import socket; socket.create_connection(('api.wandb.ai', 443), timeout=5)"])
+    probe = isolated.run(
+        [sys.executable, "-c", "import socket; socket.create_connection(('api.wandb.ai', 443), timeout=5)"]
+    )
     assert probe.returncode != 0, "the namespace reached the network"
 
     namespace = f"sqt{secrets.token_hex(4)}"
@@ -167,25 +205,43 @@ def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackH
     rec_dir, logs = tmp_path / "records", tmp_path / "logs"
     rec_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SWEEPQ_", "WANDB_"))}
-    env.update({"SWEEPQ_REDIS_URL": url, "SWEEPQ_NAMESPACE": namespace, "SWEEPQ_LOG_DIR": str(logs),
-                "SWEEPQ_GPU_LOCK_DIR": str(tmp_path / "gpulocks"), "SWEEPQ_LEASE_TTL": "10",
-                "PYTHONPATH": str(ROOT), "WANDB_TRAIN_RECORD": str(rec_dir),
-                # wandb's own caches out of the machine's home directory (not the script's business)
-                "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-                "WANDB_DATA_DIR": str(tmp_path / "wandb-data")})
+    env.update(
+        {
+            "SWEEPQ_REDIS_URL": url,
+            "SWEEPQ_NAMESPACE": namespace,
+            "SWEEPQ_LOG_DIR": str(logs),
+            "SWEEPQ_GPU_LOCK_DIR": str(tmp_path / "gpulocks"),
+            "SWEEPQ_LEASE_TTL": "10",
+            "PYTHONPATH": str(ROOT),
+            "WANDB_TRAIN_RECORD": str(rec_dir),
+            # wandb's own caches out of the machine's home directory (not the script's business)
+            "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+            "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+            "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
+        }
+    )
 
     # the sweep config as a W&B user writes it (W&B's default command: the script gets --k=v
     # arguments it ignores, as under wandb agent), plus sweepq's seed
-    sid = store.create_sweep(load_config({
-        "method": "bayes", "seed": 7, "program": PROGRAM,
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {
-            "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
-            "layers": {"values": [1, 2, 4]},
-            "optimizer": {"parameters": {"name": {"values": ["adam", "sgd"]}}},
-            "epochs": {"value": 8}, "sleep": {"value": 0.4}},
-        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 3},
-        "run_cap": 8}))
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "bayes",
+                "seed": 7,
+                "program": PROGRAM,
+                "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": {
+                    "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+                    "layers": {"values": [1, 2, 4]},
+                    "optimizer": {"parameters": {"name": {"values": ["adam", "sgd"]}}},
+                    "epochs": {"value": 8},
+                    "sleep": {"value": 0.4},
+                },
+                "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 3},
+                "run_cap": 8,
+            }
+        )
+    )
 
     from sweepq.agents import worker_argv
 
@@ -195,11 +251,17 @@ def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackH
 
     def status() -> str:
         trials = store.get_trials(store.trial_ids(sid), history=False)
-        return json.dumps([(t["id"], t["state"], t["reason"]) for t in trials]) + "\n" + \
-            worker_log.read_text(errors="replace")[-3000:] + controller_log.read_text(errors="replace")[-1500:]
+        return (
+            json.dumps([(t["id"], t["state"], t["reason"]) for t in trials])
+            + "\n"
+            + worker_log.read_text(errors="replace")[-3000:]
+            + controller_log.read_text(errors="replace")[-1500:]
+        )
 
     try:
-        wait_for(lambda: sid not in store.active_sweeps(), 300, interval=0.5, what="the sweep to end", info=status)
+        wait_for(
+            lambda: sid not in store.active_sweeps(), 300, interval=0.5, what="the sweep to end", info=status
+        )
         trials = store.get_trials(store.trial_ids(sid))
         assert len(trials) == 8, status()
         states = sorted(t["state"] for t in trials)
@@ -213,7 +275,11 @@ def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackH
             # the trial's own parameters reached wandb.config (wandb.init(config=defaults) kept
             # the default the sweep does not set inside the nested group)
             config = rec["config"]
-            assert config["lr"] == params["lr"] and config["layers"] == params["layers"], (tid, config, params)
+            assert config["lr"] == params["lr"] and config["layers"] == params["layers"], (
+                tid,
+                config,
+                params,
+            )
             assert config["optimizer"] == {**params["optimizer"], "momentum": DEFAULT_MOMENTUM}, (tid, config)
             assert (config["epochs"], config["sleep"]) == (8, 0.4)
             assert rec["run"] == tid  # WANDB_RUN_ID: the wandb run is the trial
@@ -227,7 +293,7 @@ def test_bayes_hyperband_sweep_of_an_unmodified_wandb_script(isolated: LoopbackH
                 # stopped at a hyperband band: at least that many values were seen; rows logged
                 # after wandb's last flush before SIGTERM may be missing, never others
                 assert 2 <= len(rows) <= len(logged), (tid, rows, logged)
-                assert same_rows(rows, logged[:len(rows)]), (tid, rows, logged)
+                assert same_rows(rows, logged[: len(rows)]), (tid, rows, logged)
             assert t["history"] == pytest.approx([row["loss"] for row in rows])
             assert t["metric"] == pytest.approx(rows[-1]["loss"])
 
@@ -267,7 +333,9 @@ parameters:
 """
 
 
-def test_sweepq_run_takes_a_wandb_config_and_script_as_they_are(isolated: LoopbackHost, tmp_path: Path) -> None:
+def test_sweepq_run_takes_a_wandb_config_and_script_as_they_are(
+    isolated: LoopbackHost, tmp_path: Path
+) -> None:
     """The README's promise: a W&B sweep config and its script, both unchanged, under
     ``sweepq run`` (embedded store), with no network."""
     work, rec_dir = tmp_path / "project", tmp_path / "records"
@@ -276,11 +344,21 @@ def test_sweepq_run_takes_a_wandb_config_and_script_as_they_are(isolated: Loopba
     shutil.copy(PROGRAM, work / "train.py")
     (work / "sweep.yaml").write_text(W_AND_B_CONFIG)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SWEEPQ_", "WANDB_"))}
-    env.update({"PYTHONPATH": str(ROOT), "WANDB_TRAIN_RECORD": str(rec_dir),
-                "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-                "WANDB_DATA_DIR": str(tmp_path / "wandb-data")})
-    r = isolated.run([sys.executable, "-m", "sweepq.cli", "run", "sweep.yaml", "--workers", "1", "--embedded",
-                      "--json"], env=env, cwd=work, timeout=180)
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "WANDB_TRAIN_RECORD": str(rec_dir),
+            "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+            "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+            "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
+        }
+    )
+    r = isolated.run(
+        [sys.executable, "-m", "sweepq.cli", "run", "sweep.yaml", "--workers", "1", "--embedded", "--json"],
+        env=env,
+        cwd=work,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     status = json.loads(r.stdout)
     assert status["state"] == "finished" and status["counts"]["finished"] == 2, status

@@ -34,11 +34,21 @@ if args.get("ignore_term") == "True":
 
 rec_dir = os.environ.get("SWEEPQ_TEST_RECORD")
 run_id = os.environ.get("SWEEPQ_RUN_ID", "standalone")
-if "rerun_steps" in args and rec_dir and any(
-        n.startswith(f"{run_id}.") and n.endswith(".json") for n in os.listdir(rec_dir)):
+if (
+    "rerun_steps" in args
+    and rec_dir
+    and any(n.startswith(f"{run_id}.") and n.endswith(".json") for n in os.listdir(rec_dir))
+):
     steps = int(float(args["rerun_steps"]))
-rec = {"run": run_id, "pid": os.getpid(), "pgid": os.getpgid(0), "start": time.time(),
-       "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": sys.argv[1:], "end": None}
+rec = {
+    "run": run_id,
+    "pid": os.getpid(),
+    "pgid": os.getpgid(0),
+    "start": time.time(),
+    "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    "argv": sys.argv[1:],
+    "end": None,
+}
 
 
 def save() -> None:

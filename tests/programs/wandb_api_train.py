@@ -15,8 +15,14 @@ import sweepq as wandb
 
 assert wandb.run is None, "no run before init"
 wandb.login()
-run = wandb.init(config={"lr": 0.1, "layers": 2, "optimizer": {"name": "sgd", "momentum": 0.9}},
-                 project="demo", entity="someone", name="ignored", tags=["a"], reinit=True)
+run = wandb.init(
+    config={"lr": 0.1, "layers": 2, "optimizer": {"name": "sgd", "momentum": 0.9}},
+    project="demo",
+    entity="someone",
+    name="ignored",
+    tags=["a"],
+    reinit=True,
+)
 assert wandb.run is run
 wandb.define_metric("loss", summary="min")
 wandb.watch(None, log="all")
@@ -35,8 +41,13 @@ wandb.log({"loss": loss / 2}, step=10)
 wandb.summary["final_loss"] = loss
 wandb.summary.update({"optimizer": wandb.config.optimizer.name})
 
-record = {"id": run.id, "name": run.name, "config": dict(wandb.config), "summary": dict(wandb.summary),
-          "history": run.history}
+record = {
+    "id": run.id,
+    "name": run.name,
+    "config": dict(wandb.config),
+    "summary": dict(wandb.summary),
+    "history": run.history,
+}
 wandb.finish()
 assert wandb.run is None, "no run after finish"
 out = os.environ.get("WANDB_API_RECORD")

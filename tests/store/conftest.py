@@ -26,8 +26,10 @@ from sweepq.config import load_config
 from sweepq.model import TRIAL_STATES
 from sweepq.store import Keys, Store, scripts
 
-BACKENDS = [pytest.param("fakeredis", id="fakeredis"),
-            pytest.param("redis", id="redis", marks=pytest.mark.redis)]
+BACKENDS = [
+    pytest.param("fakeredis", id="fakeredis"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
 
 
 @dataclass
@@ -109,7 +111,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     finally:  # its keys go, in few round trips (the database is shared)
         keys = real.ns_keys()
         for i in range(0, len(keys), 1000):
-            real.raw.delete(*keys[i:i + 1000])
+            real.raw.delete(*keys[i : i + 1000])
         real.raw.close()
 
 
@@ -137,8 +139,12 @@ def history_cap() -> Iterator[int]:
 def config(**over: Any) -> dict[str, Any]:
     """A normalised sweep config (what ``create_sweep`` is given); keyword overrides replace
     top-level keys, and a ``None`` removes one."""
-    raw: dict[str, Any] = {"method": "random", "program": "train.py", "metric": {"name": "loss"},
-                           "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    raw: dict[str, Any] = {
+        "method": "random",
+        "program": "train.py",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+    }
     raw.update(over)
     return load_config({k: v for k, v in raw.items() if v is not None})
 
@@ -147,8 +153,13 @@ def new_sweep(store: Store, **over: Any) -> str:
     return store.create_sweep(config(**over))
 
 
-def running_trial(store: Store, sid: str, owner: str = "owner-1", params: dict[str, Any] | None = None,
-                  lease_ttl: float = 60.0) -> str:
+def running_trial(
+    store: Store,
+    sid: str,
+    owner: str = "owner-1",
+    params: dict[str, Any] | None = None,
+    lease_ttl: float = 60.0,
+) -> str:
     """A new trial of ``sid``, claimed by ``owner``."""
     (tid,) = store.create_trials(sid, [params if params is not None else {"x": 0.5}])
     claim = store.claim(sid, tid, owner, "worker-1", lease_ttl)

@@ -17,6 +17,7 @@ def test_every_public_method_of_the_store_is_exercised() -> None:
     for path in here.glob("test_*.py"):
         if path.name != Path(__file__).name:
             called.update(re.findall(r"\.(\w+)\(", path.read_text()))
-    public = {name for name, member in inspect.getmembers(Store)
-              if not name.startswith("_") and callable(member)}
+    public = {
+        name for name, member in inspect.getmembers(Store) if not name.startswith("_") and callable(member)
+    }
     assert sorted(public - called) == []

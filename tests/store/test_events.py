@@ -20,8 +20,13 @@ def test_the_change_stream_names_each_change_in_order(store: Store) -> None:
     store.finish_trial(sid, tid, "owner-1", "finished", 0)
     store.sweep_action(sid, "pause")
     last2, got = store.wait_events(last, 1.0)
-    assert [(e["kind"], e["trial"]) for e in got] == [("created", ""), ("started", tid), ("metric", tid),
-                                                       ("state", tid), ("sweep", "")]
+    assert [(e["kind"], e["trial"]) for e in got] == [
+        ("created", ""),
+        ("started", tid),
+        ("metric", tid),
+        ("state", tid),
+        ("sweep", ""),
+    ]
     assert all(e["sweep"] == sid for e in got) and last2 == store.last_event_id() and last2 > last
 
 

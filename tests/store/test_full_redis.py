@@ -56,8 +56,11 @@ def full_redis() -> Iterator[FullRedis]:
         pytest.fail("a full Redis is played on a private redis-server, and none is installed")
     folder = tempfile.mkdtemp(prefix="sqfull", dir="/tmp")  # a unix socket path must be short
     sock = f"{folder}/redis.sock"
-    proc = subprocess.Popen([binary, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
-                             "--dir", folder], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", folder],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     raw = redis.Redis(unix_socket_path=sock)
     try:
         for _ in range(200):
@@ -100,8 +103,9 @@ def test_a_full_redis_refuses_each_write_whole_and_still_answers_reads(full_redi
         "heartbeat": lambda: store.heartbeat(tid, "owner-1", 30.0),
         "metrics": lambda: store.log_metrics(sid, tid, "owner-1", [0.25], ['{"loss": 0.25}']),
         "finish": lambda: store.finish_trial(sid, tid, "owner-1", "finished", 0, values=[0.1]),
-        "finish_and_claim": lambda: store.finish_and_claim(sid, tid, "owner-1", "finished", 0,
-                                                           claim_next=(queued, "o2", "w", 30.0, "", "")),
+        "finish_and_claim": lambda: store.finish_and_claim(
+            sid, tid, "owner-1", "finished", 0, claim_next=(queued, "o2", "w", 30.0, "", "")
+        ),
         "reap": lambda: store.reap(sid, tid, 3, "worker lost"),
         "release": lambda: store.release_trial(sid, tid, "owner-1", "shutdown"),
         "request_stop": lambda: store.request_stop(sid, tid),
@@ -137,11 +141,15 @@ def test_every_writing_script_is_refused_before_it_runs(full_redis: FullRedis) -
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             registered[name](keys=[f"{NS}:k{i}" for i in range(9)], args=["x"] * 12)
     assert registered["expired"](keys=[Keys(NS).leases]) == []
-    assert registered["read_trials"](args=[NS, "ids", "", "", 1, "id", f"{NS}-1"]) == b'[[null,"sqfull-1",[false]]]'
+    assert (
+        registered["read_trials"](args=[NS, "ids", "", "", 1, "id", f"{NS}-1"])
+        == b'[[null,"sqfull-1",[false]]]'
+    )
 
 
-def test_without_flags_a_full_redis_judges_a_script_by_its_first_write(full_redis: FullRedis,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_flags_a_full_redis_judges_a_script_by_its_first_write(
+    full_redis: FullRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The difference the flags make, shown with the scripts as fakeredis (and Redis < 7) run them,
     without the ``#!lua`` line: Redis then refuses a memory-growing command only while the script
     has written nothing. A claim (its first write grows a hash) is still refused whole; a reap (its

@@ -34,7 +34,9 @@ def test_a_claim_makes_the_caller_owner_with_a_lease_on_redis_clock(backend: Bac
     backend.check_books(store, sid)
 
 
-def test_a_claim_is_idempotent_for_its_owner_and_refused_to_anyone_else(backend: Backend, store: Store) -> None:
+def test_a_claim_is_idempotent_for_its_owner_and_refused_to_anyone_else(
+    backend: Backend, store: Store
+) -> None:
     """The same owner asking again (its first answer lost with a connection) is granted the same
     attempt, nothing counted twice; any other owner is told the trial is not queued."""
     sid = new_sweep(store)
@@ -143,8 +145,18 @@ def test_finish_is_fenced_by_owner_and_final(backend: Backend, store: Store, sta
     store.request_stop(sid, tid)
     assert not store.finish_trial(sid, tid, "owner-2", "finished", 0)
     assert store.get_trial(tid)["state"] == "running"
-    assert store.finish_trial(sid, tid, "owner-1", state, 2, reason="why", log_tail="tail\n", values=[0.5],
-                              rows=['{"loss": 0.5}'], output=[("out", "last line")])
+    assert store.finish_trial(
+        sid,
+        tid,
+        "owner-1",
+        state,
+        2,
+        reason="why",
+        log_tail="tail\n",
+        values=[0.5],
+        rows=['{"loss": 0.5}'],
+        output=[("out", "last line")],
+    )
     t = store.get_trial(tid)
     assert t["state"] == state and t["exit_code"] == 2 and t["reason"] == "why" and t["log_tail"] == "tail\n"
     assert t["ended_at"] is not None and t["history"] == [0.5] and t["metric"] == 0.5 and t["steps"] == 1
@@ -170,14 +182,25 @@ def test_finish_and_claim_ends_one_trial_and_claims_the_next(backend: Backend, s
     sid = new_sweep(store)
     a, b, c = store.create_trials(sid, [{"i": 0}, {"i": 1}, {"i": 2}])
     assert store.claim(sid, a, "oa", "w", 30.0).ok
-    done, nxt = store.finish_and_claim(sid, a, "oa", "finished", 0, values=[0.5], rows=['{"loss": 0.5}'],
-                                       output=[("out", "bye")], claim_next=(b, "ob", "w", 30.0, "1", "/b.log"))
+    done, nxt = store.finish_and_claim(
+        sid,
+        a,
+        "oa",
+        "finished",
+        0,
+        values=[0.5],
+        rows=['{"loss": 0.5}'],
+        output=[("out", "bye")],
+        claim_next=(b, "ob", "w", 30.0, "1", "/b.log"),
+    )
     assert done and nxt.ok and nxt.attempt == 1 and nxt.params == {"i": 1}
     assert store.get_trial(a)["state"] == "finished" and store.get_trial(a)["metric"] == 0.5
     assert [x[2] for x in store.read_output(a)] == ["bye"]
     tb = store.get_trial(b)
     assert tb["state"] == "running" and tb["gpus"] == "1" and tb["log_path"] == "/b.log"
-    done, nxt = store.finish_and_claim(sid, b, "stale", "finished", 0, claim_next=(c, "oc", "w", 30.0, "", ""))
+    done, nxt = store.finish_and_claim(
+        sid, b, "stale", "finished", 0, claim_next=(c, "oc", "w", 30.0, "", "")
+    )
     assert not done and nxt.ok and store.get_trial(b)["state"] == "running"
     done, nxt = store.finish_and_claim(sid, c, "oc", "failed", 1, claim_next=(b, "oc", "w", 30.0, "", ""))
     assert done and nxt.status == "not_queued" and nxt.state == "running"
@@ -210,19 +233,30 @@ def test_a_finish_without_output_is_one_round_trip(store: Store, monkeypatch: py
 
 
 @pytest.mark.parametrize("call", ["finish_and_claim", "finish_trial with output"])
-def test_a_short_trial_ends_in_one_round_trip(store: Store, monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+def test_a_short_trial_ends_in_one_round_trip(
+    store: Store, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
     """finish_trial: "written in the same round trip, so a short trial's end costs one";
     finish_and_claim: the next claim "in the same round trip". Counted once every script is
     loaded (a server that lost its scripts costs one more: not what is measured here)."""
     sid = new_sweep(store)
     a, b, c, d = store.create_trials(sid, [{}] * 4)
     assert store.claim(sid, a, "oa", "w", 30.0).ok and store.claim(sid, c, "oc", "w", 30.0).ok
-    store.finish_and_claim(sid, a, "oa", "finished", 0, output=[("out", "x")],
-                           claim_next=(b, "ob", "w", 30.0, "", ""))  # every script now loaded
+    store.finish_and_claim(
+        sid, a, "oa", "finished", 0, output=[("out", "x")], claim_next=(b, "ob", "w", 30.0, "", "")
+    )  # every script now loaded
     trips = RoundTrips(monkeypatch)
     if call == "finish_and_claim":
-        store.finish_and_claim(sid, c, "oc", "finished", 0, values=[1.0], output=[("out", "y")],
-                               claim_next=(d, "od", "w", 30.0, "", ""))
+        store.finish_and_claim(
+            sid,
+            c,
+            "oc",
+            "finished",
+            0,
+            values=[1.0],
+            output=[("out", "y")],
+            claim_next=(d, "od", "w", 30.0, "", ""),
+        )
     else:
         store.finish_trial(sid, c, "oc", "finished", 0, values=[1.0], output=[("out", "y")])
     sent = trips.n
@@ -237,8 +271,16 @@ def test_a_pipeline_whose_scripts_redis_lost_runs_each_once(backend: Backend, st
     a, b = store.create_trials(sid, [{}] * 2)
     assert store.claim(sid, a, "oa", "w", 30.0).ok
     backend.raw.script_flush()
-    done, nxt = store.finish_and_claim(sid, a, "oa", "finished", 0, values=[2.0], output=[("out", "last line")],
-                                       claim_next=(b, "ob", "w", 30.0, "", ""))
+    done, nxt = store.finish_and_claim(
+        sid,
+        a,
+        "oa",
+        "finished",
+        0,
+        values=[2.0],
+        output=[("out", "last line")],
+        claim_next=(b, "ob", "w", 30.0, "", ""),
+    )
     assert done and nxt.ok and nxt.attempt == 1
     assert store.get_trial(a)["state"] == "finished" and store.get_trial(b)["state"] == "running"
     assert [line for _, _, line in store.read_output(a)] == ["last line"]
@@ -262,11 +304,18 @@ def test_release_hands_the_trial_back_without_spending_a_retry(backend: Backend,
     backend.check_books(store, sid)
 
 
-@pytest.mark.parametrize(("pending", "sweep", "final"), [
-    ("stop", "running", "stopped"), ("cancel", "running", "canceled"), ("", "stopped", "canceled"),
-    ("", "paused", "queued")])
-def test_release_ends_a_trial_nobody_will_run_again(backend: Backend, store: Store, pending: str, sweep: str,
-                                                    final: str) -> None:
+@pytest.mark.parametrize(
+    ("pending", "sweep", "final"),
+    [
+        ("stop", "running", "stopped"),
+        ("cancel", "running", "canceled"),
+        ("", "stopped", "canceled"),
+        ("", "paused", "queued"),
+    ],
+)
+def test_release_ends_a_trial_nobody_will_run_again(
+    backend: Backend, store: Store, pending: str, sweep: str, final: str
+) -> None:
     """A stop pending, or a sweep ending: the trial ends here instead of going back to the queue
     (a paused sweep's trial is requeued, to run on resume)."""
     sid = new_sweep(store)
@@ -297,7 +346,11 @@ def test_reap_requeues_within_retries_then_crashes(backend: Backend, store: Stor
     assert store.expired_leases() == [tid]
     assert store.reap(sid, tid, 1, "worker lost (lease expired)") == "requeued"
     t = store.get_trial(tid)
-    assert t["state"] == "queued" and t["attempt"] == 1 and t["reason"] == "retry after: worker lost (lease expired)"
+    assert (
+        t["state"] == "queued"
+        and t["attempt"] == 1
+        and t["reason"] == "retry after: worker lost (lease expired)"
+    )
     assert t["history"] == [] and t["metric"] is None and t["steps"] == 0 and not t["published"]
     assert backend.lease(tid) is None and store.expired_leases() == []
     backend.check_books(store, sid)
@@ -305,7 +358,9 @@ def test_reap_requeues_within_retries_then_crashes(backend: Backend, store: Stor
     backend.expire_lease(tid)
     assert store.reap(sid, tid, 1, "worker lost (lease expired)") == "crashed"
     t = store.get_trial(tid)
-    assert t["state"] == "crashed" and t["ended_at"] is not None and t["reason"] == "worker lost (lease expired)"
+    assert (
+        t["state"] == "crashed" and t["ended_at"] is not None and t["reason"] == "worker lost (lease expired)"
+    )
     # the dead owners write nothing any more
     assert not store.finish_trial(sid, tid, "dead-2", "finished", 0)
     assert not store.log_metrics(sid, tid, "dead-2", [1.0], [])
@@ -323,11 +378,19 @@ def test_reap_of_a_trial_no_longer_running_only_drops_its_lease(backend: Backend
     backend.check_books(store, sid)
 
 
-@pytest.mark.parametrize(("pending", "sweep", "final"), [
-    ("stop", "running", "stopped"), ("timeout", "running", "stopped"), ("cancel", "running", "canceled"),
-    ("", "stopped", "canceled"), ("", "paused", "requeued")])
-def test_reap_ends_a_trial_nobody_will_run_again(backend: Backend, store: Store, pending: str, sweep: str,
-                                                 final: str) -> None:
+@pytest.mark.parametrize(
+    ("pending", "sweep", "final"),
+    [
+        ("stop", "running", "stopped"),
+        ("timeout", "running", "stopped"),
+        ("cancel", "running", "canceled"),
+        ("", "stopped", "canceled"),
+        ("", "paused", "requeued"),
+    ],
+)
+def test_reap_ends_a_trial_nobody_will_run_again(
+    backend: Backend, store: Store, pending: str, sweep: str, final: str
+) -> None:
     sid = new_sweep(store)
     tid = running_trial(store, sid, "owner-1")
     if pending:
@@ -382,7 +445,13 @@ def test_pass_snapshot_reads_what_a_controller_pass_needs(backend: Backend, stor
     active, heads, expired, trials = store.pass_snapshot([sid, "gone"], leases=True, trials=[tid, "gone-1"])
     assert active == sorted([sid, other]) and expired == [tid]
     head, inflight = heads[sid]
-    assert head == {"state": "running", "best_value": None, "best_id": None, "warnings": ["w"], "end_reason": None}
+    assert head == {
+        "state": "running",
+        "best_value": None,
+        "best_id": None,
+        "warnings": ["w"],
+        "end_reason": None,
+    }
     assert inflight == {tid, queued} and heads["gone"] == (None, set())
     assert list(trials) == [tid] and trials[tid] == store.get_trial(tid)
     _, _, expired, trials = store.pass_snapshot([], trials=[tid], history=False)

@@ -15,8 +15,20 @@ from sweepq.model import TRIAL_STATES
 from sweepq.store import Store, StoreError
 from tests.store.conftest import Backend, config, events, new_sweep, running_trial
 
-STATUS_KEYS = {"id", "state", "method", "metric", "counts", "best", "name", "created_at", "ended_at",
-               "trials", "warnings", "end_reason"}
+STATUS_KEYS = {
+    "id",
+    "state",
+    "method",
+    "metric",
+    "counts",
+    "best",
+    "name",
+    "created_at",
+    "ended_at",
+    "trials",
+    "warnings",
+    "end_reason",
+}
 
 
 def test_a_new_sweep_is_running_listed_active_and_announced(backend: Backend, store: Store) -> None:
@@ -45,7 +57,9 @@ def test_sweep_ids_are_made_unless_given_and_listed_in_creation_order(store: Sto
 
 
 @pytest.mark.parametrize("bad", ["ABC", "a:b", "a*", "a b", "s-1", "x" * 65, "é", "a\n"])
-def test_create_sweep_refuses_an_id_sweepq_could_not_have_made(backend: Backend, store: Store, bad: str) -> None:
+def test_create_sweep_refuses_an_id_sweepq_could_not_have_made(
+    backend: Backend, store: Store, bad: str
+) -> None:
     """Ids are spliced into key names: anything but 1-64 lowercase letters and digits is refused
     before Redis is touched."""
     with pytest.raises(Conflict, match="not a sweep id"):
@@ -90,21 +104,54 @@ def test_status_has_the_documented_shape(backend: Backend, store: Store) -> None
     assert s["best"] == {"run_id": tid, "value": 0.125, "params": {"x": 0.25}}
     assert s["trials"] == 2 and s["counts"]["finished"] == 1 and s["counts"]["queued"] == 1
     # a sweep without a metric says so with null
-    assert store.status(store.create_sweep(config(metric=None)))["metric"] == {"name": None, "goal": "minimize"}
+    assert store.status(store.create_sweep(config(metric=None)))["metric"] == {
+        "name": None,
+        "goal": "minimize",
+    }
 
 
 # What each action does from each state: the new state, or None where it is refused.
 TRANSITIONS: dict[str, dict[str, str | None]] = {
-    "pause": {"running": "paused", "paused": "paused", "stopped": None,
-              "canceled": None, "failed": None, "finished": None},
-    "resume": {"running": "running", "paused": "running", "stopped": "running",
-               "canceled": None, "failed": None, "finished": None},
-    "stop": {"running": "stopped", "paused": "stopped", "stopped": None,
-             "canceled": None, "failed": None, "finished": None},
-    "cancel": {"running": "canceled", "paused": "canceled", "stopped": "canceled",
-               "canceled": None, "failed": None, "finished": None},
-    "fail": {"running": "failed", "paused": "failed", "stopped": "failed",
-             "canceled": None, "failed": None, "finished": None},
+    "pause": {
+        "running": "paused",
+        "paused": "paused",
+        "stopped": None,
+        "canceled": None,
+        "failed": None,
+        "finished": None,
+    },
+    "resume": {
+        "running": "running",
+        "paused": "running",
+        "stopped": "running",
+        "canceled": None,
+        "failed": None,
+        "finished": None,
+    },
+    "stop": {
+        "running": "stopped",
+        "paused": "stopped",
+        "stopped": None,
+        "canceled": None,
+        "failed": None,
+        "finished": None,
+    },
+    "cancel": {
+        "running": "canceled",
+        "paused": "canceled",
+        "stopped": "canceled",
+        "canceled": None,
+        "failed": None,
+        "finished": None,
+    },
+    "fail": {
+        "running": "failed",
+        "paused": "failed",
+        "stopped": "failed",
+        "canceled": None,
+        "failed": None,
+        "finished": None,
+    },
     "explode": dict.fromkeys(("running", "paused", "stopped", "canceled", "failed", "finished")),
 }
 
@@ -152,8 +199,9 @@ def test_stop_cancels_queued_trials_and_lets_running_ones_end(backend: Backend, 
 
 
 @pytest.mark.parametrize("action", ["cancel", "fail"])
-def test_cancel_and_fail_cancel_queued_trials_and_kill_running_ones(backend: Backend, store: Store,
-                                                                    action: str) -> None:
+def test_cancel_and_fail_cancel_queued_trials_and_kill_running_ones(
+    backend: Backend, store: Store, action: str
+) -> None:
     sid = new_sweep(store)
     tid = running_trial(store, sid)
     (queued,) = store.create_trials(sid, [{"x": 0.1}])
@@ -175,8 +223,10 @@ def test_resume_makes_an_ended_stopped_sweep_active_again(store: Store) -> None:
     assert store.active_sweeps() == [sid] and store.status(sid)["ended_at"] is None
 
 
-@pytest.mark.parametrize(("before", "after"), [("running", "finished"), ("stopped", "stopped"),
-                                               ("canceled", "canceled"), ("failed", "failed")])
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("running", "finished"), ("stopped", "stopped"), ("canceled", "canceled"), ("failed", "failed")],
+)
 def test_finish_sweep_ends_it_and_keeps_a_state_an_action_set(store: Store, before: str, after: str) -> None:
     """Only a running sweep takes the state given; a stopped or canceled one keeps its state; a
     failed one keeps its state and its reason. Each leaves the active set and gets an end time."""
@@ -189,8 +239,9 @@ def test_finish_sweep_ends_it_and_keeps_a_state_an_action_set(store: Store, befo
     assert events(store)[n:] == [{"sweep": sid, "trial": "", "kind": "sweep"}]
 
 
-def test_finish_sweep_never_overwrites_a_cancel_that_came_first(backend: Backend, store: Store,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finish_sweep_never_overwrites_a_cancel_that_came_first(
+    backend: Backend, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A user cancels while the controller ends the sweep (its run_cap reached). Whenever the
     cancel lands (here: between any two requests finish_sweep sends, else after it), either it
     is refused because the sweep has ended, or it is accepted and the sweep stays canceled."""
@@ -214,7 +265,9 @@ def test_finish_sweep_never_overwrites_a_cancel_that_came_first(backend: Backend
         finally:
             busy = False
 
-    def cancel_between_requests(conn: redis.connection.AbstractConnection, *args: object, **kw: object) -> object:
+    def cancel_between_requests(
+        conn: redis.connection.AbstractConnection, *args: object, **kw: object
+    ) -> object:
         nonlocal sends
         if not busy and not accepted:  # one of finish_sweep's requests
             sends += 1
@@ -235,8 +288,13 @@ def test_best_is_the_finished_trial_with_the_best_summary_value(store: Store, go
     """The summary value is the last one logged; only finished trials count (a failed trial's
     better value does not), and a finished trial that never logged the metric is not a candidate."""
     sid = new_sweep(store, metric={"name": "loss", "goal": goal})
-    outcomes = [("finished", [9.0, 3.0]), ("finished", [1.0, 5.0]), ("failed", [0.0 if goal == "minimize" else 99.0]),
-                ("finished", []), ("finished", [4.0])]
+    outcomes = [
+        ("finished", [9.0, 3.0]),
+        ("finished", [1.0, 5.0]),
+        ("failed", [0.0 if goal == "minimize" else 99.0]),
+        ("finished", []),
+        ("finished", [4.0]),
+    ]
     tids = []
     for i, (state, values) in enumerate(outcomes):
         tid = running_trial(store, sid, params={"i": i})
@@ -263,8 +321,15 @@ def test_counts_stay_exact_through_every_transition(backend: Backend, store: Sto
     store.finish_trial(sid, e, f"o{e}", "stopped", -15)
     store.request_stop(sid, f)
     backend.check_books(store, sid)
-    assert store.counts(sid) == {"queued": 1, "running": 0, "finished": 1, "failed": 1, "crashed": 1,
-                                 "stopped": 1, "canceled": 1}
+    assert store.counts(sid) == {
+        "queued": 1,
+        "running": 0,
+        "finished": 1,
+        "failed": 1,
+        "crashed": 1,
+        "stopped": 1,
+        "canceled": 1,
+    }
     assert store.n_trials(sid) == 6
 
 

@@ -16,11 +16,43 @@ from sweepq.store import OUTPUT_CAP, OUTPUT_TTL, ROWS_CAP, Store
 from sweepq.store.records import WEB_FIELDS
 from tests.store.conftest import Backend, events, new_sweep, running_trial
 
-TRIAL_KEYS = {"id", "sweep", "n", "state", "params", "metric", "steps", "queued_at", "started_at", "ended_at",
-              "worker", "exit_code", "attempt", "reason", "log_tail", "stop", "published", "queue", "gpus",
-              "published_at", "log_path"}
-RUN_KEYS = {"id", "state", "params", "metric", "steps", "started_at", "ended_at", "worker", "exit_code",
-            "attempt", "reason", "gpus"}
+TRIAL_KEYS = {
+    "id",
+    "sweep",
+    "n",
+    "state",
+    "params",
+    "metric",
+    "steps",
+    "queued_at",
+    "started_at",
+    "ended_at",
+    "worker",
+    "exit_code",
+    "attempt",
+    "reason",
+    "log_tail",
+    "stop",
+    "published",
+    "queue",
+    "gpus",
+    "published_at",
+    "log_path",
+}
+RUN_KEYS = {
+    "id",
+    "state",
+    "params",
+    "metric",
+    "steps",
+    "started_at",
+    "ended_at",
+    "worker",
+    "exit_code",
+    "attempt",
+    "reason",
+    "gpus",
+}
 
 
 def test_created_trials_are_queued_numbered_and_announced(backend: Backend, store: Store) -> None:
@@ -30,8 +62,15 @@ def test_created_trials_are_queued_numbered_and_announced(backend: Backend, stor
     assert tids == [f"{sid}-1", f"{sid}-2"]
     first, second = store.get_trials(tids)
     assert set(first) == TRIAL_KEYS | {"history"}
-    assert first["state"] == "queued" and first["sweep"] == sid and first["n"] == 1 and first["params"] == {"x": 0.1}
-    assert first["attempt"] == 0 and first["steps"] == 0 and first["metric"] is None and first["history"] == []
+    assert (
+        first["state"] == "queued"
+        and first["sweep"] == sid
+        and first["n"] == 1
+        and first["params"] == {"x": 0.1}
+    )
+    assert (
+        first["attempt"] == 0 and first["steps"] == 0 and first["metric"] is None and first["history"] == []
+    )
     assert t0 <= first["queued_at"] <= time.time() and first["started_at"] is None and first["worker"] is None
     assert first["published"] and first["queue"] == "gpu" and first["published_at"] == first["queued_at"]
     assert not second["published"] and second["queue"] == "" and second["n"] == 2
@@ -73,7 +112,9 @@ def test_suggestion_times_are_recorded_in_order(store: Store) -> None:
     assert store.n_trials(sid) == 2
 
 
-def test_concurrent_creators_create_each_trial_exactly_once_within_run_cap(backend: Backend, store: Store) -> None:
+def test_concurrent_creators_create_each_trial_exactly_once_within_run_cap(
+    backend: Backend, store: Store
+) -> None:
     """Several controllers (each its own connection) creating at once: never more than run_cap
     trials, numbered 1..run_cap with no gap, each id handed to exactly one creator."""
     sid = new_sweep(store)
@@ -133,8 +174,11 @@ def _a_sweep_of_every_kind(store: Store) -> tuple[str, list[str]]:
     """Trials in each state and shape a reader meets: queued and published, running with metrics
     and a stop pending, finished with a log tail, failed with an exit code, never claimed."""
     sid = new_sweep(store)
-    tids = store.create_trials(sid, [{"x": 0.1, "nested": {"a": [1, 2]}}, {"x": 0.2}, {"x": 0.3}, {},
-                                     {"x": "text"}], queues=["gpu", "", "", "", ""])
+    tids = store.create_trials(
+        sid,
+        [{"x": 0.1, "nested": {"a": [1, 2]}}, {"x": 0.2}, {"x": 0.3}, {}, {"x": "text"}],
+        queues=["gpu", "", "", "", ""],
+    )
     for i, tid in enumerate(tids[1:4], start=1):
         assert store.claim(sid, tid, f"o{i}", f"worker-{i}", 60, gpus=str(i)).ok
         store.log_metrics(sid, tid, f"o{i}", [1.0 / i, 0.5 / i], [json.dumps({"loss": 1.0 / i, "_step": 0})])
@@ -183,7 +227,9 @@ def test_rows_keep_the_last_rows_cap_and_steps_count_them_all(store: Store) -> N
     rows = [json.dumps({"loss": float(i), "_step": i}) for i in range(ROWS_CAP + 3)]
     assert store.log_metrics(sid, tid, "owner-1", [], rows)
     kept = store.trial_rows(tid)
-    assert len(kept) == ROWS_CAP and kept[0] == {"loss": 3.0, "_step": 3} and kept[-1]["_step"] == ROWS_CAP + 2
+    assert (
+        len(kept) == ROWS_CAP and kept[0] == {"loss": 3.0, "_step": 3} and kept[-1]["_step"] == ROWS_CAP + 2
+    )
     assert store.trial_rows(tid, limit=2) == [json.loads(r) for r in rows[-2:]]
     assert store.get_trial(tid)["steps"] == ROWS_CAP + 3
     assert store.rows_of([tid], last=1) == [[json.loads(rows[-1])]]
@@ -197,8 +243,9 @@ def test_rows_that_are_not_json_objects_are_left_out_of_reads(store: Store) -> N
     assert store.rows_of([a, b, "gone-1"]) == [[{"loss": 1}, {"loss": 2}], [], []]  # objects only
 
 
-def test_history_keeps_the_first_values_and_the_summary_follows_the_last(backend: Backend,
-                                                                         history_cap: int) -> None:
+def test_history_keeps_the_first_values_and_the_summary_follows_the_last(
+    backend: Backend, history_cap: int
+) -> None:
     """HISTORY_CAP (5 here): the stopping rules' early rungs read the first values, so those are
     kept; the summary ``metric`` is the last value logged, past the cap too, finish included."""
     store = backend.new_store()  # made after the cap was lowered: its scripts carry it
@@ -207,7 +254,9 @@ def test_history_keeps_the_first_values_and_the_summary_follows_the_last(backend
     store.log_metrics(sid, tid, "owner-1", [1.0, 2.0, 3.0], [])
     store.log_metrics(sid, tid, "owner-1", [4.0, 5.0, 6.0, 7.0], [])
     t = store.get_trial(tid)
-    assert t["history"] == [1.0, 2.0, 3.0, 4.0, 5.0] and t["metric"] == 7.0 and len(t["history"]) == history_cap
+    assert (
+        t["history"] == [1.0, 2.0, 3.0, 4.0, 5.0] and t["metric"] == 7.0 and len(t["history"]) == history_cap
+    )
     store.finish_trial(sid, tid, "owner-1", "finished", 0, values=[8.0, 0.5])
     t = store.get_trial(tid)
     assert t["history"] == [1.0, 2.0, 3.0, 4.0, 5.0] and t["metric"] == 0.5
@@ -228,8 +277,10 @@ def test_logged_keys_name_what_the_first_rows_hold(store: Store) -> None:
     are not JSON objects left out."""
     sid = new_sweep(store)
     a, b = running_trial(store, sid, "oa"), running_trial(store, sid, "ob")
-    store.log_metrics(sid, a, "oa", [], ['{"acc": 1, "_step": 0}', "not json", '{"val/loss": 2}', '{"late": 3}'])
-    store.log_metrics(sid, b, "ob", [], ['[1, 2]', '{"lr": 0.1, "_runtime": 4}'])
+    store.log_metrics(
+        sid, a, "oa", [], ['{"acc": 1, "_step": 0}', "not json", '{"val/loss": 2}', '{"late": 3}']
+    )
+    store.log_metrics(sid, b, "ob", [], ["[1, 2]", '{"lr": 0.1, "_runtime": 4}'])
     assert store.logged_keys([a, b]) == ["acc", "late", "lr", "val/loss"]
     assert store.logged_keys([a, b], rows=2) == ["acc", "lr"]
     assert store.logged_keys([]) == [] and store.logged_keys(["gone-1"]) == []
@@ -260,7 +311,7 @@ def test_output_is_capped(store: Store) -> None:
     while page := store.read_output(tid, after=got[-1][0]):  # read_output answers 1000 at most
         got += page
     assert OUTPUT_CAP <= len(got) < OUTPUT_CAP + 100
-    assert [x[2] for x in got] == [text for _, text in lines[-len(got):]]
+    assert [x[2] for x in got] == [text for _, text in lines[-len(got) :]]
 
 
 def test_unpublish_and_mark_published(store: Store) -> None:
@@ -270,7 +321,9 @@ def test_unpublish_and_mark_published(store: Store) -> None:
     a, b = store.create_trials(sid, [{"i": 0}, {"i": 1}])
     store.mark_published_many([(a, "gpu"), (b, "cpu")])
     ta, tb = store.get_trials([a, b])
-    assert ta["published"] and ta["queue"] == "gpu" and tb["queue"] == "cpu" and ta["published_at"] is not None
+    assert (
+        ta["published"] and ta["queue"] == "gpu" and tb["queue"] == "cpu" and ta["published_at"] is not None
+    )
     assert store.claim(sid, b, "ob", "w", 60).ok
     store.unpublish(a)
     store.unpublish(b)

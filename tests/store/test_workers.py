@@ -29,7 +29,9 @@ def test_a_registered_worker_is_alive_with_what_it_registered(backend: Backend, 
     assert 0 < backend.raw.ttl(backend.keys.worker("w1@gpu-box")) <= 120  # its record outlives 4 ttl at most
 
 
-def test_a_worker_is_alive_while_it_heartbeats_and_forgotten_long_after(backend: Backend, store: Store) -> None:
+def test_a_worker_is_alive_while_it_heartbeats_and_forgotten_long_after(
+    backend: Backend, store: Store
+) -> None:
     store.register_worker("w1", 2, ["sweepq"], ttl=30.0)
     backend.raw.zadd(backend.keys.workers, {"w1": time.time() - 31})  # a heartbeat late by 1 s
     assert store.alive_workers(ttl=30.0) == []

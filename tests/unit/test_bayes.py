@@ -15,17 +15,30 @@ from sweepq.search import random as random_search
 
 
 def cfg(parameters: dict[str, Any], goal: str = "minimize", **metric: Any) -> dict[str, Any]:
-    return load_config({
-        "method": "bayes", "program": "train.py",
-        "metric": {"name": "loss", "goal": goal, **metric},
-        "parameters": parameters,
-    })
+    return load_config(
+        {
+            "method": "bayes",
+            "program": "train.py",
+            "metric": {"name": "loss", "goal": goal, **metric},
+            "parameters": parameters,
+        }
+    )
 
 
-def trial(i: int, params: dict[str, Any], value: float | None, state: str = "finished",
-          history: list[float] | None = None) -> dict[str, Any]:
-    return {"id": str(i), "params": params, "state": state, "metric": value,
-            "history": [value] if history is None and value is not None else (history or [])}
+def trial(
+    i: int,
+    params: dict[str, Any],
+    value: float | None,
+    state: str = "finished",
+    history: list[float] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": str(i),
+        "params": params,
+        "state": state,
+        "metric": value,
+        "history": [value] if history is None and value is not None else (history or []),
+    }
 
 
 def run_sweep(config: dict[str, Any], f: Any, budget: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -74,8 +87,11 @@ def test_maximize() -> None:
 
 def _branin(p: dict[str, float]) -> float:
     x, y = p["x"], p["y"]
-    return (y - 5.1 / (4 * math.pi**2) * x * x + 5 / math.pi * x - 6) ** 2 + 10 * (
-        1 - 1 / (8 * math.pi)) * math.cos(x) + 10
+    return (
+        (y - 5.1 / (4 * math.pi**2) * x * x + 5 / math.pi * x - 6) ** 2
+        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x)
+        + 10
+    )
 
 
 BRANIN = {"x": {"min": -5.0, "max": 10.0}, "y": {"min": 0.0, "max": 15.0}}
@@ -160,8 +176,12 @@ ALL_TYPES = {
     "qln": {"distribution": "q_log_normal", "mu": 2.0, "sigma": 0.5, "q": 0.5},
     "b": {"distribution": "beta", "a": 2.0, "b": 5.0},
     "qb": {"distribution": "q_beta", "a": 1.0, "b": 1.0, "q": 0.1},
-    "nest": {"parameters": {"act": {"values": ["relu", "tanh"]}, "deep": {"parameters": {
-        "w": {"min": 1, "max": 3}}}}},
+    "nest": {
+        "parameters": {
+            "act": {"values": ["relu", "tanh"]},
+            "deep": {"parameters": {"w": {"min": 1, "max": 3}}},
+        }
+    },
 }
 
 
@@ -220,8 +240,9 @@ def test_an_undersampled_category_stays_uncertain() -> None:
     def f(p: dict[str, Any]) -> float:
         return (p["x"] - 0.3) ** 2
 
-    trials = [trial(i, {"x": float(x), "kind": "a"}, f({"x": x}))
-              for i, x in enumerate(np.linspace(0.02, 0.98, 16))]
+    trials = [
+        trial(i, {"x": float(x), "kind": "a"}, f({"x": x})) for i, x in enumerate(np.linspace(0.02, 0.98, 16))
+    ]
     trials += [trial(16 + i, {"x": x, "kind": "b"}, f({"x": x})) for i, x in enumerate([0.9, 0.95])]
     space = bayes._space_for(c["parameters"])
     data = bayes._collect(space, c["metric"], trials)
@@ -236,9 +257,11 @@ def test_an_undersampled_category_stays_uncertain() -> None:
 
 
 # Two log-scale parameters whose good region is a diagonal in log space when they interact.
-LOG_PAIR = {"a": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e2},
-            "b": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
-            "u": {"min": 0.0, "max": 1.0}}
+LOG_PAIR = {
+    "a": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e2},
+    "b": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+    "u": {"min": 0.0, "max": 1.0},
+}
 
 
 def _ridge(p: dict[str, Any]) -> float:
@@ -262,7 +285,7 @@ def test_log_pair_features_follow_products_and_ratios() -> None:
     same_ratio = space.encode_trials([{"a": 1e-1 * k, "b": 1e-2 * k, "u": 0.5} for k in t])[0]
     fp, fr = space.model_features(same_product), space.model_features(same_ratio)
     assert fp.shape == (7, space.n_features + 2)
-    np.testing.assert_array_equal(fp[:, :space.n_features], same_product)
+    np.testing.assert_array_equal(fp[:, : space.n_features], same_product)
     assert np.ptp(fp[:, -2]) < 1e-12 < np.ptp(fp[:, -1])  # sum constant along a * b = const
     assert np.ptp(fr[:, -1]) < 1e-12 < np.ptp(fr[:, -2])  # difference constant along a / b = const
     corners = space.encode_trials([{"a": a, "b": b, "u": 0.0} for a in (1e-4, 1e2) for b in (1e-4, 1.0)])[0]
@@ -272,7 +295,9 @@ def test_log_pair_features_follow_products_and_ratios() -> None:
 
 def test_log_pair_features_need_two_to_four_log_parameters() -> None:
     one = bayes._space_for(cfg({"a": LOG_PAIR["a"], "u": LOG_PAIR["u"]})["parameters"])
-    five = bayes._space_for(cfg({f"p{i}": LOG_PAIR["a"] for i in range(bayes.LOG_PAIRS_MAX + 1)})["parameters"])
+    five = bayes._space_for(
+        cfg({f"p{i}": LOG_PAIR["a"] for i in range(bayes.LOG_PAIRS_MAX + 1)})["parameters"]
+    )
     for space in (one, five):
         assert space.log_pairs == []
         X = np.random.default_rng(0).random((3, space.n_features))
@@ -321,8 +346,12 @@ def test_batch_with_pending_trials_on_a_pair_model() -> None:
 
 
 def test_probabilities_work_in_model_phase() -> None:
-    c = cfg({"opt": {"values": ["sgd", "adam", "never"], "probabilities": [0.2, 0.8, 0.0]},
-             "x": {"min": 0.0, "max": 1.0}})
+    c = cfg(
+        {
+            "opt": {"values": ["sgd", "adam", "never"], "probabilities": [0.2, 0.8, 0.0]},
+            "x": {"min": 0.0, "max": 1.0},
+        }
+    )
     trials = run_sweep(c, lambda p: (p["x"] - 0.5) ** 2 + (0.0 if p["opt"] == "sgd" else 0.3), 20)
     assert all(t["params"]["opt"] != "never" for t in trials)
     late = [t["params"]["opt"] for t in trials[10:]]
@@ -342,9 +371,11 @@ def test_finite_space_is_exhausted_without_duplicates() -> None:
 def test_distributions_with_one_value_give_it_as_random_search_does() -> None:
     """A distribution whose draws are all equal is not searched; its value is the one random
     search draws (a multiple of q, exp(mu) for a log-normal; never NaN)."""
-    fixed = {"qn": {"distribution": "q_normal", "mu": 0.3, "sigma": 0.0, "q": 1},
-             "ln": {"distribution": "log_normal", "mu": 1.0, "sigma": 0.0},
-             "b0": {"distribution": "beta", "a": 0.0, "b": 2.0}}
+    fixed = {
+        "qn": {"distribution": "q_normal", "mu": 0.3, "sigma": 0.0, "q": 1},
+        "ln": {"distribution": "log_normal", "mu": 1.0, "sigma": 0.0},
+        "b0": {"distribution": "beta", "a": 0.0, "b": 2.0},
+    }
     c = cfg({**fixed, "x": {"min": 0.0, "max": 1.0}})
     (r,) = random_search.suggest(c, [], 1, seed=0)
     for p in bayes.suggest(c, [], 3, seed=0):
@@ -355,7 +386,11 @@ def test_beta_with_both_shapes_zero_is_searched_as_its_two_values() -> None:
     c = cfg({"b": {"distribution": "beta", "a": 0.0, "b": 0.0}, "c": {"values": ["x", "y"]}})
     trials = run_sweep(c, lambda p: p["b"] + (p["c"] == "y"), 4)
     assert sorted((t["params"]["b"], t["params"]["c"]) for t in trials) == [
-        (0.0, "x"), (0.0, "y"), (1.0, "x"), (1.0, "y")]
+        (0.0, "x"),
+        (0.0, "y"),
+        (1.0, "x"),
+        (1.0, "y"),
+    ]
     assert bayes.suggest(c, trials, 1, seed=0) == []
 
 
@@ -412,11 +447,11 @@ def test_imputation_rule() -> None:
     space = bayes._space_for(c["parameters"])
     ps = bayes.suggest(c, [], 7, seed=0)
     trials = [
-        trial(0, ps[0], 5.0, history=[9.0, 5.0]),            # finished: best over history+summary
-        trial(1, ps[1], 7.0, history=[20.0, 7.0]),           # finished; 20 is the worst value seen
+        trial(0, ps[0], 5.0, history=[9.0, 5.0]),  # finished: best over history+summary
+        trial(1, ps[1], 7.0, history=[20.0, 7.0]),  # finished; 20 is the worst value seen
         trial(2, ps[2], None, state="failed", history=[3.0]),  # failed: worst (not its own 3.0)
         trial(3, ps[3], 4.0, state="stopped", history=[6.0, 4.0]),  # stopped early: its own best
-        trial(4, ps[4], None, state="crashed"),              # crashed, nothing logged: worst
+        trial(4, ps[4], None, state="crashed"),  # crashed, nothing logged: worst
         trial(5, ps[5], None, state="running", history=[1.0]),  # running: pending by default
         trial(6, ps[6], None, state="queued"),
     ]
@@ -426,8 +461,10 @@ def test_imputation_rule() -> None:
     d = bayes._collect(space, {**c["metric"], "impute": "latest", "impute_while_running": "best"}, trials)
     assert d.y_obs.tolist() == [5.0, 7.0, 3.0, 4.0, 20.0, 1.0]
     # latest is the last valid history value (W&B's rule), not the summary logged after it
-    late = [trial(0, ps[0], 5.0, history=[9.0, 5.0]),
-            trial(1, ps[1], 0.5, state="failed", history=[3.0, 2.0, float("nan")])]
+    late = [
+        trial(0, ps[0], 5.0, history=[9.0, 5.0]),
+        trial(1, ps[1], 0.5, state="failed", history=[3.0, 2.0, float("nan")]),
+    ]
     d = bayes._collect(space, {**c["metric"], "impute": "latest"}, late)
     assert d.y_obs.tolist() == [5.0, 2.0]
     # maximize flips the sign: the model always minimises
@@ -470,6 +507,8 @@ def test_warp_keeps_a_plateau_apart_next_to_a_heavy_tail() -> None:
 
 
 def test_warp_degenerate_inputs() -> None:
-    assert np.allclose(bayes._warp(np.array([1.0, 1.0, 1.0, 5.0])), bayes._warp(np.array([0.0, 0.0, 0.0, 1.0])))
+    assert np.allclose(
+        bayes._warp(np.array([1.0, 1.0, 1.0, 5.0])), bayes._warp(np.array([0.0, 0.0, 0.0, 1.0]))
+    )
     z = bayes._warp(np.array([2.0, 2.0]))
     assert np.all(np.isfinite(z)) and np.allclose(z, 0.0)

@@ -20,12 +20,23 @@ def bench_path(monkeypatch: pytest.MonkeyPatch) -> None:
 # W&B's engine fits scikit-learn's GP with length-scale bounds its data often reaches
 @pytest.mark.filterwarnings("ignore:The optimal value found for dimension")
 @pytest.mark.parametrize("problem", ["hartmann6", "mixed"])
-def test_suggest_latency_runs_on_each_kind_of_space(bench_path: None, problem: str,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_suggest_latency_runs_on_each_kind_of_space(
+    bench_path: None, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import suggest_latency
 
-    rc = suggest_latency.main(["--problem", problem, "--sizes", "15", "--cycles", "1",
-                               "--methods", "sweepq-bayes,sweepq-bayes+8pending,wandb-bayes,optuna-tpe"])
+    rc = suggest_latency.main(
+        [
+            "--problem",
+            problem,
+            "--sizes",
+            "15",
+            "--cycles",
+            "1",
+            "--methods",
+            "sweepq-bayes,sweepq-bayes+8pending,wandb-bayes,optuna-tpe",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert f"problem={problem}" in out
@@ -43,7 +54,9 @@ def test_search_quality_simulates_a_parallel_sweep(bench_path: None) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:The optimal value found for dimension")
-def test_json_results_make_every_plot(bench_path: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_results_make_every_plot(
+    bench_path: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The scripts' ``--json`` files are what plots.py reads: a tiny run of each, then the plots."""
     import json
 
@@ -54,33 +67,94 @@ def test_json_results_make_every_plot(bench_path: None, tmp_path: Path, capsys: 
 
     res, img = tmp_path / "results", tmp_path / "img"
     res.mkdir()
-    assert search_quality.main(["--problems", "branin", "--methods", "sweepq-random,optuna-tpe", "--seeds", "2",
-                                "--budgets", "12", "--workers", "1,8", "--json",
-                                str(res / "search_quality.jsonl")]) == 0
-    assert suggest_latency.main(["--problem", "hartmann6", "--sizes", "12", "--cycles", "1", "--methods",
-                                 "sweepq-random,optuna-tpe", "--json", str(res / "suggest_latency_hartmann6.json")]) == 0
+    assert (
+        search_quality.main(
+            [
+                "--problems",
+                "branin",
+                "--methods",
+                "sweepq-random,optuna-tpe",
+                "--seeds",
+                "2",
+                "--budgets",
+                "12",
+                "--workers",
+                "1,8",
+                "--json",
+                str(res / "search_quality.jsonl"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        suggest_latency.main(
+            [
+                "--problem",
+                "hartmann6",
+                "--sizes",
+                "12",
+                "--cycles",
+                "1",
+                "--methods",
+                "sweepq-random,optuna-tpe",
+                "--json",
+                str(res / "suggest_latency_hartmann6.json"),
+            ]
+        )
+        == 0
+    )
     lat = json.loads((res / "suggest_latency_hartmann6.json").read_text())
     assert {(r["method"], r["n"]) for r in lat["results"]} == {("sweepq-random", 12), ("optuna-tpe", 12)}
     assert all(len(r["wall_ms"]) == 1 and r["cold_ms"] > 0 for r in lat["results"])
-    assert early_stopping.main(["--workload", "synthetic", "--seeds", "2", "--trials", "8", "--methods",
-                                "sweepq asha 3/η3,optuna asha 3/η3", "--json",
-                                str(res / "early_stopping_synthetic.json")]) == 0
+    assert (
+        early_stopping.main(
+            [
+                "--workload",
+                "synthetic",
+                "--seeds",
+                "2",
+                "--trials",
+                "8",
+                "--methods",
+                "sweepq asha 3/η3,optuna asha 3/η3",
+                "--json",
+                str(res / "early_stopping_synthetic.json"),
+            ]
+        )
+        == 0
+    )
     # dispatch, scale and web need a real Redis and Celery workers: their records, as the scripts write them
     run = {"workers": 1, "trials": 3, "tps": 200.0, "floor": 0.001, "overhead": [0.002, 0.003, 0.004]}
-    (res / "dispatch.json").write_text(json.dumps([run | {"system": "sweepq"},
-                                                   run | {"system": "optuna-journal-redis", "tps": 180.0}]))
+    (res / "dispatch.json").write_text(
+        json.dumps([run | {"system": "sweepq"}, run | {"system": "optuna-journal-redis", "tps": 180.0}])
+    )
     window = {"over_p50": 0.003, "ctl_cpu": 0.0007, "red_cpu": 0.0003}
-    (res / "scale.json").write_text(json.dumps({"growth": {"windows": [window | {"at": 100}, window | {"at": 200}]}}))
+    (res / "scale.json").write_text(
+        json.dumps({"growth": {"windows": [window | {"at": 100}, window | {"at": 200}]}})
+    )
     for n in (100, 200):
         eps = ("status", "runs page (50, newest first)", "all runs, unpaged (CLI list)")
-        (res / f"web_latency_{n}.json").write_text(json.dumps({
-            "cold_s": {e: 0.01 for e in eps}, "warm_s": {e: [0.002, 0.003] for e in eps},
-            "poll_finished_s": [0.005], "poll_changed_s": [0.006]}))
+        (res / f"web_latency_{n}.json").write_text(
+            json.dumps(
+                {
+                    "cold_s": {e: 0.01 for e in eps},
+                    "warm_s": {e: [0.002, 0.003] for e in eps},
+                    "poll_finished_s": [0.005],
+                    "poll_changed_s": [0.006],
+                }
+            )
+        )
     capsys.readouterr()
     assert plots.main(["--results", str(res), "--out", str(img), "--tables"]) == 0
     out = capsys.readouterr().out
     assert "skipped" not in out and "| branin (min) | 12 |" in out
     made = sorted(p.name for p in img.glob("*.png"))
-    assert made == ["bench-dispatch.png", "bench-early-stopping.png", "bench-scale.png",
-                    "bench-search-quality-sequential.png", "bench-search-quality.png", "bench-suggest-latency.png"]
+    assert made == [
+        "bench-dispatch.png",
+        "bench-early-stopping.png",
+        "bench-scale.png",
+        "bench-search-quality-sequential.png",
+        "bench-search-quality.png",
+        "bench-suggest-latency.png",
+    ]
     assert all((img / name).stat().st_size > 10_000 for name in made)

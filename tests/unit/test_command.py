@@ -30,7 +30,11 @@ def test_default_command():
     assert render({"program": "train.py"}, {"lr": 0.01, "layers": 3}, sweep_id="S", run_id="R") == [
         "/usr/bin/env", "python", "train.py", "--layers=3", "--lr=0.01",
     ]  # fmt: skip
-    assert render({"program": "t.py", "command": []}, {}, sweep_id="S", run_id="R") == ["/usr/bin/env", "python", "t.py"]
+    assert render({"program": "t.py", "command": []}, {}, sweep_id="S", run_id="R") == [
+        "/usr/bin/env",
+        "python",
+        "t.py",
+    ]
 
 
 def test_pinned_w_and_b_case_every_macro():
@@ -106,11 +110,16 @@ def test_program_missing_expands_to_nothing():
 
 
 def test_args_json_file_path_and_writer(tmp_path: Path, monkeypatch):
-    cfg = {"command": ["${env}", "${interpreter}", "${program}", "--file_path", "${args_json_file}"], "program": "p.py"}
+    cfg = {
+        "command": ["${env}", "${interpreter}", "${program}", "--file_path", "${args_json_file}"],
+        "program": "p.py",
+    }
     params = {"b": {"y": 2, "x": 1}, "a": 0.5}
     assert args_json_path("S", "R") == "wandb/sweep-S/config-R.json"
     assert args_json_path("S", "R", tmp_path) == str(tmp_path / "wandb/sweep-S/config-R.json")
-    assert render(cfg, params, sweep_id="S", run_id="R", args_json_dir=tmp_path)[-1] == str(tmp_path / "wandb/sweep-S/config-R.json")
+    assert render(cfg, params, sweep_id="S", run_id="R", args_json_dir=tmp_path)[-1] == str(
+        tmp_path / "wandb/sweep-S/config-R.json"
+    )
     assert uses_args_json_file(cfg)
     written = write_args_json_file(params, sweep_id="S", run_id="R", args_json_dir=tmp_path, config=cfg)
     assert written == str(tmp_path / "wandb/sweep-S/config-R.json")
@@ -124,5 +133,7 @@ def test_args_json_file_path_and_writer(tmp_path: Path, monkeypatch):
 def test_args_json_file_only_written_for_the_exact_item(tmp_path: Path):
     cfg = {"command": ["python", "t.py", "--cfg=${args_json_file}"]}
     assert not uses_args_json_file(cfg)
-    assert write_args_json_file({"a": 1}, sweep_id="S", run_id="R", args_json_dir=tmp_path, config=cfg) is None
+    assert (
+        write_args_json_file({"a": 1}, sweep_id="S", run_id="R", args_json_dir=tmp_path, config=cfg) is None
+    )
     assert not (tmp_path / "wandb").exists()

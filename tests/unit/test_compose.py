@@ -139,8 +139,9 @@ def check_command(argv: list[str]) -> None:
             try:
                 import sweepq.cli.server_cmds  # noqa: F401
             except ModuleNotFoundError:
-                pytest.xfail(f"`sweepq {sub}` is not registered yet (sweepq/cli/server_cmds.py is "
-                             "work in progress)")
+                pytest.xfail(
+                    f"`sweepq {sub}` is not registered yet (sweepq/cli/server_cmds.py is work in progress)"
+                )
             raise AssertionError(f"`sweepq {sub}` is not a sweepq command: {sorted(main.commands)}")
         main.commands[sub].make_context(sub, list(argv[2:]))
         return
@@ -169,8 +170,10 @@ def shell_celery_argv(cmd: str) -> list[str]:
     """The first celery/sweepq command of a CMD-SHELL string (up to a redirect, pipe or ;)."""
     words = shlex.split(cmd.replace(";", " ; "))
     start = next(i for i, w in enumerate(words) if w in ("celery", "sweepq"))
-    end = next((i for i, w in enumerate(words[start:], start) if w in ("|", ";", "&&", "||")
-                or w.startswith(">")), len(words))
+    end = next(
+        (i for i, w in enumerate(words[start:], start) if w in ("|", ";", "&&", "||") or w.startswith(">")),
+        len(words),
+    )
     return words[start:end]
 
 
@@ -230,8 +233,13 @@ def env_example() -> dict[str, bool]:
 
 def test_env_example_documents_every_variable_the_file_reads() -> None:
     # `VAR:` without a value in an environment block: passed from the host's (or .env's) VAR
-    passed = {k for s in raw()["services"].values() if isinstance(s.get("environment"), dict)
-              for k, v in s["environment"].items() if v is None}
+    passed = {
+        k
+        for s in raw()["services"].values()
+        if isinstance(s.get("environment"), dict)
+        for k, v in s["environment"].items()
+        if v is None
+    }
     read = _variables(COMPOSE.read_text()) | passed
     documented = env_example()
     assert read - set(documented) == set(), "read by docker-compose.yml, missing from .env.example"
@@ -243,18 +251,24 @@ def test_compose_env_writes_a_usable_env(tmp_path: Path) -> None:
     import subprocess
 
     out = tmp_path / ".env"
-    r = subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(out)], capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(
+        [str(ROOT / "scripts" / "compose_env.sh"), str(out)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stderr
     assert out.stat().st_mode & 0o777 == 0o600
-    env = dict(line.split("=", 1) for line in out.read_text().splitlines() if line and not line.startswith("#"))
+    env = dict(
+        line.split("=", 1) for line in out.read_text().splitlines() if line and not line.startswith("#")
+    )
     assert set(env) == set(REQUIRED)
-    assert re.fullmatch(r"[0-9a-f]{48}", env["REDIS_PASSWORD"]) and re.fullmatch(r"[0-9a-f]{48}", env["SWEEPQ_API_TOKEN"])
+    assert re.fullmatch(r"[0-9a-f]{48}", env["REDIS_PASSWORD"]) and re.fullmatch(
+        r"[0-9a-f]{48}", env["SWEEPQ_API_TOKEN"]
+    )
     assert re.fullmatch(r"admin:[0-9a-f]{24}", env["FLOWER_BASIC_AUTH"])
     assert env["REDIS_PASSWORD"] != env["SWEEPQ_API_TOKEN"]
     compose(env)  # no required variable is missing
-    again = subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(out)], capture_output=True, text=True,
-                           timeout=30)
+    again = subprocess.run(
+        [str(ROOT / "scripts" / "compose_env.sh"), str(out)], capture_output=True, text=True, timeout=30
+    )
     assert again.returncode == 2 and "exists" in again.stderr, "an existing .env (secrets in use) is kept"
 
 
@@ -271,7 +285,9 @@ def test_workers_run_the_example_configs_from_the_project_dir() -> None:
     for cfg in sorted((ROOT / "configs").glob("*/sweep.yaml")):
         program = yaml.safe_load(cfg.read_text()).get("program")
         if program:
-            assert (ROOT / program).is_file(), f"{cfg}: program {program} is not relative to the repository root"
+            assert (ROOT / program).is_file(), (
+                f"{cfg}: program {program} is not relative to the repository root"
+            )
             programs += 1
     assert programs >= 4
 
@@ -291,10 +307,16 @@ def test_base_images_are_build_arguments() -> None:
         lines = dockerfile_lines(ROOT / build.get("dockerfile", "Dockerfile"))
         first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
         assert lines[first_from] == "FROM ${BASE_IMAGE}"
-        default = next(line.split("=", 1)[1] for line in lines[:first_from] if line.startswith("ARG BASE_IMAGE="))
-        assert build["args"]["BASE_IMAGE"] == default, f"{name}: compose and the Dockerfile disagree on the base"
+        default = next(
+            line.split("=", 1)[1] for line in lines[:first_from] if line.startswith("ARG BASE_IMAGE=")
+        )
+        assert build["args"]["BASE_IMAGE"] == default, (
+            f"{name}: compose and the Dockerfile disagree on the base"
+        )
         substituted = compose({**ENV, "SWEEPQ_BASE_IMAGE": "b:1", "SWEEPQ_GPU_BASE_IMAGE": "g:1"})
-        assert substituted["services"][name]["build"]["args"]["BASE_IMAGE"] == ("g:1" if name == "worker-gpu" else "b:1")
+        assert substituted["services"][name]["build"]["args"]["BASE_IMAGE"] == (
+            "g:1" if name == "worker-gpu" else "b:1"
+        )
     assert compose({**ENV, "SWEEPQ_REDIS_IMAGE": "r:1"})["services"]["redis"]["image"] == "r:1"
 
 
@@ -321,7 +343,7 @@ def test_healthcheck_commands_exist() -> None:
 
 def test_dockerfile_default_commands_exist() -> None:
     for df in (ROOT / "Dockerfile", ROOT / "workers" / "Dockerfile.gpu"):
-        cmd = [json.loads(line[len("CMD"):]) for line in dockerfile_lines(df) if line.startswith("CMD ")]
+        cmd = [json.loads(line[len("CMD") :]) for line in dockerfile_lines(df) if line.startswith("CMD ")]
         assert cmd, f"{df} has no CMD"
         check_command(cmd[-1])
 
@@ -384,9 +406,13 @@ def test_images_dockerfiles_and_build_contexts() -> None:
     assert built >= 4
     gpu = dockerfile_lines(ROOT / "workers" / "Dockerfile.gpu")
     gpu_from = next(line for line in gpu if line.startswith("FROM "))
-    assert re.match(r"nvidia/cuda:[\d.]+-(cudnn\d*-)?runtime-", resolve_args(gpu_from.split()[1], gpu)), gpu_from
+    assert re.match(r"nvidia/cuda:[\d.]+-(cudnn\d*-)?runtime-", resolve_args(gpu_from.split()[1], gpu)), (
+        gpu_from
+    )
     assert any(line.startswith("USER ") and "root" not in line for line in gpu)
-    assert any(line.startswith("USER ") and "root" not in line for line in dockerfile_lines(ROOT / "Dockerfile"))
+    assert any(
+        line.startswith("USER ") and "root" not in line for line in dockerfile_lines(ROOT / "Dockerfile")
+    )
 
 
 def test_redis_persists_and_is_health_checked() -> None:

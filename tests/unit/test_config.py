@@ -133,7 +133,9 @@ def test_config_error_is_value_error():
 
 
 def test_output_round_trips_through_yaml():
-    text = (Path(__file__).parent.parent / "data/wandb-configs/017-tsilva-mnist-classifier-bayes-nested.yaml").read_text()
+    text = (
+        Path(__file__).parent.parent / "data/wandb-configs/017-tsilva-mnist-classifier-bayes-nested.yaml"
+    ).read_text()
     c = load_config(text)
     again = load_config(to_yaml(c))
     assert again == c
@@ -181,7 +183,12 @@ def test_defaults_filled():
     assert p["c"] == {"distribution": "q_beta", "a": 1.0, "b": 1.0, "q": 1.0}
     assert p["d"]["q"] == 2 and isinstance(p["d"]["q"], int)
     assert p["e"]["min"] == 1.0 and isinstance(p["e"]["min"], float)
-    assert c["metric"] == {"name": "loss", "goal": "minimize", "impute": "worst", "impute_while_running": "false"}
+    assert c["metric"] == {
+        "name": "loss",
+        "goal": "minimize",
+        "impute": "worst",
+        "impute_while_running": "false",
+    }
     assert c["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]
     for key, value in {"seed": None, "max_concurrent": None, "trial_timeout": None, "retries": 1,
                        "gpus_per_trial": 1, "queue": "sweepq", "stop_grace": 30.0}.items():  # fmt: skip
@@ -189,8 +196,24 @@ def test_defaults_filled():
 
 
 def test_sweepq_keys():
-    c = load_config(cfg(seed=7, max_concurrent=4, trial_timeout=60, retries=0, gpus_per_trial=2, queue="gpu.a100", stop_grace=5))
-    assert (c["seed"], c["max_concurrent"], c["trial_timeout"], c["retries"], c["gpus_per_trial"]) == (7, 4, 60.0, 0, 2)
+    c = load_config(
+        cfg(
+            seed=7,
+            max_concurrent=4,
+            trial_timeout=60,
+            retries=0,
+            gpus_per_trial=2,
+            queue="gpu.a100",
+            stop_grace=5,
+        )
+    )
+    assert (c["seed"], c["max_concurrent"], c["trial_timeout"], c["retries"], c["gpus_per_trial"]) == (
+        7,
+        4,
+        60.0,
+        0,
+        2,
+    )
     assert isinstance(c["trial_timeout"], float) and c["stop_grace"] == 5.0
     one_error(cfg(seed="x"), "seed", "integer")
     one_error(cfg(max_concurrent=0), "max_concurrent", "at least 1")
@@ -217,7 +240,9 @@ def test_early_terminate_forms():
     m = {"name": "loss"}
     hb = load_config(cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 3}))["early_terminate"]
     assert hb == {"type": "hyperband", "min_iter": 3, "eta": 3, "strict": True}
-    hb2 = load_config(cfg(metric=m, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2.0}))["early_terminate"]
+    hb2 = load_config(cfg(metric=m, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2.0}))[
+        "early_terminate"
+    ]
     assert hb2["s"] == 2 and isinstance(hb2["s"], int)
     asha = load_config(cfg(metric=m, early_terminate={"type": "asha"}))["early_terminate"]
     assert asha == {"type": "asha", "min_iter": 1, "eta": 3}
@@ -239,7 +264,9 @@ def test_min_not_less_than_max():
 
 
 def test_nested_errors_name_the_full_path():
-    one_error(cfg(parameters={"m": {"parameters": {"w": {"min": 2, "max": 1}}}}), "parameters.m.parameters.w.min")
+    one_error(
+        cfg(parameters={"m": {"parameters": {"w": {"min": 2, "max": 1}}}}), "parameters.m.parameters.w.min"
+    )
 
 
 @pytest.mark.parametrize(
@@ -250,7 +277,11 @@ def test_nested_errors_name_the_full_path():
         ({"values": [1, 2], "probabilities": [-0.5, 1.5]}, "parameters.p.probabilities[0]", "at least 0"),
         ({"values": 10}, "parameters.p.values", "list"),
         ({"values": []}, "parameters.p.values", "at least one"),
-        ({"distribution": "log_uniform_values", "min": -0.1, "max": -0.001}, "parameters.p.min", "greater than 0"),
+        (
+            {"distribution": "log_uniform_values", "min": -0.1, "max": -0.001},
+            "parameters.p.min",
+            "greater than 0",
+        ),
         ({"distribution": "int_uniform", "min": 2.0, "max": 8.0}, "parameters.p.min", "integer"),
         ({"distribution": "unifrom", "min": 0, "max": 1}, "parameters.p.distribution", "uniform"),
         ({"value": 1, "values": [1]}, "parameters.p", "not both"),
@@ -264,7 +295,11 @@ def test_nested_errors_name_the_full_path():
         ({"distribution": "uniform", "min": float("nan"), "max": 1}, "parameters.p.min", "finite"),
         ({"distribution": "uniform", "min": True, "max": 2}, "parameters.p.min", "number"),
         ({"values": [1], "desc": "x"}, "parameters.p.desc", "not a key"),
-        ({"distribution": "categorical", "values": [1, 2], "probabilities": [0.5, 0.5]}, "parameters.p.probabilities", "not a key"),
+        (
+            {"distribution": "categorical", "values": [1, 2], "probabilities": [0.5, 0.5]},
+            "parameters.p.probabilities",
+            "not a key",
+        ),
         ({"parameters": {}}, "parameters.p.parameters", "at least one"),
         ({"distribution": "constant"}, "parameters.p", "needs value"),
         ({}, "parameters.p", "cannot tell"),
@@ -293,7 +328,11 @@ def test_good_names(name):
 
 
 def test_nested_names_checked():
-    one_error(cfg(parameters={"g": {"parameters": {"9x": {"value": 1}}}}), "parameters.g.parameters.9x", "not allowed")
+    one_error(
+        cfg(parameters={"g": {"parameters": {"9x": {"value": 1}}}}),
+        "parameters.g.parameters.9x",
+        "not allowed",
+    )
 
 
 def test_top_level_rules():
@@ -321,7 +360,9 @@ def test_metric_rules():
     one_error(cfg(metric={"name": "l", "goal": "minimise"}), "metric.goal", "did you mean minimize")
     one_error(cfg(metric={"name": "l", "goal": "hello world wrt wandb sweep function"}), "metric.goal")
     one_error(cfg(metric={"name": "l", "impute": "mean"}), "metric.impute")
-    one_error(cfg(metric={"name": "l", "impute_while_running": False}), "metric.impute_while_running", '"false"')
+    one_error(
+        cfg(metric={"name": "l", "impute_while_running": False}), "metric.impute_while_running", '"false"'
+    )
     one_error(cfg(metric={"name": "l", "target": "high"}), "metric.target", "number")
     one_error(cfg(metric={"name": "l", "mode": "max"}), "metric.mode", "unknown")
     one_error(cfg(metric="loss"), "metric", "mapping")
@@ -330,27 +371,67 @@ def test_metric_rules():
 def test_early_terminate_rules():
     m = {"name": "l"}
     one_error(cfg(metric=m, early_terminate="hyperband"), "early_terminate", "mapping")
-    one_error(cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 20, "eta": 1}), "early_terminate.eta", "greater than 1")
-    one_error(cfg(metric=m, early_terminate={"type": "hyperband", "max_iter": 27}), "early_terminate", "min_iter, or max_iter together with s")
-    one_error(cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 0}), "early_terminate.min_iter", "at least 1")
-    one_error(cfg(metric=m, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2.5}), "early_terminate.s", "integer")
-    one_error(cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 3, "strict": "yes"}), "early_terminate.strict")
-    one_error(cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 3, "foo": 1}), "early_terminate.foo")
+    one_error(
+        cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 20, "eta": 1}),
+        "early_terminate.eta",
+        "greater than 1",
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "hyperband", "max_iter": 27}),
+        "early_terminate",
+        "min_iter, or max_iter together with s",
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 0}),
+        "early_terminate.min_iter",
+        "at least 1",
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2.5}),
+        "early_terminate.s",
+        "integer",
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 3, "strict": "yes"}),
+        "early_terminate.strict",
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "hyperband", "min_iter": 3, "foo": 1}), "early_terminate.foo"
+    )
     one_error(cfg(metric=m, early_terminate={"type": "pbt"}), "early_terminate.type")
     one_error(cfg(metric=m, early_terminate={"min_iter": 3}), "early_terminate.type", "missing")
     one_error(cfg(early_terminate={"type": "hyperband", "min_iter": 3}), "early_terminate", "needs a metric")
     one_error(cfg(metric=m, early_terminate={"type": "asha", "eta": 1}), "early_terminate.eta")
-    one_error(cfg(metric=m, early_terminate={"type": "asha", "min_iter": 5, "max_iter": 2}), "early_terminate.max_iter")
+    one_error(
+        cfg(metric=m, early_terminate={"type": "asha", "min_iter": 5, "max_iter": 2}),
+        "early_terminate.max_iter",
+    )
     one_error(cfg(metric=m, early_terminate={"type": "asha", "min_iter": 0}), "early_terminate.min_iter")
-    one_error(cfg(metric=m, early_terminate={"type": "median", "warmup_steps": -1}), "early_terminate.warmup_steps")
-    one_error(cfg(metric=m, early_terminate={"type": "median", "min_trials": 0}), "early_terminate.min_trials")
-    one_error(cfg(metric=m, early_terminate={"type": "median", "min_iter": 3}), "early_terminate.min_iter", "not a key of median")
+    one_error(
+        cfg(metric=m, early_terminate={"type": "median", "warmup_steps": -1}), "early_terminate.warmup_steps"
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "median", "min_trials": 0}), "early_terminate.min_trials"
+    )
+    one_error(
+        cfg(metric=m, early_terminate={"type": "median", "min_iter": 3}),
+        "early_terminate.min_iter",
+        "not a key of median",
+    )
 
 
 def test_grid_rules():
     one_error(cfg(method="grid"), "parameters.lr", "grid search cannot enumerate a uniform")
-    one_error(cfg(method="grid", parameters={"a": {"values": [1, 2], "probabilities": [0.5, 0.5]}}), "parameters.a", "probabilities")
-    one_error(cfg(method="grid", parameters={"g": {"parameters": {"x": {"distribution": "normal"}}}}), "parameters.g.parameters.x", "normal")
+    one_error(
+        cfg(method="grid", parameters={"a": {"values": [1, 2], "probabilities": [0.5, 0.5]}}),
+        "parameters.a",
+        "probabilities",
+    )
+    one_error(
+        cfg(method="grid", parameters={"g": {"parameters": {"x": {"distribution": "normal"}}}}),
+        "parameters.g.parameters.x",
+        "normal",
+    )
     one_error(cfg(method="grid", parameters={"a": {"min": 0, "max": 10**9}}), "parameters.a", "grid points")
     ok = cfg(method="grid", parameters={"a": {"values": [1]}, "b": {"value": 2}, "c": {"min": 1, "max": 3},
                                          "d": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.25}})  # fmt: skip
@@ -366,12 +447,18 @@ def test_grid_refuses_a_q_below_float_precision():
 
 def test_bayes_rules():
     one_error(cfg(method="bayes"), "metric", "bayes search needs a metric")
-    one_error(cfg(method="bayes", metric={"name": "l"}, parameters={"a": {"value": 1}}), "parameters", "at least one parameter that varies")
+    one_error(
+        cfg(method="bayes", metric={"name": "l"}, parameters={"a": {"value": 1}}),
+        "parameters",
+        "at least one parameter that varies",
+    )
     assert validate(cfg(method="bayes", metric={"name": "l"}))[0] is not None
 
 
 def test_all_errors_reported_at_once():
-    errors = errors_of({"method": "nope", "parameters": {"a": {"min": 2, "max": 1}}, "metric": {"goal": "up"}, "count": 1})
+    errors = errors_of(
+        {"method": "nope", "parameters": {"a": {"min": 2, "max": 1}}, "metric": {"goal": "up"}, "count": 1}
+    )
     for path in ("method", "parameters.a.min", "metric", "metric.goal", "count"):
         assert any(e.startswith(f"{path}:") for e in errors), (path, errors)
 
@@ -386,13 +473,19 @@ def test_messages_are_single_lines():
 
 def test_deprecated_log_distributions_warn():
     for dist in ("log_uniform", "q_log_uniform", "inv_log_uniform"):
-        config, errors, warnings = validate(cfg(parameters={"lr": {"distribution": dist, "min": -9.2, "max": -2.3}}))
+        config, errors, warnings = validate(
+            cfg(parameters={"lr": {"distribution": dist, "min": -9.2, "max": -2.3}})
+        )
         assert config is not None, errors
-        assert any(w.startswith("parameters.lr:") and "exponents" in w and f"{dist}_values" in w for w in warnings)
+        assert any(
+            w.startswith("parameters.lr:") and "exponents" in w and f"{dist}_values" in w for w in warnings
+        )
 
 
 def test_command_warnings():
-    _, _, warnings = validate(cfg(program="t.py", command=["${env}", "${interpreter}", "${program}", "${argz}"]))
+    _, _, warnings = validate(
+        cfg(program="t.py", command=["${env}", "${interpreter}", "${program}", "${argz}"])
+    )
     assert any(w.startswith("command[3]:") and "unknown macro ${argz}" in w and "args" in w for w in warnings)
     _, _, warnings = validate(cfg(program="t.py", command=["python", "t.py", "--lr=${lr}", "${args}"]))
     assert any(w.startswith("command[2]:") and "literally" in w for w in warnings)
@@ -414,7 +507,9 @@ def test_inference_surprises_warn():
     assert any(w.startswith("parameters.a:") and "whole numbers" in w for w in warnings)
     _, _, warnings = validate(cfg(parameters={"a": {"min": 1, "max": 2.5}}))
     assert any(w.startswith("parameters.a:") and "ambiguous" in w for w in warnings)
-    _, _, warnings = validate(cfg(program="t.py", parameters={"a": {"min": 0, "max": 10}, "b": {"min": 0.0, "max": 1.0}}))
+    _, _, warnings = validate(
+        cfg(program="t.py", parameters={"a": {"min": 0, "max": 10}, "b": {"min": 0.0, "max": 1.0}})
+    )
     assert warnings == []
 
 
@@ -501,7 +596,11 @@ def test_scheduler_engines_w_and_b_pairs_only_with_custom_are_refused() -> None:
     base = {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
     for engine in ("optuna", "ax"):
         cfg, errors, _ = validate({**base, "scheduler": {"engine": engine}})
-        assert cfg is None and any(e.startswith(f"scheduler.engine: {engine} runs only with method: custom")
-                                   for e in errors), errors
+        assert cfg is None and any(
+            e.startswith(f"scheduler.engine: {engine} runs only with method: custom") for e in errors
+        ), errors
     cfg, errors, warnings = validate({**base, "scheduler": {"engine": "wandb"}})
-    assert cfg is not None and not errors and any(w.startswith("scheduler:") for w in warnings), (errors, warnings)
+    assert cfg is not None and not errors and any(w.startswith("scheduler:") for w in warnings), (
+        errors,
+        warnings,
+    )

@@ -96,7 +96,9 @@ def _leaf_specs(params: dict):
 
 
 def test_number_strings_read_as_numbers():
-    config, errors, _ = validate(CORPUS / "001-amyxlu-plaid-dev-distributed-bayes-hyperband-runcap-target.yaml")
+    config, errors, _ = validate(
+        CORPUS / "001-amyxlu-plaid-dev-distributed-bayes-hyperband-runcap-target.yaml"
+    )
     assert not errors
     lr = config["parameters"]["opt-config.lr"]
     assert (lr["min"], lr["max"]) == (1e-5, 1e-4)
@@ -165,7 +167,9 @@ def test_preview_reproduces_expected_argv(case):
             assert f"wandb/sweep-SWEEPID/config-RUNID.json: {case['file_json']}" in result.stderr
 
 
-@pytest.mark.parametrize("path", [f for f in FILES if "**INVALID**" not in INDEX[f.name]], ids=lambda p: p.name[:3])
+@pytest.mark.parametrize(
+    "path", [f for f in FILES if "**INVALID**" not in INDEX[f.name]], ids=lambda p: p.name[:3]
+)
 def test_preview_every_valid_file(path: Path):
     result = run_cli("preview", str(path), "-n", "3", "--json", "--seed", "1")
     assert result.exit_code == 0, result.stderr

@@ -21,8 +21,13 @@ def st() -> Store:
 
 
 def cfg(**over):  # noqa: ANN003, ANN201
-    c = {"method": "random", "program": "p.py", "metric": {"name": "loss"},
-         "parameters": {"x": {"min": 0.0, "max": 1.0}}, "run_cap": 6}
+    c = {
+        "method": "random",
+        "program": "p.py",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "run_cap": 6,
+    }
     c.update(over)
     return load_config({k: v for k, v in c.items() if v is not None})
 
@@ -181,10 +186,15 @@ def test_missing_metric_warning_names_what_was_logged(st: Store) -> None:
     ctl.step()
     for tid in sorted(st.inflight_ids(sid)):
         assert st.claim(sid, tid, "o", "w", 10).ok
-        st.finish_trial(sid, tid, "o", "finished", 0, rows=[json.dumps({"val_loss": 0.5, "acc": 0.9, "_step": 0})])
+        st.finish_trial(
+            sid, tid, "o", "finished", 0, rows=[json.dumps({"val_loss": 0.5, "acc": 0.9, "_step": 0})]
+        )
     ctl.step()
     (w,) = [x for x in st.status(sid)["warnings"] if "never logged" in x]
-    assert w == "metric 'loss' was never logged by any ended trial; they logged 'acc', 'val_loss': check the name", w
+    assert (
+        w
+        == "metric 'loss' was never logged by any ended trial; they logged 'acc', 'val_loss': check the name"
+    ), w
 
 
 def test_restart_carries_on(st: Store) -> None:
@@ -264,8 +274,10 @@ def test_failed_send_is_unmarked_and_sent_again(st: Store) -> None:
     ctl.views.clear()  # as run() does after a failed pass
     ctl.step()
     assert sorted(sent) == sorted(t["id"] for t in queued)
-    assert all(t["published"] and t["queue"] == "sweepq"
-               for t in st.get_trials(sorted(st.inflight_ids(sid)), history=False))
+    assert all(
+        t["published"] and t["queue"] == "sweepq"
+        for t in st.get_trials(sorted(st.inflight_ids(sid)), history=False)
+    )
 
 
 def test_publish_batch_sends_each_trial_once(st: Store) -> None:
@@ -296,11 +308,28 @@ def test_ended_trial_hash_keeps_only_what_it_reports(st: Store) -> None:
     assert st.claim(sid, tid, "own", "w1", 30).ok
     assert st.finish_trial(sid, tid, "own", "finished", 0, values=[0.25], rows=['{"loss": 0.25}'])
     fields = set(st._r.hkeys(st.keys.trial(tid)))
-    assert not fields & {"owner", "lease_ttl", "published", "published_at", "stop", "gpus", "reason", "log_tail"}
+    assert not fields & {
+        "owner",
+        "lease_ttl",
+        "published",
+        "published_at",
+        "stop",
+        "gpus",
+        "reason",
+        "log_tail",
+    }
     t = st.get_trial(tid)
-    assert (t["state"], t["metric"], t["history"], t["exit_code"], t["worker"]) == ("finished", 0.25, [0.25], 0, "w1")
+    assert (t["state"], t["metric"], t["history"], t["exit_code"], t["worker"]) == (
+        "finished",
+        0.25,
+        [0.25],
+        0,
+        "w1",
+    )
     assert st.trial_rows(tid) == [{"loss": 0.25}] and st.best(sid)["run_id"] == tid
-    assert not st.finish_trial(sid, tid, "own", "failed", 1) and not st.log_metrics(sid, tid, "own", [1.0], ["{}"])
+    assert not st.finish_trial(sid, tid, "own", "failed", 1) and not st.log_metrics(
+        sid, tid, "own", [1.0], ["{}"]
+    )
 
 
 class MultiPublisher:
@@ -331,12 +360,18 @@ def _run_messages(st: Store, sid: str, pub: MultiPublisher, done: int, seconds: 
     return len(pub.messages)
 
 
-@pytest.mark.parametrize(("method", "seconds", "batched"), [
-    ("random", 0.003, True), ("grid", 0.003, True),
-    ("random", 5.0, False),  # long trials: one per message, as ever
-    ("bayes", 0.003, False),  # every bayes suggestion should see the results before it
-])
-def test_short_trials_are_batched_and_each_runs_once(st: Store, method: str, seconds: float, batched: bool) -> None:
+@pytest.mark.parametrize(
+    ("method", "seconds", "batched"),
+    [
+        ("random", 0.003, True),
+        ("grid", 0.003, True),
+        ("random", 5.0, False),  # long trials: one per message, as ever
+        ("bayes", 0.003, False),  # every bayes suggestion should see the results before it
+    ],
+)
+def test_short_trials_are_batched_and_each_runs_once(
+    st: Store, method: str, seconds: float, batched: bool
+) -> None:
     params = {"x": {"values": list(range(120))}} if method == "grid" else {"x": {"min": 0.0, "max": 1.0}}
     sid = st.create_sweep(cfg(method=method, run_cap=120, parameters=params))
     st.register_worker("w1", 2, ["sweepq"])
@@ -365,8 +400,11 @@ def test_batch_size_follows_trial_length_and_caps() -> None:
     from sweepq.controller import SweepView
     from sweepq.controller.capacity import batch_size
 
-    ctl = Controller(Store(client=fakeredis.FakeRedis(decode_responses=True), namespace="bs"),
-                     publish=MultiPublisher(), batch_max=32)
+    ctl = Controller(
+        Store(client=fakeredis.FakeRedis(decode_responses=True), namespace="bs"),
+        publish=MultiPublisher(),
+        batch_max=32,
+    )
     view = SweepView(config={})
     rnd = {"method": "random"}
     assert batch_size(rnd, view, ctl.batch_max) == 1  # nothing measured yet
@@ -381,7 +419,9 @@ def test_batch_size_follows_trial_length_and_caps() -> None:
     assert batch_size(rnd, view, ctl.batch_max) == 5
     view.durations.extend([0.2] * 32)
     assert batch_size(rnd, view, ctl.batch_max) == 1  # trials got long: back to one per message
-    assert batch_size(rnd, view, Controller(ctl.store, publish=lambda *a: None).batch_max) == 1  # a single-trial publisher
+    assert (
+        batch_size(rnd, view, Controller(ctl.store, publish=lambda *a: None).batch_max) == 1
+    )  # a single-trial publisher
 
 
 def test_max_concurrent_bounds_batches(st: Store) -> None:
@@ -426,8 +466,16 @@ def test_finish_and_claim_in_one_round_trip_and_claim_is_idempotent_per_owner(st
     sid = st.create_sweep(cfg(run_cap=3))
     a, b, c = st.create_trials(sid, [{"x": 0.1}, {"x": 0.2}, {"x": 0.3}], run_cap=3, queues=["sweepq"] * 3)
     assert st.claim(sid, a, "oa", "w", 10).ok
-    done, nxt = st.finish_and_claim(sid, a, "oa", "finished", 0, values=[0.5], rows=['{"loss": 0.5}'],
-                                    claim_next=(b, "ob", "w", 10.0, "", ""))
+    done, nxt = st.finish_and_claim(
+        sid,
+        a,
+        "oa",
+        "finished",
+        0,
+        values=[0.5],
+        rows=['{"loss": 0.5}'],
+        claim_next=(b, "ob", "w", 10.0, "", ""),
+    )
     assert done and nxt.ok and nxt.params == {"x": 0.2} and nxt.attempt == 1
     assert st.get_trial(a)["state"] == "finished" and st.get_trial(b)["state"] == "running"
     again = st.claim(sid, b, "ob", "w", 10)

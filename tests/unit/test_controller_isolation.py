@@ -32,12 +32,15 @@ def _corrupt(st: Store, sid: str, **bad: object) -> None:
     st._r.hset(st.keys.sweep(sid), "config", json.dumps(config))
 
 
-@pytest.mark.parametrize("bad", [
-    {"max_concurrent": "abc"},
-    {"run_cap": -7},
-    {"parameters": {"x": {"distribution": "uniform", "min": 2.0, "max": 1.0}}},
-    {"method": "grid"},  # a grid over a uniform parameter
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_concurrent": "abc"},
+        {"run_cap": -7},
+        {"parameters": {"x": {"distribution": "uniform", "min": 2.0, "max": 1.0}}},
+        {"method": "grid"},  # a grid over a uniform parameter
+    ],
+)
 def test_a_sweep_with_a_broken_stored_config_fails_alone(st: Store, bad: dict) -> None:
     broken = st.create_sweep(cfg())
     _corrupt(st, broken, **bad)
@@ -56,7 +59,9 @@ def test_a_sweep_with_a_broken_stored_config_fails_alone(st: Store, bad: dict) -
         st.sweep_action(broken, "cancel")
 
 
-def test_a_sweep_whose_engine_raises_fails_and_its_trials_stop(st: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sweep_whose_engine_raises_fails_and_its_trials_stop(
+    st: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broken = st.create_sweep(cfg(run_cap=20))
     good = st.create_sweep(cfg(run_cap=4))
     st.register_worker("w", 4, ["sweepq"])  # slots, so that each sweep wants several trials in flight
@@ -82,7 +87,9 @@ def test_a_sweep_whose_engine_raises_fails_and_its_trials_stop(st: Store, monkey
         fw.work()
     assert st.status(good)["state"] == "finished" and st.counts(good)["finished"] == 4
     s = st.status(broken)
-    assert s["state"] == "failed" and s["end_reason"] == "controller: ZeroDivisionError: float division by zero", s
+    assert (
+        s["state"] == "failed" and s["end_reason"] == "controller: ZeroDivisionError: float division by zero"
+    ), s
     # the running trial was told to stop (cancel), as a canceled sweep's are
     assert st.get_trial(running)["stop"] == "cancel"
     assert st.finish_trial(broken, running, "o", "canceled", -15)

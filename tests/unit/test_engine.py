@@ -27,7 +27,10 @@ RANDOM = {
 
 
 def as_trials(points):
-    return [{"id": f"t{i}", "params": p, "state": "finished", "metric": None, "history": []} for i, p in enumerate(points)]
+    return [
+        {"id": f"t{i}", "params": p, "state": "finished", "metric": None, "history": []}
+        for i, p in enumerate(points)
+    ]
 
 
 def test_random_is_nested_with_constants_and_types():
@@ -69,14 +72,20 @@ def test_config_sources_and_errors(tmp_path: Path):
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(RANDOM))
     assert engine.suggest(str(f), [], seed=1) == engine.suggest(RANDOM, [], seed=1)
-    assert engine.suggest(yaml.safe_dump(RANDOM), [], seed=1) == engine.suggest(load_config(RANDOM), [], seed=1)
+    assert engine.suggest(yaml.safe_dump(RANDOM), [], seed=1) == engine.suggest(
+        load_config(RANDOM), [], seed=1
+    )
     with pytest.raises(ConfigError):
         engine.suggest({"method": "grid"}, [])
     assert engine.suggest(RANDOM, [], n=0) == []
 
 
 def test_bayes_dispatch_returns_n_points_in_the_space():
-    cfg = {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}, "c": {"value": 1}}}
+    cfg = {
+        "method": "bayes",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "c": {"value": 1}},
+    }
     pts = engine.suggest(cfg, [], n=3, seed=0)
     assert len(pts) == 3 and all(0.0 <= p["x"] <= 1.0 and p["c"] == 1 for p in pts)
 
@@ -147,7 +156,13 @@ def test_preview_grid_human_and_json(tmp_path: Path):
     assert r.exit_code == 0
     lines = r.stdout.splitlines()
     assert len(lines) == 2  # the grid has 2 points, even though 5 were asked for
-    assert shlex.split(lines[0]) == ["/usr/bin/env", "python", "train.py", "--a=1", "--msg=two words; rm -rf ~"]
+    assert shlex.split(lines[0]) == [
+        "/usr/bin/env",
+        "python",
+        "train.py",
+        "--a=1",
+        "--msg=two words; rm -rf ~",
+    ]
     r = cli("preview", str(f), "-n", "5", "--json")
     assert [json.loads(line)[3] for line in r.stdout.splitlines()] == ["--a=1", "--a=2"]
 

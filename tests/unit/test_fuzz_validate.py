@@ -225,7 +225,9 @@ def test_cli_preview_never_tracebacks(tmp_path_factory, cfg, as_json):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sweeps") is None, reason="W&B's sweeps package (dev extra) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("sweeps") is None, reason="W&B's sweeps package (dev extra) not installed"
+)
 @settings(FAST, max_examples=120)
 @given(cfg=mutated_configs())
 def test_rejection_parity_with_w_and_b(cfg):

@@ -56,7 +56,9 @@ def test_values_order_and_duplicates_later_object_wins():
     pts = grid.points(config({"a": {"values": [1, 2, 1, 1.0]}}))
     assert [p["a"] for p in pts] == [1.0, 2]
     assert type(pts[0]["a"]) is float
-    pts = grid.points(config({"a": {"values": [True, 1, False, 0, None, {"x": 1, "y": 2}, {"y": 2, "x": 1}]}}))
+    pts = grid.points(
+        config({"a": {"values": [True, 1, False, 0, None, {"x": 1, "y": 2}, {"y": 2, "x": 1}]}})
+    )
     assert [p["a"] for p in pts] == [True, 1, False, 0, None, {"y": 2, "x": 1}]
 
 
@@ -65,7 +67,12 @@ def test_int_uniform_includes_max_q_uniform_excludes_it():
     q = {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.25}
     assert [p["a"] for p in grid.points(config({"a": q}))] == [0.0, 0.25, 0.5, 0.75]
     q = {"distribution": "q_uniform", "min": 0.001, "max": 0.02, "q": 0.006}
-    assert [p["a"] for p in grid.points(config({"a": q}))] == [0.001, 0.007, 0.013000000000000001, 0.019000000000000003]
+    assert [p["a"] for p in grid.points(config({"a": q}))] == [
+        0.001,
+        0.007,
+        0.013000000000000001,
+        0.019000000000000003,
+    ]
     ints = grid.points(config({"a": {"distribution": "q_uniform", "min": 0, "max": 10, "q": 3}}))
     assert [p["a"] for p in ints] == [0, 3, 6, 9] and all(type(p["a"]) is int for p in ints)
     floats = grid.points(config({"a": {"distribution": "q_uniform", "min": 0, "max": 3}}))  # default q 1.0
@@ -75,9 +82,11 @@ def test_int_uniform_includes_max_q_uniform_excludes_it():
 
 
 @settings(max_examples=300, deadline=None)
-@given(lo=st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6)),
-       width=st.one_of(st.integers(1, 3000), st.floats(1e-3, 1e4)),
-       q=st.one_of(st.integers(1, 50), st.floats(1e-3, 100)))
+@given(
+    lo=st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6)),
+    width=st.one_of(st.integers(1, 3000), st.floats(1e-3, 1e4)),
+    q=st.one_of(st.integers(1, 50), st.floats(1e-3, 100)),
+)
 def test_q_uniform_values_are_numpy_arange(lo, width, q):
     """Grid values are computed, not listed: they must still be numpy.arange's, float noise and
     int-or-float type included (W&B enumerates numpy.arange)."""
@@ -139,7 +148,9 @@ def test_partial_or_odd_trials_cover_nothing():
 
 
 def test_nested_trials_cover_by_full_path():
-    cfg = config({"g": {"parameters": {"x": {"values": [1, 2]}, "y": {"values": ["a", "b"]}}}, "x": {"values": [9]}})
+    cfg = config(
+        {"g": {"parameters": {"x": {"values": [1, 2]}, "y": {"values": ["a", "b"]}}}, "x": {"values": [9]}}
+    )
     trials = [trial({"g": {"x": 1, "y": "a"}, "x": 9}), trial({"g": {"x": 2, "y": "b"}, "x": 9})]
     rest = engine.suggest(cfg, trials, n=10)
     assert rest == [{"g": {"x": 1, "y": "b"}, "x": 9}, {"g": {"x": 2, "y": "a"}, "x": 9}]
@@ -163,8 +174,10 @@ def test_huge_grid_costs_what_its_trials_cost_not_its_size():
     """Six axes of 1,000,000 values (10^36 points, the most each axis may have): suggestions
     past 500 trials in a few MB (listing the grid axis by axis on every call would cost hundreds
     of MB per controller pass), and trials map back to their points wherever they lie."""
-    cfg = config({f"p{i}": {"min": 1, "max": 1_000_000} for i in range(5)}
-                 | {"q": {"distribution": "q_uniform", "min": 0.5, "max": 1000.5, "q": 0.001}})
+    cfg = config(
+        {f"p{i}": {"min": 1, "max": 1_000_000} for i in range(5)}
+        | {"q": {"distribution": "q_uniform", "min": 0.5, "max": 1000.5, "q": 0.001}}
+    )
     qs = numpy.arange(0.5, 1000.5, 0.001)
     first = engine.suggest(cfg, [], n=500)
     assert [p["q"] for p in first] == qs[:500].tolist()

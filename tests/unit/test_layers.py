@@ -13,20 +13,56 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sweepq"
-PURE = ["sweepq.model", "sweepq.errors", "sweepq.checks", "sweepq.params", "sweepq.config",
-        "sweepq.search.grid", "sweepq.search.random", "sweepq.search.bayes", "sweepq.stopping.hyperband",
-        "sweepq.stopping.asha", "sweepq.stopping.median", "sweepq.engine", "sweepq.command",
-        "sweepq.protocol", "sweepq.ids"]
-OUTER = ["redis", "celery", "kombu", "flask", "werkzeug", "sweepq.store", "sweepq.controller", "sweepq.cli",
-         "sweepq.web", "sweepq.worker", "sweepq.runner", "sweepq.executor", "sweepq.agents", "sweepq.dispatch"]
+PURE = [
+    "sweepq.model",
+    "sweepq.errors",
+    "sweepq.checks",
+    "sweepq.params",
+    "sweepq.config",
+    "sweepq.search.grid",
+    "sweepq.search.random",
+    "sweepq.search.bayes",
+    "sweepq.stopping.hyperband",
+    "sweepq.stopping.asha",
+    "sweepq.stopping.median",
+    "sweepq.engine",
+    "sweepq.command",
+    "sweepq.protocol",
+    "sweepq.ids",
+]
+OUTER = [
+    "redis",
+    "celery",
+    "kombu",
+    "flask",
+    "werkzeug",
+    "sweepq.store",
+    "sweepq.controller",
+    "sweepq.cli",
+    "sweepq.web",
+    "sweepq.worker",
+    "sweepq.runner",
+    "sweepq.executor",
+    "sweepq.agents",
+    "sweepq.dispatch",
+]
 
 
 def _loaded_after(modules: list[str]) -> set[str]:
     """The module names loaded by importing ``modules`` in a fresh interpreter."""
-    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in modules)
-            + "print(json.dumps(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
-                         cwd=PACKAGE.parent)
+    code = (
+        "import json, sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=PACKAGE.parent,
+    )
     return set(json.loads(out.stdout))
 
 
@@ -45,8 +81,10 @@ def test_a_training_script_imports_neither_the_cli_nor_the_runner() -> None:
 
 
 def _sources() -> list[tuple[str, ast.Module]]:
-    return [(str(p.relative_to(PACKAGE.parent)), ast.parse(p.read_text(), str(p)))
-            for p in sorted(PACKAGE.rglob("*.py"))]
+    return [
+        (str(p.relative_to(PACKAGE.parent)), ast.parse(p.read_text(), str(p)))
+        for p in sorted(PACKAGE.rglob("*.py"))
+    ]
 
 
 def test_only_the_store_holds_a_redis_client() -> None:
@@ -58,10 +96,15 @@ def test_only_the_store_holds_a_redis_client() -> None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                bad += [f"{name}:{node.lineno} import {a.name}" for a in node.names
-                        if a.name == "redis" or a.name.startswith("redis.")]
+                bad += [
+                    f"{name}:{node.lineno} import {a.name}"
+                    for a in node.names
+                    if a.name == "redis" or a.name.startswith("redis.")
+                ]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if (node.module == "redis" or node.module.startswith("redis.")) and node.module != "redis.exceptions":
+                if (
+                    node.module == "redis" or node.module.startswith("redis.")
+                ) and node.module != "redis.exceptions":
                     bad.append(f"{name}:{node.lineno} from {node.module} import ...")
             elif isinstance(node, ast.Attribute) and node.attr == "_r":
                 bad.append(f"{name}:{node.lineno} ._r")
@@ -78,7 +121,9 @@ def test_no_module_reads_the_environment_when_imported(name: str) -> None:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 nodes: list[ast.AST] = list(stmt.decorator_list)
                 if isinstance(stmt, ast.ClassDef):  # a class body runs at import too
-                    nodes += [s for s in stmt.body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                    nodes += [
+                        s for s in stmt.body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    ]
             else:
                 nodes = [stmt]
             for n in nodes:

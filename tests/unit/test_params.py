@@ -63,7 +63,7 @@ def test_uniform(lo, w, seed):
 
 
 @SETTINGS
-@given(lo=st.integers(-10**9, 10**9), w=st.integers(1, 10**6), seed=seeds)
+@given(lo=st.integers(-(10**9), 10**9), w=st.integers(1, 10**6), seed=seeds)
 def test_int_uniform(lo, w, seed):
     d = make(spec_of({"min": lo, "max": lo + w}))
     for v in draws(d, seed):
@@ -238,11 +238,18 @@ def test_continuous_cdf_inverts_ppf(raw):
 
 
 def test_q_rounding_matches_w_and_b():
-    assert make(spec_of({"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.1})).ppf(0.6) == 0.6000000000000001
-    assert make(spec_of({"distribution": "q_uniform", "min": 0, "max": 1000})).ppf(0.317) == 317.0  # default q 1.0
+    assert (
+        make(spec_of({"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.1})).ppf(0.6)
+        == 0.6000000000000001
+    )
+    assert (
+        make(spec_of({"distribution": "q_uniform", "min": 0, "max": 1000})).ppf(0.317) == 317.0
+    )  # default q 1.0
     v = make(spec_of({"distribution": "q_log_uniform_values", "min": 16, "max": 256, "q": 8})).ppf(0.5)
     assert type(v) is int and v % 8 == 0
-    assert make(spec_of({"distribution": "q_uniform", "min": 0, "max": 10, "q": 5})).ppf(0.25) == 0  # half to even
+    assert (
+        make(spec_of({"distribution": "q_uniform", "min": 0, "max": 10, "q": 5})).ppf(0.25) == 0
+    )  # half to even
 
 
 # --- statistics: the draws follow each definition ------------------------------------------------
@@ -362,7 +369,11 @@ def test_flatten_unflatten_keep_dotted_leaf_names():
     })["parameters"]  # fmt: skip
     flat = flatten(params)
     assert list(flat) == [
-        ("a.b",), ("model", "act"), ("model", "block", "depth"), ("model", "input_layer.weight"), ("z",),
+        ("a.b",),
+        ("model", "act"),
+        ("model", "block", "depth"),
+        ("model", "input_layer.weight"),
+        ("z",),
     ]
     nested = unflatten({path: i for i, path in enumerate(flat)})
     assert nested == {"a.b": 0, "model": {"act": 1, "block": {"depth": 2}, "input_layer.weight": 3}, "z": 4}
@@ -447,7 +458,8 @@ def test_categories_are_found_by_value():
 def test_normalise_parameters_reports_like_the_config():
     ck = Checker()
     assert normalise_parameters(ck, {"lr": {"min": 0.1, "max": 0.01}, "1a": {"value": 1}}) == {
-        "1a": {"distribution": "constant", "value": 1}}
+        "1a": {"distribution": "constant", "value": 1}
+    }
     assert ck.errors == [
         "parameters.lr.min: must be less than max (got 0.1 >= 0.01)",
         "parameters.1a: parameter name '1a' is not allowed: a name starts with a letter or _ and holds only "

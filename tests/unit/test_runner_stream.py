@@ -33,7 +33,7 @@ def test_feed_splits_like_readline(parts: list[tuple[int, bool]], sizes: list[in
     i = k = 0
     while i < len(data):
         n = sizes[k % len(sizes)]
-        s.feed(data[i:i + n])
+        s.feed(data[i : i + n])
         i, k = i + n, k + 1
     s.close()
     assert got == expected

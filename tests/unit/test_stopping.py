@@ -69,9 +69,14 @@ def test_a_rule_reads_its_section_as_the_config_check_normalises_it() -> None:
     with pytest.raises(ValueError) as raised:
         stopping.to_stop(bad, [])
     _, errors, _ = validate({**bad, "parameters": {"x": {"values": [1]}}})
-    assert str(raised.value) == "; ".join(errors) == (
-        "early_terminate.warmup_steps: must be an integer (got the string '5') (it is quoted: write the "
-        "number without quotes); early_terminate.min_trials: must be at least 1 (got 0)")
+    assert (
+        str(raised.value)
+        == "; ".join(errors)
+        == (
+            "early_terminate.warmup_steps: must be an integer (got the string '5') (it is quoted: write the "
+            "number without quotes); early_terminate.min_trials: must be at least 1 (got 0)"
+        )
+    )
 
 
 def test_iterations_skip_non_finite_and_non_numbers() -> None:

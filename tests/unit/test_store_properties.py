@@ -45,8 +45,10 @@ class TrialStoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.store = Store(client=fakeredis.FakeRedis(decode_responses=True), namespace="prop")
-        self.sid = self.store.create_sweep({"method": "random", "metric": {"name": "loss", "goal": "minimize"},
-                                            "parameters": {}}, sweep_id="s")
+        self.sid = self.store.create_sweep(
+            {"method": "random", "metric": {"name": "loss", "goal": "minimize"}, "parameters": {}},
+            sweep_id="s",
+        )
         self.tids = self.store.create_trials(self.sid, [{"i": i} for i in range(N_TRIALS)])
         self.final: dict[str, str] = {}  # trial -> the final state it reached first
         self.n = 0
@@ -195,7 +197,9 @@ class TrialStoreMachine(RuleBasedStateMachine):
         if action in ("stop", "cancel"):
             assert before not in ("canceled", "finished")
             assert state == ("canceled" if action == "cancel" else "stopped")
-            assert all(self._h(t)["state"] != "queued" for t in self.tids), "stop/cancel leaves no queued trial"
+            assert all(self._h(t)["state"] != "queued" for t in self.tids), (
+                "stop/cancel leaves no queued trial"
+            )
 
     # -- invariants (one pass: every trial hash read once per step) -----------------------------
     @invariant()
@@ -230,6 +234,9 @@ class TrialStoreMachine(RuleBasedStateMachine):
 
 
 TrialStoreMachine.TestCase.settings = settings(
-    max_examples=50, stateful_step_count=30, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    max_examples=50,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 test_trial_store_state_machine = TrialStoreMachine.TestCase

@@ -34,17 +34,26 @@ def _wandb_installed() -> None:
 def offline_env(tmp: Path, **extra: str) -> dict[str, str]:
     """wandb offline, its caches in ``tmp``, W&B's server a closed local port: no network."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SWEEPQ_", "WANDB_"))}
-    env.update({"WANDB_MODE": "offline", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_SILENT": "true",
-                "WANDB_ERROR_REPORTING": "false", "WANDB_CACHE_DIR": str(tmp / "cache"),
-                "WANDB_CONFIG_DIR": str(tmp / "config"), "WANDB_DATA_DIR": str(tmp / "data"),
-                "WANDB_DIR": str(tmp), "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_BASE_URL": "http://127.0.0.1:9",
+            "WANDB_SILENT": "true",
+            "WANDB_ERROR_REPORTING": "false",
+            "WANDB_CACHE_DIR": str(tmp / "cache"),
+            "WANDB_CONFIG_DIR": str(tmp / "config"),
+            "WANDB_DATA_DIR": str(tmp / "data"),
+            "WANDB_DIR": str(tmp),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update(extra)
     return env
 
 
 # one script for the reader's tests: every kind of value, nested keys, explicit steps,
 # commit=False, and rows big enough to span 32 KiB blocks (first/middle/last chunks)
-LOGGING_SCRIPT = r'''
+LOGGING_SCRIPT = r"""
 import sys, time, wandb
 run = wandb.init(config={"a": 1})
 pause = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
@@ -59,7 +68,7 @@ for i in range(12):
     time.sleep(pause)
 wandb.summary["best"] = 0.01
 wandb.finish()
-'''
+"""
 
 # W&B's rules: a row logged with step= stays open until a later step, so the commit=False row and
 # the next log() join it at step 5, and their loss replaces its loss (wandb writes it so)
@@ -88,8 +97,14 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wandb-log")
     script = tmp / "log.py"
     script.write_text(LOGGING_SCRIPT)
-    r = subprocess.run([sys.executable, str(script)], env=offline_env(tmp), capture_output=True, text=True,
-                       timeout=120, cwd=tmp)
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        env=offline_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return run_file(tmp)
 
@@ -127,7 +142,9 @@ def test_decoder_agrees_with_wandbs_own_protobuf_definitions(logged: Path) -> No
 
 
 @pytest.mark.parametrize("sizes", [[1, 2, 3, 5, 7, 11, 13, 997, 4096], [32768], [6, 7, 8, 32761]])
-def test_a_file_read_while_it_grows_gives_each_row_once(logged: Path, tmp_path: Path, sizes: list[int]) -> None:
+def test_a_file_read_while_it_grows_gives_each_row_once(
+    logged: Path, tmp_path: Path, sizes: list[int]
+) -> None:
     """The file copied piece by piece (pieces of the given sizes in turn), read after each piece:
     every partial chunk, partial header and block boundary is met; the rows come out whole, in
     order, each once."""
@@ -139,7 +156,7 @@ def test_a_file_read_while_it_grows_gives_each_row_once(logged: Path, tmp_path: 
     at, k = 0, 0
     with open(growing, "ab") as f:
         while at < len(data):
-            piece = data[at:at + sizes[k % len(sizes)]]
+            piece = data[at : at + sizes[k % len(sizes)]]
             f.write(piece)
             f.flush()
             at += len(piece)
@@ -155,8 +172,13 @@ def test_rows_arrive_while_wandb_is_still_writing(tmp_path: Path) -> None:
     script = tmp_path / "log.py"
     script.write_text(LOGGING_SCRIPT)
     env = offline_env(tmp_path, WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL="0.2")
-    proc = subprocess.Popen([sys.executable, str(script), "0.25"], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "0.25"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         log: TransactionLog | None = None
         rows: list[dict[str, Any]] = []
@@ -214,8 +236,15 @@ def test_a_file_that_is_not_a_wandb_log_gives_no_rows(tmp_path: Path) -> None:
 
 
 # -- the parameters file and the environment -------------------------------------------------------
-PARAMS = {"lr": 1e-05, "layers": 3, "act": "relu", "flag": False, "none": None, "text": "1e-5",
-          "model": {"depth": 2, "block": {"kind": "res", "widths": [64, 128]}}}
+PARAMS = {
+    "lr": 1e-05,
+    "layers": 3,
+    "act": "relu",
+    "flag": False,
+    "none": None,
+    "text": "1e-5",
+    "model": {"depth": 2, "block": {"kind": "res", "widths": [64, 128]}},
+}
 
 
 def test_the_parameters_file_is_the_one_wandbs_agent_writes(tmp_path: Path) -> None:
@@ -229,8 +258,15 @@ def test_the_parameters_file_is_the_one_wandbs_agent_writes(tmp_path: Path) -> N
     assert config_util.dict_from_config_file(str(theirs)) == PARAMS
 
 
-def test_environment_offline_unless_the_worker_sets_a_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("WANDB_MODE", "WANDB_ERROR_REPORTING", "WANDB_RUN_GROUP", "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL"):
+def test_environment_offline_unless_the_worker_sets_a_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in (
+        "WANDB_MODE",
+        "WANDB_ERROR_REPORTING",
+        "WANDB_RUN_GROUP",
+        "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL",
+    ):
         monkeypatch.delenv(var, raising=False)
     bridge = TrialBridge("abc123-4", "abc123", tmp_path)
     env = bridge.prepare(PARAMS)
@@ -238,9 +274,13 @@ def test_environment_offline_unless_the_worker_sets_a_mode(tmp_path: Path, monke
     assert param_path.parent == tmp_path / "abc123" / "wandb" / "sweep-abc123"
     assert param_path.read_text() == wandb_bridge.param_file_text(PARAMS)
     assert env == {
-        "WANDB_RUN_ID": "abc123-4", "WANDB_DIR": str(tmp_path / "abc123"), "WANDB_MODE": "offline",
-        "WANDB_ERROR_REPORTING": "false", "WANDB_RUN_GROUP": "sweepq-abc123",
-        "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL": "1"}
+        "WANDB_RUN_ID": "abc123-4",
+        "WANDB_DIR": str(tmp_path / "abc123"),
+        "WANDB_MODE": "offline",
+        "WANDB_ERROR_REPORTING": "false",
+        "WANDB_RUN_GROUP": "sweepq-abc123",
+        "WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL": "1",
+    }
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_RUN_GROUP", "mine")
     env = TrialBridge("abc123-5", "abc123", tmp_path).prepare(PARAMS)
@@ -304,8 +344,9 @@ def test_a_wandb_folder_is_not_the_wandb_package(tmp_path: Path, monkeypatch: py
     assert not wandb_bridge.installed("sqmissing")
 
 
-def test_wandb_init_takes_the_trials_parameters_locked_over_its_defaults(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_init_takes_the_trials_parameters_locked_over_its_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     bridge = TrialBridge("abc123-7", "abc123", tmp_path)
     bridge.prepare(PARAMS)
@@ -318,18 +359,27 @@ def test_wandb_init_takes_the_trials_parameters_locked_over_its_defaults(tmp_pat
         "wandb.log({'loss': 1.0})\n"
         "print(json.dumps({'config': dict(wandb.config), 'id': run.id, 'project': run.project,"
         " 'sweep': run.sweep_id, 'group': run.group}))\n"
-        "wandb.finish()\n")
+        "wandb.finish()\n"
+    )
     env = {**offline_env(tmp_path), **bridge.env}
-    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     seen = json.loads(r.stdout.strip().splitlines()[-1])
     config = seen["config"]
-    assert {k: config[k] for k in ("lr", "layers", "act", "flag", "none", "text")} == \
-        {k: PARAMS[k] for k in ("lr", "layers", "act", "flag", "none", "text")}
+    assert {k: config[k] for k in ("lr", "layers", "act", "flag", "none", "text")} == {
+        k: PARAMS[k] for k in ("lr", "layers", "act", "flag", "none", "text")
+    }
     assert config["extra"] == "kept"
     # wandb merges a nested group with the script's defaults, the sweep's values winning
     assert config["model"] == {"depth": 2, "width": 4, "block": {"kind": "res", "widths": [64, 128]}}
-    assert (seen["id"], seen["project"], seen["sweep"], seen["group"]) == ("abc123-7", "p", None, "sweepq-abc123")
+    assert (seen["id"], seen["project"], seen["sweep"], seen["group"]) == (
+        "abc123-7",
+        "p",
+        None,
+        "sweepq-abc123",
+    )
     assert bridge.rows() == [{"loss": 1.0, "_step": 0}]
     assert [p.name for p in bridge.run_dirs()] == [run_file(tmp_path / "abc123").parent.name]
 

@@ -50,8 +50,15 @@ def make_sweep(store: Store, **over: Any) -> str:
     return store.create_sweep(cfg)
 
 
-def run_trial(store: Store, sid: str, tid: str, values: list[float], state: str = "finished",
-              exit_code: int | None = 0, log: str = "") -> None:
+def run_trial(
+    store: Store,
+    sid: str,
+    tid: str,
+    values: list[float],
+    state: str = "finished",
+    exit_code: int | None = 0,
+    log: str = "",
+) -> None:
     """Drive one trial through the store's real transitions (claim, metrics, finish)."""
     owner = f"o-{tid}"
     assert store.claim(sid, tid, owner, "worker-1@test", 30).ok
@@ -115,15 +122,27 @@ def test_create_from_json_and_text_plain(client, store: Store) -> None:  # noqa:
     assert r.status_code == 201, r.json
 
 
-@pytest.mark.parametrize(("body", "ctype", "needle"), [
-    ("method: random\nparameters:\n  lr: {min: 0.1, max: 0.01}\n", "application/yaml", "parameters.lr.min"),
-    ("method: nope\nparameters:\n  a: {value: 1}\n", "application/yaml", "method"),
-    ("method: [unclosed\n", "application/yaml", "not valid YAML"),
-    ("", "application/yaml", "empty"),
-    ("{not json", "application/json", "not valid JSON"),
-])
-def test_create_invalid_is_400_with_per_key_errors(client, store: Store, body: str, ctype: str,  # noqa: ANN001
-                                                   needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "ctype", "needle"),
+    [
+        (
+            "method: random\nparameters:\n  lr: {min: 0.1, max: 0.01}\n",
+            "application/yaml",
+            "parameters.lr.min",
+        ),
+        ("method: nope\nparameters:\n  a: {value: 1}\n", "application/yaml", "method"),
+        ("method: [unclosed\n", "application/yaml", "not valid YAML"),
+        ("", "application/yaml", "empty"),
+        ("{not json", "application/json", "not valid JSON"),
+    ],
+)
+def test_create_invalid_is_400_with_per_key_errors(
+    client,
+    store: Store,
+    body: str,
+    ctype: str,  # noqa: ANN001
+    needle: str,
+) -> None:
     r = client.post("/api/sweeps", data=body, content_type=ctype)
     assert r.status_code == 400
     assert isinstance(r.json["errors"], list) and r.json["errors"]
@@ -152,11 +171,20 @@ def test_actions_and_conflicts(client, store: Store) -> None:  # noqa: ANN001
     assert client.post(f"/api/sweeps/{sid}/explode").status_code == 404
 
 
-@pytest.mark.parametrize("path", [
-    "/api/sweeps/nosuch", "/api/sweeps/nosuch/runs", "/api/sweeps/nosuch/runs/nosuch-1",
-    "/api/sweeps/nosuch/config", "/api/sweeps/nosuch/curves", "/api/sweeps/nosuch/parallel",
-    "/api/sweeps/nosuch/importance", "/api/sweeps/nosuch/best", "/api/no/such/endpoint",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/sweeps/nosuch",
+        "/api/sweeps/nosuch/runs",
+        "/api/sweeps/nosuch/runs/nosuch-1",
+        "/api/sweeps/nosuch/config",
+        "/api/sweeps/nosuch/curves",
+        "/api/sweeps/nosuch/parallel",
+        "/api/sweeps/nosuch/importance",
+        "/api/sweeps/nosuch/best",
+        "/api/no/such/endpoint",
+    ],
+)
 def test_unknown_is_404_json(client, path: str) -> None:  # noqa: ANN001
     r = client.get(path)
     assert r.status_code == 404
@@ -184,7 +212,7 @@ def test_runs_default_is_the_cli_list(client, store: Store) -> None:  # noqa: AN
     cli = [Store.run_json(t) for t in store.get_trials(store.trial_ids(sid), history=False)]
     assert r.json == json.loads(json.dumps(cli))
     assert [x["id"] for x in r.json] == tids
-    assert all(list(x)[:len(RUN_KEYS)] == RUN_KEYS for x in r.json)
+    assert all(list(x)[: len(RUN_KEYS)] == RUN_KEYS for x in r.json)
     assert r.headers["X-Total-Count"] == str(len(tids))
     by_id = {x["id"]: x for x in r.json}
     assert by_id[tids[0]]["state"] == "finished" and by_id[tids[0]]["exit_code"] == 0
@@ -215,8 +243,9 @@ def test_runs_paging_filter_sort(client, store: Store) -> None:  # noqa: ANN001
     assert len(dur) == 9
 
 
-@pytest.mark.parametrize("query", ["sort=bogus", "state=sleeping", "limit=-1", "limit=abc", "offset=x",
-                                   "limit=999999"])
+@pytest.mark.parametrize(
+    "query", ["sort=bogus", "state=sleeping", "limit=-1", "limit=abc", "offset=x", "limit=999999"]
+)
 def test_runs_bad_query_is_400(client, store: Store, query: str) -> None:  # noqa: ANN001
     sid = make_sweep(store)
     r = client.get(f"/api/sweeps/{sid}/runs?{query}")
@@ -246,7 +275,7 @@ def test_runs_follow_live_changes(client, store: Store) -> None:  # noqa: ANN001
 def test_run_detail_curves_parallel_importance(client, store: Store) -> None:  # noqa: ANN001
     sid, tids = populated(store)
     d = client.get(f"/api/sweeps/{sid}/runs/{tids[0]}").json
-    assert list(d)[:len(RUN_KEYS)] == RUN_KEYS
+    assert list(d)[: len(RUN_KEYS)] == RUN_KEYS
     assert d["log_tail"] == "trial 0 <b>done</b>\n"
     assert len(d["history"]) == 3 and d["history"][-1] == d["metric"]
     assert [row["_step"] for row in d["rows"]] == [0, 1, 2] and set(d["keys"]) == {"loss", "acc"}
@@ -294,9 +323,16 @@ def test_token_required_on_every_api_call(store: Store) -> None:
 
     c = create_app(store, {"api_token": "s3cret"}).test_client()
     sid = make_sweep(store)
-    calls = [("get", "/api/sweeps"), ("post", "/api/sweeps"), ("get", f"/api/sweeps/{sid}"),
-             ("get", f"/api/sweeps/{sid}/runs"), ("post", f"/api/sweeps/{sid}/pause"),
-             ("get", "/api/openapi.json"), ("get", "/api/nosuch"), ("get", "/metrics")]
+    calls = [
+        ("get", "/api/sweeps"),
+        ("post", "/api/sweeps"),
+        ("get", f"/api/sweeps/{sid}"),
+        ("get", f"/api/sweeps/{sid}/runs"),
+        ("post", f"/api/sweeps/{sid}/pause"),
+        ("get", "/api/openapi.json"),
+        ("get", "/api/nosuch"),
+        ("get", "/metrics"),
+    ]
     for method, path in calls:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
             r = getattr(c, method)(path, headers=headers)
@@ -326,9 +362,18 @@ def test_token_from_environment(store: Store, monkeypatch: pytest.MonkeyPatch) -
 def test_openapi(client) -> None:  # noqa: ANN001
     spec = client.get("/api/openapi.json").json
     assert spec["openapi"].startswith("3.")
-    for path in ("/api/sweeps", "/api/sweeps/{id}", "/api/sweeps/{id}/runs", "/api/sweeps/{id}/runs/{run_id}",
-                 "/api/sweeps/{id}/pause", "/api/sweeps/{id}/resume", "/api/sweeps/{id}/stop",
-                 "/api/sweeps/{id}/cancel", "/healthz", "/metrics"):
+    for path in (
+        "/api/sweeps",
+        "/api/sweeps/{id}",
+        "/api/sweeps/{id}/runs",
+        "/api/sweeps/{id}/runs/{run_id}",
+        "/api/sweeps/{id}/pause",
+        "/api/sweeps/{id}/resume",
+        "/api/sweeps/{id}/stop",
+        "/api/sweeps/{id}/cancel",
+        "/healthz",
+        "/metrics",
+    ):
         assert path in spec["paths"], path
     assert set(RUN_KEYS) <= set(spec["components"]["schemas"]["Run"]["required"])
     assert set(spec["components"]["schemas"]["Status"]["required"]) >= STATUS_KEYS
@@ -448,7 +493,9 @@ def test_cross_site_writes_are_refused(client, store: Store) -> None:  # noqa: A
     evil = {"Origin": "http://evil.example"}
     r = client.post("/api/sweeps", data=YAML, content_type="text/plain", headers=evil)
     assert r.status_code == 403 and len(store.list_sweeps()) == 1
-    assert client.post(f"/api/sweeps/{sid}/cancel", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert (
+        client.post(f"/api/sweeps/{sid}/cancel", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    )
     assert store.sweep_state(sid) == "running"
     assert client.get("/api/sweeps", headers=evil).status_code == 200  # reads are harmless
     same = {"Origin": "http://localhost"}  # the test client's Host
@@ -483,7 +530,9 @@ def test_huge_body_is_413(client, store: Store) -> None:  # noqa: ANN001
 def test_sweep_without_metric(client, store: Store) -> None:  # noqa: ANN001
     from sweepq.config import load_config
 
-    sid = store.create_sweep(load_config("method: grid\nparameters:\n  a: {values: [1, 2, 3]}\nprogram: t.py\n"))
+    sid = store.create_sweep(
+        load_config("method: grid\nparameters:\n  a: {values: [1, 2, 3]}\nprogram: t.py\n")
+    )
     tids = store.create_trials(sid, [{"a": 1}, {"a": 2}])
     run_trial(store, sid, tids[0], [])
     assert client.get(f"/api/sweeps/{sid}").json["metric"]["name"] is None
@@ -531,11 +580,15 @@ def test_bad_sweep_ids_are_400_before_redis(client, store: Store, monkeypatch, b
         assert r.is_json and r.json["error"].startswith("not a sweep id:") and "\n" not in r.json["error"]
 
 
-@pytest.mark.parametrize("bad", ["abc", "abc-", "abc-x", "ABC-1", "a:b-1", "abc-1-2", "abc-%2A", "abc-" + "9" * 19])
+@pytest.mark.parametrize(
+    "bad", ["abc", "abc-", "abc-x", "ABC-1", "a:b-1", "abc-1-2", "abc-%2A", "abc-" + "9" * 19]
+)
 def test_bad_run_ids_are_400_before_redis(client, store: Store, monkeypatch, bad: str) -> None:  # noqa: ANN001
     monkeypatch.setattr(store, "_r", _NoRedis())
     r = client.get(f"/api/sweeps/abc/runs/{bad}")
-    assert r.status_code == 400 and r.json["error"].startswith("not a run id:"), r.get_data(as_text=True)[:200]
+    assert r.status_code == 400 and r.json["error"].startswith("not a run id:"), r.get_data(as_text=True)[
+        :200
+    ]
 
 
 @pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000])
@@ -560,12 +613,18 @@ def test_unexpected_exception_is_json_500_without_traceback(client, store: Store
     assert r.json == {"error": "internal error (RuntimeError); the server log has the details"}
 
 
-@pytest.mark.parametrize(("error", "cause"), [
-    (redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'."), "memory"),
-    (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), "replica"),
-    (redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
-     "Connection refused"),
-], ids=["oom", "readonly", "unreachable"])
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'."), "memory"),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), "replica"),
+        (
+            redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+            "Connection refused",
+        ),
+    ],
+    ids=["oom", "readonly", "unreachable"],
+)
 def test_redis_errors_are_json_503(client, store: Store, monkeypatch, error: Exception, cause: str) -> None:  # noqa: ANN001
     sid = make_sweep(store)
 
