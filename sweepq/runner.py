@@ -464,7 +464,12 @@ class TrialRunner(Execution):
                 self._must(self.store.release_trial, self.sid, self.tid, self.owner, HANDED_BACK)
                 return TrialOutcome("released", None, HANDED_BACK)
             self.tree = TrialTree(self.tid)
-            env = self._spawn_env()
+            try:
+                env = self._spawn_env()
+            except Exception as exc:  # never a stranded claim: the trial fails with the cause
+                log.exception("trial %s: cannot prepare its environment", self.tid)
+                msg = f"cannot prepare the trial's environment: {type(exc).__name__}: {exc}"
+                return self._finish("failed", None, msg, msg)
             missing = _cannot_execute(argv, os.fsdecode(env.get(b"PATH", os.defpath.encode())), self.workdir)
             if missing:
                 return self._finish("failed", 127 if "No such file" in missing else 126, missing, missing)

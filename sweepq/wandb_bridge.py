@@ -206,10 +206,15 @@ class TrialBridge:
         A file that cannot be written is logged, and the trial is pointed at a file that does
         not exist: the script's ``wandb.init`` then fails, visibly, instead of running with the
         defaults or the slot's previous parameters as if they were this trial's."""
+        import yaml
+
         self.started = time.time()
-        data = param_file_text(params).encode("utf-8")
         folder = self.param_path.parent
         try:
+            try:
+                data = param_file_text(params).encode("utf-8")
+            except (UnicodeError, ValueError, yaml.YAMLError) as exc:  # a value YAML cannot hold (not UTF-8)
+                raise OSError(f"a parameter value wandb cannot read: {exc}") from None
             if folder not in _made:
                 folder.mkdir(parents=True, exist_ok=True)
                 _made.add(folder)

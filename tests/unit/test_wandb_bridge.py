@@ -314,6 +314,16 @@ def test_a_parameters_file_that_cannot_be_written_fails_the_trial_visibly(tmp_pa
     assert not Path(env["WANDB_SWEEP_PARAM_PATH"]).exists()
 
 
+def test_a_value_wandb_cannot_read_points_wandb_at_a_missing_file(tmp_path: Path) -> None:
+    """A parameter value that is not UTF-8 (a surrogate escape of a raw byte) cannot go into W&B's
+    YAML file: the trial still runs (a script without wandb never notices), and wandb.init, if
+    called, fails visibly instead of reading the slot's previous parameters."""
+    TrialBridge("s4-1", "s4", tmp_path).prepare({"v": "fine"})
+    bridge = TrialBridge("s4-2", "s4", tmp_path)
+    env = bridge.prepare({"v": "\udcff raw byte"})
+    assert not Path(env["WANDB_SWEEP_PARAM_PATH"]).exists()
+
+
 def test_prepare_uses_the_workers_wandb_dir_as_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(wandb_bridge.SWITCH, "on")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "mine"))
