@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from sweepq import stopping
+from sweepq import conditions, stopping
 from sweepq.checks import Checker, describe, did_you_mean, one_line
 from sweepq.command import DEFAULT_COMMAND as _COMMAND_DEFAULT
 from sweepq.command import macro_names
@@ -387,7 +387,11 @@ def _check_parameters(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any] | N
         extra = " (sweepq does not read scheduler.search_space)" if "scheduler" in cfg else ""
         ck.error("parameters", f"missing: a sweep needs at least one parameter{extra}")
         return None
-    return normalise_parameters(ck, cfg["parameters"], "parameters")
+    n_errors = len(ck.errors)
+    params = normalise_parameters(ck, cfg["parameters"], "parameters")
+    if params is not None and len(ck.errors) == n_errors:
+        conditions.check(ck, params)
+    return params
 
 
 def _check_metric(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -957,7 +957,7 @@ def make(spec: Mapping[str, Any]) -> Distribution:
     if dist == GROUP:
         raise ValueError("a nested parameter group has no distribution of its own; flatten it first")
     cls = DISTRIBUTIONS[dist]
-    return cls(**{k: v for k, v in spec.items() if k != "distribution"})
+    return cls(**{k: v for k, v in spec.items() if k not in ("distribution", "when")})
 
 
 # --- the parameters section --------------------------------------------------------------------
@@ -1016,6 +1016,19 @@ def _normalise_spec(ck: Checker, spec: Any, path: str) -> dict[str, Any] | None:
         )
         return None
 
+    when = None
+    if "when" in spec:  # a condition (sweepq.conditions), on any kind of spec
+        from sweepq.conditions import normalise_when
+
+        when = normalise_when(ck, spec["when"], f"{path}.when")
+        spec = {k: v for k, v in spec.items() if k != "when"}
+    normal = _normalise_kind(ck, spec, path)
+    if normal is not None and when is not None:
+        normal["when"] = when
+    return normal
+
+
+def _normalise_kind(ck: Checker, spec: Mapping[str, Any], path: str) -> dict[str, Any] | None:
     explicit = "distribution" in spec
     if explicit:
         kind = spec["distribution"]
@@ -1036,7 +1049,7 @@ def _normalise_spec(ck: Checker, spec: Any, path: str) -> dict[str, Any] | None:
         if key == "distribution" or key in required or key in optional:
             continue
         how = "" if explicit else " (inferred from its keys; set distribution to use other keys)"
-        allowed = ", ".join((*required, *optional, "distribution"))
+        allowed = ", ".join((*required, *optional, "distribution", "when"))
         ck.error(
             f"{path}.{key}", f"is not a key of {article(kind)} {kind} parameter{how}; allowed: {allowed}"
         )

@@ -80,8 +80,11 @@ def _complete(config: dict[str, Any], given: dict[str, Any], seed: int | None) -
     key the config does not have (it is passed on as given, as W&B's agent would)."""
     import copy
 
+    import numpy as np
+
     from sweepq import engine
-    from sweepq.params import flatten, get_path
+    from sweepq.conditions import Conditions
+    from sweepq.params import flatten, get_path, make
 
     missing = object()
     out = copy.deepcopy(given)
@@ -91,16 +94,33 @@ def _complete(config: dict[str, Any], given: dict[str, Any], seed: int | None) -
         from sweepq.search import random
 
         suggestion = random.suggest(config, [], n=1, seed=seed)[0]
-    for path, spec in flatten(config["parameters"]).items():
-        if get_path(out, path, missing) is not missing:
+    specs = flatten(config["parameters"])
+    cond = Conditions(config["parameters"])
+    active: dict[tuple[str, ...], Any] = {}  # parameters decided so far, parents first
+    for path in cond.order:
+        spec = specs[path]
+        given_value = get_path(out, path, missing)
+        if not cond.holds(path, active):
+            if given_value is not missing:
+                click.echo(
+                    f"warning: --params: {'.'.join(path)} is inactive (its when does not hold); "
+                    "passed on as given",
+                    err=True,
+                )
+            continue
+        if given_value is not missing:
+            active[path] = given_value
             continue
         value = get_path(suggestion, path, missing)
+        if value is missing:  # inactive in the suggestion: draw it for these parents
+            value = make(spec).sample(np.random.default_rng(seed))
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        if value is missing or not isinstance(node, dict):
+        if not isinstance(node, dict):
             continue
         node[path[-1]] = value
+        active[path] = value
         if spec.get("distribution") != "constant":
             click.echo(f"warning: --params: {'.'.join(path)} not given; using {value!r}", err=True)
     for key in given:

@@ -68,6 +68,7 @@ from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, Whit
 from skopt.space import Categorical, Dimension, Integer, Real
 
 from sweepq import params
+from sweepq.conditions import Conditions
 from sweepq.model import FINAL_STATES, TrialState, finite_number
 from sweepq.params import Distribution, flatten, get_path, make
 
@@ -113,6 +114,11 @@ LOG_PAIRS_MAX = 4
 #: they are irrelevant dimensions that slow convergence (docs/bayes.md, "Pairs of log-scale
 #: parameters").
 PAIR_EVIDENCE = 2.0
+
+#: Where an inactive (absent) numeric parameter sits in the model's [0, 1] features.
+INACTIVE_AT = 0.5
+#: Whether each distinct condition gets an activity-indicator feature of its own.
+INDICATORS = True
 
 #: Warnings of the most recent call in this process (``suggest_with_info`` returns them too).
 last_warnings: list[str] = []
@@ -280,6 +286,18 @@ class _Space:
             width = p.dim.transformed_size
             p.cols = slice(start, start + width)
             start += width
+        self.cond = Conditions(parameters)
+        #: one activity-indicator feature per distinct condition (conditional spaces only)
+        self.indicators: list[tuple[tuple[str, ...], int]] = []
+        if self.cond:
+            by_rules: dict[Any, int] = {}
+            for p in self.params:
+                rules = self.cond.rules.get(p.path)
+                if rules is not None and INDICATORS and rules not in by_rules:
+                    by_rules[rules] = start + len(by_rules)
+                    self.indicators.append((p.path, by_rules[rules]))
+            start += len(by_rules)
+            self._prepare_conditions()
         self.n_features = start
         #: per-feature weight for distances: a category change counts 1, like a full-range move.
         self.dist_weight = np.ones(self.n_features)
@@ -290,11 +308,16 @@ class _Space:
                 self.cat_mask[p.cols] = True
                 if p.cols.stop - p.cols.start > 1:
                     self.dist_weight[p.cols] = 1 / math.sqrt(2)
-        self.numeric_cols = np.flatnonzero(~self.cat_mask)
+        searched = np.ones(self.n_features, dtype=bool)
+        searched[[col for _, col in self.indicators]] = False  # set from activity, never searched
+        self.numeric_cols = np.flatnonzero(~self.cat_mask & searched)
         logs = [
             p
             for p in self.params
-            if isinstance(p.dim, Real) and p.dim.prior == "log-uniform" and p.dim.high > p.dim.low
+            if isinstance(p.dim, Real)
+            and p.dim.prior == "log-uniform"
+            and p.dim.high > p.dim.low
+            and p.path not in self.cond.rules  # a pair feature of an absent value means nothing
         ]
         #: (column a, column b, decades of a, decades of b) per pair of log-scale parameters
         self.log_pairs: list[tuple[int, int, float, float]] = []
@@ -312,12 +335,76 @@ class _Space:
         #: category mask of the model's features (``model_features``: the extra ones are numeric)
         self.model_cat_mask = np.concatenate([self.cat_mask, np.zeros(2 * len(self.log_pairs), dtype=bool)])
 
+    # --- conditional spaces ------------------------------------------------------------------
+
+    def _prepare_conditions(self) -> None:
+        """Per leaf, its rules as (parent's searched index or None, allowed category indices or
+        a fixed truth value), for :meth:`activity` to evaluate on feature rows."""
+        index = {p.path: i for i, p in enumerate(self.params)}
+        fixed = dict(self.constants)
+        self._rules: list[tuple[tuple[str, ...], list[tuple[tuple[str, ...], int | None, Any]]]] = []
+        for path in self.cond.order:
+            rules: list[tuple[tuple[str, ...], int | None, Any]] = []
+            for parent, allowed in self.cond.rules.get(path, ()):
+                j = index.get(parent)
+                if j is None:  # a constant (or a one-value categorical): the rule is fixed
+                    rules.append((parent, None, params.canonical(fixed.get(parent)) in allowed))
+                else:
+                    values = self.params[j].dist.values  # type: ignore[attr-defined]
+                    ok = np.array([params.canonical(v) in allowed for v in values], dtype=bool)
+                    rules.append((parent, j, ok))
+            self._rules.append((path, rules))
+        self._index = index
+
+    def activity(self, X: np.ndarray) -> np.ndarray:
+        """(n, n_params) bool: which searched parameters each feature row activates, decided
+        parents first from the category columns of the parents."""
+        n = len(X)
+        act: dict[tuple[str, ...], np.ndarray] = {}
+        for path, rules in self._rules:
+            a = np.ones(n, dtype=bool)
+            for parent, j, ok in rules:
+                a &= act[parent]
+                if j is None:
+                    a &= bool(ok)
+                else:
+                    p = self.params[j]
+                    cols = X[:, p.cols]
+                    idx = (cols[:, 0] > 0.5).astype(int) if cols.shape[1] == 1 else np.argmax(cols, axis=1)
+                    a &= ok[idx]
+            act[path] = a
+        return np.stack([act[p.path] for p in self.params], axis=1) if self.params else np.zeros((n, 0), bool)
+
+    def condition(self, X: np.ndarray, act: np.ndarray | None = None) -> np.ndarray:
+        """Rows as the model sees them (in place): an inactive parameter's columns hold a fixed
+        value (``INACTIVE_AT`` for numbers, no category for categories), and each condition's
+        indicator column says whether it holds. So two trials that differ only in a value they
+        do not use are the same point, and an absent dimension adds no noise to the model."""
+        if not self.cond or not len(X):
+            return X
+        act = self.activity(X) if act is None else act
+        for i, p in enumerate(self.params):
+            off = ~act[:, i]
+            if off.any():
+                X[np.flatnonzero(off), p.cols] = 0.0 if p.is_categorical else INACTIVE_AT
+        for path, col in self.indicators:
+            X[:, col] = act[:, self._index[path]]
+        return X
+
+    def active_dim(self) -> int:
+        """The most searched parameters active together (the largest branch's dimension)."""
+        if not self.cond:
+            return len(self.params)
+        return self.cond.max_active(within={p.path for p in self.params})
+
     @property
     def dim(self) -> int:
         return len(self.params)
 
     def size(self) -> float:
         """Number of distinct points (inf unless every parameter is discrete)."""
+        if self.cond:
+            return self.cond.count({p.path: p.dist.count() for p in self.params})
         total = 1.0
         for p in self.params:
             total *= p.dist.count()
@@ -330,6 +417,7 @@ class _Space:
         n = len(params_list)
         X = np.zeros((n, self.n_features))
         ok = np.ones(n, dtype=bool)
+        invalid: list[np.ndarray] = []
         for p in self.params:
             if len(p.path) == 1:  # top-level names, the common case: one dict lookup per trial
                 name = p.path[0]
@@ -342,20 +430,35 @@ class _Space:
             raw = [_unwrap(v) if type(v) is dict else v for v in raw]
             cols, valid = p.encode(raw)
             X[:, p.cols] = cols
-            ok &= valid
+            if self.cond:
+                invalid.append(~valid)
+            else:
+                ok &= valid
+        if self.cond and self.params:
+            act = self.activity(X)
+            ok = ~(np.stack(invalid, axis=1) & act).any(axis=1)  # an absent value is fine if inactive
+            self.condition(X, act)
         return X, ok
 
     def decode(self, x: np.ndarray) -> tuple[dict[str, Any], bytes]:
         """One feature row -> (nested params, key of the row the params encode to)."""
         flat: list[tuple[tuple[str, ...], Any]] = []
         row = np.zeros(self.n_features)
-        for p in self.params:
+        act = self.activity(x[None, :])[0] if self.cond else None
+        for i, p in enumerate(self.params):
+            if act is not None and not act[i]:
+                continue  # absent from this point
             v = p.decode(x[None, p.cols])[0]
             v = v.item() if isinstance(v, np.generic) else v
             flat.append((p.path, v))
             row[p.cols] = p.encode([v])[0][0]
+        constants = self.constants
+        if act is not None:
+            self.condition(row[None, :])
+            constants = list(self.cond.prune({**dict(self.constants), **dict(flat)}).items())
+            constants = [(path, v) for path, v in constants if path not in self._index]
         out: dict[str, Any] = {}
-        for path, v in [*self.constants, *flat]:
+        for path, v in [*constants, *flat]:
             node = out
             for part in path[:-1]:
                 node = node.setdefault(part, {})
@@ -363,10 +466,11 @@ class _Space:
         return out, _row_key(row)
 
     def snap(self, X: np.ndarray) -> np.ndarray:
+        """Candidates moved onto points a trial can be: discrete values, absent values fixed."""
         for p in self.params:
             if p.is_discrete and not p.is_categorical:
                 X[:, p.cols] = p.snap(X[:, p.cols])
-        return X
+        return self.condition(X)
 
     def random_categoricals(
         self, X: np.ndarray, rng: np.random.Generator, rows: np.ndarray | None = None, prob: float = 1.0
@@ -907,7 +1011,7 @@ def suggest_with_info(
     use_model = (
         n_obs >= 2
         and not degenerate
-        and (data.n_trials >= n_initial(space.dim) or n_obs >= n_initial(space.dim))
+        and (data.n_trials >= n_initial(space.active_dim()) or n_obs >= n_initial(space.active_dim()))
     )
 
     existing = [data.X_all]

@@ -14,6 +14,12 @@
 * No point is suggested twice, neither across calls (it is covered by the trial made from it) nor
   inside one batch; ``[]`` means the grid is exhausted.
 
+Conditional parameters (:mod:`sweepq.conditions`): the axes are taken parents first, and a
+point holds only the parameters its choices activate; an inactive axis has the one digit ``-1``
+(absent). So the walk visits each *active* combination exactly once and ends exactly, with a
+parent varying slower than the parameters it brings (a trial covers the point of its active
+parameters; values it holds for inactive ones are ignored). Without conditions nothing changes.
+
 Lazy, with bounded memory and CPU whatever the grid's size (six int_uniform axes of 1,000,000
 values are 10^36 points): nothing is enumerated up front. A point is a tuple of digits, one per
 axis; int_uniform and q_uniform values are computed from their digit (q_uniform exactly as
@@ -30,6 +36,7 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from sweepq.conditions import Conditions
 from sweepq.params import GridAxis, ParamPath, flatten, get_path, make, unflatten
 
 __all__ = ["points", "suggest"]
@@ -47,8 +54,11 @@ class _Grid:
         self.constants: dict[ParamPath, Any] = {}
         self.paths: list[ParamPath] = []
         self.axes: list[GridAxis] = []
-        for path, spec in flatten(config["parameters"]).items():
-            self.order.append(path)
+        specs = flatten(config["parameters"])
+        self.order = list(specs)
+        self.cond = Conditions(config["parameters"])
+        for path in self.cond.order:
+            spec = specs[path]
             dist = make(spec)
             axis = dist.grid()
             if axis is None:
@@ -65,6 +75,8 @@ class _Grid:
         """The point a trial's params cover, or None (not a mapping, an axis missing or off-grid)."""
         if not isinstance(params, Mapping):
             return None
+        if self.cond:
+            return self._conditional_digits(params)
         out = []
         for path, axis in zip(self.paths, self.axes, strict=True):
             v = get_path(params, path, _MISSING)
@@ -79,13 +91,19 @@ class _Grid:
     def point(self, digits: Sequence[int]) -> dict[str, Any]:
         flat = {path: copy.deepcopy(v) for path, v in self.constants.items()}
         for path, axis, i in zip(self.paths, self.axes, digits, strict=True):
-            flat[path] = axis.value(i)
-        return unflatten({path: flat[path] for path in self.order})
+            if i >= 0:
+                flat[path] = axis.value(i)
+        if self.cond:
+            flat = self.cond.prune(flat)  # constants whose condition does not hold
+        return unflatten({path: flat[path] for path in self.order if path in flat})
 
     def walk(self) -> Iterator[tuple[int, ...]]:
         """Every point's digits in grid order (an odometer: O(1) amortised per step)."""
         sizes = [a.size for a in self.axes]
         if any(n <= 0 for n in sizes):
+            return
+        if self.cond:
+            yield from self._conditional_walk(sizes)
             return
         digits = [0] * len(sizes)
         while True:
@@ -97,6 +115,55 @@ class _Grid:
             if j < 0:
                 return
             digits[j] += 1
+
+    # --- conditional grids: an axis is active or absent (-1) by the digits of its parents ------
+
+    def _active_values(self, digits: Sequence[int], upto: int) -> dict[ParamPath, Any]:
+        """Values of the active axes before position ``upto``, and of every constant."""
+        active = dict(self.constants)
+        for path, axis, i in zip(self.paths[:upto], self.axes[:upto], digits[:upto], strict=True):
+            if i >= 0:
+                active[path] = axis.value(i)
+        return active
+
+    def _settle(self, digits: list[int], start: int) -> None:
+        """Set every axis from ``start`` on to its first value if active, else to -1 (absent).
+        Axes are in parents-first order, so each one's parents are settled before it."""
+        active = self._active_values(digits, start)
+        for k in range(start, len(self.axes)):
+            if self.cond.holds(self.paths[k], active):
+                digits[k] = 0
+                active[self.paths[k]] = self.axes[k].value(0)
+            else:
+                digits[k] = -1
+
+    def _conditional_walk(self, sizes: list[int]) -> Iterator[tuple[int, ...]]:
+        digits = [0] * len(sizes)
+        self._settle(digits, 0)
+        while True:
+            yield tuple(digits)
+            j = len(digits) - 1
+            while j >= 0 and (digits[j] < 0 or digits[j] == sizes[j] - 1):
+                j -= 1
+            if j < 0:
+                return
+            digits[j] += 1
+            self._settle(digits, j + 1)
+
+    def _conditional_digits(self, params: Mapping[str, Any]) -> tuple[int, ...] | None:
+        active = dict(self.constants)
+        out = []
+        for path, axis in zip(self.paths, self.axes, strict=True):
+            if not self.cond.holds(path, active):
+                out.append(-1)  # absent from this point: a value the trial holds is ignored
+                continue
+            v = get_path(params, path, _MISSING)
+            i = None if v is _MISSING else axis.index(v)
+            if i is None:
+                return None
+            out.append(i)
+            active[path] = axis.value(i)
+        return tuple(out)
 
 
 def points(config: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -7,6 +7,10 @@ drawn from a generator seeded with ``(s, k)``. So repeated calls in a live sweep
 sweep replays exactly, and ``suggest(n=3)`` equals three calls that each add the previous
 suggestion as a trial. Without a seed every call uses fresh OS entropy, so parallel controllers
 or agents never draw the same sequence (W&B issue #5215).
+
+Conditional parameters (:mod:`sweepq.conditions`): parameters are drawn parents first, and one
+whose condition does not hold is neither drawn nor present. Without conditions the order is
+:func:`sweepq.params.flatten`'s, so the draws are those of a config without ``when``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from sweepq.params import flatten, make, unflatten
+from sweepq.conditions import Conditions
+from sweepq.params import ParamPath, flatten, make, unflatten
 
 __all__ = ["suggest"]
 
@@ -30,10 +35,21 @@ def suggest(
     """``n`` independent random points of the (normalised) config's space."""
     if seed is None:
         seed = config.get("seed")
-    leaves = [(path, make(spec)) for path, spec in flatten(config["parameters"]).items()]
+    specs = flatten(config["parameters"])
+    cond = Conditions(config["parameters"])
+    leaves = [(path, make(specs[path])) for path in cond.order]
     if seed is None:
         fresh = np.random.default_rng()
         rngs = [fresh] * n
     else:
         rngs = [np.random.default_rng([int(seed), len(trials) + i]) for i in range(n)]
-    return [unflatten({path: dist.sample(rng) for path, dist in leaves}) for rng in rngs]
+    if not cond:
+        return [unflatten({path: dist.sample(rng) for path, dist in leaves}) for rng in rngs]
+    out = []
+    for rng in rngs:
+        drawn: dict[ParamPath, Any] = {}
+        for path, dist in leaves:
+            if cond.holds(path, drawn):
+                drawn[path] = dist.sample(rng)
+        out.append(unflatten({path: drawn[path] for path in specs if path in drawn}))
+    return out
