@@ -98,7 +98,12 @@ def check(ck: Checker, parameters: Mapping[str, Any]) -> None:
             if len(found) != 1:
                 what = "names more than one parameter" if found else "names no parameter"
                 hint = did_you_mean(key, names)
-                ck.error(f"{where}.{key}", f"{what} (a parameter's name, dotted for nested ones){hint}")
+                nested = [name for name in names if name.endswith(f".{key}")]
+                if not found and not hint and len(nested) == 1:
+                    hint = f" (did you mean {nested[0]}?)"
+                ck.error(
+                    f"{where}.{key}", f"{what}{hint}; name a parameter by its path, dotted for a nested one"
+                )
                 continue
             parent = found[0]
             pspec = leaves[parent]
