@@ -18,6 +18,7 @@ PURE = [
     "sweepq.errors",
     "sweepq.checks",
     "sweepq.params",
+    "sweepq.conditions",
     "sweepq.config",
     "sweepq.search.grid",
     "sweepq.search.random",
