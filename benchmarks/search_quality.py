@@ -28,7 +28,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -224,10 +224,19 @@ def numeric_stack() -> str:
     return ", ".join(libs) + (f" (OPENBLAS_CORETYPE={core})" if core else "")
 
 
-def simulate(problem_name: str, method: str, workers: int, seed: int, budget: int) -> dict[str, Any]:
-    """One sweep; returns the value of every trial in start order and the time spent suggesting."""
-    problem = PROBLEMS[problem_name]
-    opt = METHODS[method](problem, seed)
+def simulate(
+    problem_name: str,
+    method: str,
+    workers: int,
+    seed: int,
+    budget: int,
+    problems: Mapping[str, Problem] = PROBLEMS,
+    methods: Mapping[str, Callable[[Problem, int], Any]] = METHODS,
+) -> dict[str, Any]:
+    """One sweep; returns the value of every trial in start order and the time spent suggesting.
+    ``problems`` and ``methods`` are where the names are looked up (conditional.py has its own)."""
+    problem = problems[problem_name]
+    opt = methods[method](problem, seed)
     durations = np.random.default_rng(1000 + seed).uniform(0.5, 1.5, budget)
     values: list[float | None] = [None] * budget
     running: list[tuple[float, int, Any, dict[str, Any]]] = []

@@ -53,6 +53,51 @@ def test_search_quality_simulates_a_parallel_sweep(bench_path: None) -> None:
     assert len({repr(v) for v in r["values"]}) == 14  # 14 distinct points were evaluated
 
 
+# W&B's engine fits scikit-learn's GP with length-scale bounds its data often reaches
+@pytest.mark.filterwarnings("ignore:The optimal value found for dimension")
+def test_conditional_quick_run_scores_every_method(
+    bench_path: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+    import json
+
+    import conditional
+
+    out_file = tmp_path / "conditional.json"
+    assert conditional.main(["--quick", "--out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    # a peer is left out only where its package is missing, and the script says why
+    missing = {
+        m: pkg
+        for m, pkg in (("wandb-flat", "sweeps"), ("optuna-tpe", "optuna"))
+        if not importlib.util.find_spec(pkg)
+    }
+    skipped = {line.split(":")[0] for line in out.splitlines() if ": skipped, " in line}
+    assert skipped == set(missing), out
+    assert all(f"{m}: skipped, the {pkg} package is not installed" in out for m, pkg in missing.items())
+    ran = [m for m in conditional.METHODS if m not in missing]
+    for m in ran:
+        assert out.count(f"| {m} | ") == len(conditional.PROBLEMS)
+    assert out.count("Verdict, sweepq's median regret:") == len(conditional.PROBLEMS)
+    record = json.loads(out_file.read_text())
+    assert len(record["runs"]) == len(conditional.PROBLEMS) * len(ran)
+    assert all(
+        len(r["values"]) == 10 and all(isinstance(v, float) for v in r["values"]) for r in record["runs"]
+    )
+    assert all(row["median"] >= 0 for rows in record["summary"].values() for row in rows.values())
+
+
+def test_conditional_benchmark_rejects_a_method_that_ignores_when(bench_path: None) -> None:
+    """A conditional method is scored only if its trials hold exactly the active parameters."""
+    import conditional
+    import search_quality
+
+    problem = conditional.PROBLEMS["chain"]
+    flat = search_quality.SweepqAdapter(conditional.flattened(problem), 0, "random")
+    with pytest.raises(AssertionError, match="active parameters"):
+        conditional.ActiveOnly(flat, problem.parameters).ask()
+
+
 @pytest.mark.filterwarnings("ignore:The optimal value found for dimension")
 def test_json_results_make_every_plot(
     bench_path: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]

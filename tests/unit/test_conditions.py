@@ -19,7 +19,6 @@ from sweepq.config import load_config, validate
 from sweepq.params import flatten, make
 from sweepq.search import bayes, grid
 
-
 # opt: sgd brings momentum (and a constant nesterov); adam brings beta and sched, and
 # sched: cosine brings warmup (a chain of two conditions); rms brings nothing.
 PARAMS: dict[str, Any] = {
