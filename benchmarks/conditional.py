@@ -17,7 +17,7 @@ Methods:
 
 * ``sweepq``: ``method: bayes`` on the space with ``when``; a trial holds only its active parameters.
 * ``sweepq-flat``: ``method: bayes`` on the flattened space (every ``when`` removed): every parameter
-  is always sampled and the objective ignores the inactive ones (sweepq before issue 21).
+  is always sampled and the objective ignores the inactive ones (what a search without conditions does).
 * ``sweepq-random``: ``method: random`` with ``when``.
 * ``wandb-flat``: W&B's bayes engine (``sweeps`` 0.2.0) on the flattened space; W&B has no
   conditional parameters.

@@ -365,33 +365,61 @@ def row_keys(store: Store, tid: str, limit: int = 200) -> list[str]:
     return list(keys)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _key(v: Any) -> str:
+    """A parameter value as text that tells values apart (``1`` from ``"1"``)."""
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _label(v: Any) -> str:
+    """A categorical value as the text of its tick: strings as they are, anything else as JSON."""
+    return v if isinstance(v, str) else _key(v)
+
+
+def _names(flat: list[dict[str, Any]]) -> list[str]:
+    """Every parameter name of some run, in order of first appearance."""
+    names: dict[str, None] = {}
+    for f in flat:
+        for k in f:
+            names[k] = None
+    return list(names)
+
+
 def parallel(trials: list[dict[str, Any]], goal: str, limit: int = 2000) -> dict[str, Any]:
     """Parallel-coordinates data: one axis per parameter, the metric last.
 
     Runs with a metric value only, the best ``limit`` of them (a plot of 10,000 lines shows
     nothing more than one of 1,000). Numeric axes carry values; others are categorical with
-    ``ticktext`` and integer codes, so the browser needs no logic of its own.
+    ``ticktext`` and integer codes. A run that lacks a parameter (a conditional one whose
+    ``when`` did not hold) has ``null`` on that axis, never a value or a category of its own, and
+    the dimension counts such runs in ``absent``; the page draws them at an "(absent)" tick
+    below the axis, so every run keeps its line through the other axes. A value the run does
+    hold as ``null`` is a category (``"null"``), so ``null`` in ``values`` always means absent.
     """
     scored = [t for t in trials if t["metric"] is not None]
     scored.sort(key=lambda t: t["metric"], reverse=(goal == "maximize"))
     scored = scored[:limit]
     flat = [dotted(t["params"]) for t in scored]
-    names: dict[str, None] = {}
-    for f in flat:
-        for k in f:
-            names[k] = None
     dims = []
-    for name in names:
-        vals = [f.get(name) for f in flat]
-        if len({json.dumps(v, sort_keys=True, default=str) for v in vals}) < 2 and len(vals) > 1:
+    for name in _names(flat):
+        present = [f[name] for f in flat if name in f]
+        absent = len(flat) - len(present)
+        if len({_key(v) for v in present}) + (absent > 0) < 2 and len(flat) > 1:
             continue  # a constant axis says nothing (W&B leaves them out too)
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None):
-            dims.append({"name": name, "type": "numeric", "values": vals})
+        dim: dict[str, Any]
+        if all(_is_number(v) for v in present):
+            dim = {"name": name, "type": "numeric", "values": [f.get(name) for f in flat]}
         else:
-            labels = sorted({json.dumps(v) if not isinstance(v, str) else v for v in vals}, key=str)
-            code = {lab: i for i, lab in enumerate(labels)}
-            enc = [code[json.dumps(v) if not isinstance(v, str) else v] for v in vals]
-            dims.append({"name": name, "type": "categorical", "values": enc, "ticktext": labels})
+            keys = sorted({_key(v): _label(v) for v in present}.items(), key=lambda kv: kv[1])
+            code = {k: i for i, (k, _) in enumerate(keys)}
+            enc = [code[_key(f[name])] if name in f else None for f in flat]
+            dim = {"name": name, "type": "categorical", "values": enc, "ticktext": [lab for _, lab in keys]}
+        if absent:
+            dim["absent"] = absent
+        dims.append(dim)
     return {
         "ids": [t["id"] for t in scored],
         "metric": [t["metric"] for t in scored],
@@ -426,53 +454,89 @@ def importance(scored: list[dict[str, Any]], max_samples: int = 1000, min_runs: 
 
     Categorical parameters are one-hot encoded and their columns' importances summed, so a
     parameter's importance does not depend on the order of its values.
+
+    A parameter that some runs lack (a conditional one) is judged only on the runs that have
+    it: parameters present in exactly the same runs share one forest, fitted on those runs with
+    every parameter they all have (so ``momentum``, present where ``optimizer`` is ``sgd``, is
+    weighed against ``lr`` among the sgd runs). An absent value is never imputed nor made a
+    category. Each row's ``n`` says on how many runs it was judged; a parameter present in fewer
+    than ``min_runs`` of them is listed in ``too_few`` instead. Without conditional parameters
+    this is one forest over all runs, and the importances sum to 1.
     """
     n = len(scored)
     if n < min_runs:
-        return {"n": n, "params": [], "note": f"needs at least {min_runs} finished runs with the metric"}
+        return {
+            "n": n,
+            "params": [],
+            "too_few": [],
+            "note": f"needs at least {min_runs} finished runs with the metric",
+        }
     if n > max_samples:  # evenly spaced, deterministic subsample
         scored = [scored[round(i * (n - 1) / (max_samples - 1))] for i in range(max_samples)]
     import numpy as np
-    from sklearn.ensemble import RandomForestRegressor
 
     flat = [dotted(t["params"]) for t in scored]
-    names: dict[str, None] = {}
-    for f in flat:
-        for k in f:
-            names[k] = None
+    names = _names(flat)
+    y = np.array([t["metric"] for t in scored], dtype=float)
+    present = {name: frozenset(i for i, f in enumerate(flat) if name in f) for name in names}
+    groups: dict[frozenset[int], list[str]] = {}
+    for name in names:
+        groups.setdefault(present[name], []).append(name)
+    rows: list[dict[str, Any]] = []
+    too_few: list[str] = []
+    for runs, members in sorted(groups.items(), key=lambda g: -len(g[0])):
+        if len(runs) < min_runs:
+            too_few.extend(members)
+            continue
+        idx = sorted(runs)
+        features = [q for q in names if present[q] >= runs]  # what every one of these runs has
+        rows.extend(_forest_rows([flat[i] for i in idx], y[idx], features, members))
+    if not rows:
+        note = "no parameters vary"
+        if too_few:
+            note = f"needs at least {min_runs} finished runs with each parameter"
+        return {"n": n, "params": [], "too_few": too_few, "note": note}
+    rows.sort(key=lambda r: -r["importance"])
+    return {"n": n, "params": rows, "too_few": too_few, "note": ""}
+
+
+def _forest_rows(
+    flat: list[dict[str, Any]], y: Any, features: list[str], members: list[str]
+) -> list[dict[str, Any]]:
+    """The importance rows of ``members`` from one forest fitted on these runs (each of which
+    has every one of ``features``); constants are left out."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+
     cols: list[list[float]] = []
     owner: list[str] = []
     corr: dict[str, float | None] = {}
-    y = np.array([t["metric"] for t in scored], dtype=float)
-    for name in names:
-        vals = [f.get(name) for f in flat]
-        if len({json.dumps(v, sort_keys=True, default=str) for v in vals}) < 2:
+    for name in features:
+        vals = [f[name] for f in flat]
+        if len({_key(v) for v in vals}) < 2:
             continue  # constants cannot matter
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None)
-        if numeric:
-            x = np.array([np.nan if v is None else float(v) for v in vals], dtype=float)
-            fill = np.nanmean(x) if np.isfinite(x).any() else 0.0
-            x = np.where(np.isfinite(x), x, fill)
+        if all(_is_number(v) for v in vals):
+            x = np.array(vals, dtype=float)
+            finite = np.isfinite(x)
+            x = np.where(finite, x, x[finite].mean() if finite.any() else 0.0)
             cols.append(list(x))
             owner.append(name)
             corr[name] = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
         else:
-            labels = sorted({str(v) for v in vals})
-            for lab in labels:
-                cols.append([1.0 if str(v) == lab else 0.0 for v in vals])
+            for key in sorted({_key(v) for v in vals}):
+                cols.append([1.0 if _key(v) == key else 0.0 for v in vals])
                 owner.append(name)
             corr[name] = None
     if not cols:
-        return {"n": n, "params": [], "note": "no parameters vary"}
+        return []
     X = np.array(cols, dtype=float).T
     forest = RandomForestRegressor(n_estimators=48, random_state=0, n_jobs=1, min_samples_leaf=2)
     forest.fit(X, y)
     imp: dict[str, float] = {}
     for name, v in zip(owner, forest.feature_importances_, strict=True):
         imp[name] = imp.get(name, 0.0) + float(v)
-    rows: list[dict[str, Any]] = [
-        {"param": k, "importance": imp.get(k, 0.0), "correlation": finite_number(corr.get(k))}
+    return [
+        {"param": k, "importance": imp[k], "correlation": finite_number(corr.get(k)), "n": len(flat)}
         for k in dict.fromkeys(owner)
+        if k in members
     ]
-    rows.sort(key=lambda r: -r["importance"])
-    return {"n": n, "params": rows, "note": ""}

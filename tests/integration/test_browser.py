@@ -452,3 +452,116 @@ def test_failed_sweep_shows_why(browser, store, serve_app) -> None:  # noqa: ANN
         assert pg.errors == []
     finally:
         pg.close()
+
+
+def test_conditional_parameters_show_as_absent(browser, store, serve_app) -> None:  # noqa: ANN001
+    """A sweep with ``when``: runs lack the parameters of the other branch. The runs table lists
+    only the parameters a run has; parallel coordinates draw every run through every axis, a
+    missing value at an "(absent)" tick (never 0, "null" or "undefined"); importance says on how
+    many runs a conditional parameter was judged."""
+    import json
+
+    from sweepq.config import load_config
+
+    sid = store.create_sweep(
+        load_config(
+            {
+                "method": "random",
+                "metric": {"name": "loss", "goal": "minimize"},
+                "program": TRIAL,
+                "parameters": {
+                    "opt": {"values": ["sgd", "adam"]},
+                    "lr": {"min": 0.001, "max": 0.1},
+                    "momentum": {"min": 0.0, "max": 0.99, "when": {"opt": "sgd"}},
+                    "sched": {"values": ["constant", "invscaling"], "when": {"opt": "sgd"}},
+                    "beta": {"values": [0.9, 0.99, 0.999], "when": {"opt": "adam"}},
+                },
+            }
+        )
+    )
+    params: list[dict] = []
+    for i in range(12):
+        if i % 2:
+            params.append(
+                {
+                    "opt": "sgd",
+                    "lr": 0.01 + i / 200,
+                    "momentum": i / 13,
+                    "sched": ["constant", "invscaling"][i % 4 // 2],
+                }
+            )
+        else:
+            params.append({"opt": "adam", "lr": 0.01 + i / 200, "beta": [0.9, 0.99, 0.999][i % 3]})
+    for i, tid in enumerate(store.create_trials(sid, params)):
+        assert store.claim(sid, tid, f"o-{tid}", "w@test", 30).ok
+        loss = 1.0 - i / 20
+        assert store.log_metrics(sid, tid, f"o-{tid}", [loss], [json.dumps({"loss": loss, "_step": 0})])
+        assert store.finish_trial(sid, tid, f"o-{tid}", "finished", 0)
+    url = serve_app({"api_token": None})
+    pg = Page(browser, url)
+    page = pg.page
+    texts = "(sel) => [...document.querySelectorAll(sel)].map(e => e.textContent)"
+    try:
+        page.goto(f"{url}/#/sweep/{sid}")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#runs-table tbody tr[data-id]').length === 12"
+            " && document.querySelector('#parallel .axis-title')"
+            " && document.querySelector('#importance-table tbody tr')",
+            timeout=30000,
+        )
+        # runs table: a run shows the parameters it has, and nothing for the others
+        cells = page.evaluate(
+            "() => [...document.querySelectorAll('#runs-table tbody tr[data-id]')]"
+            ".map(tr => tr.querySelector('td.params').textContent)"
+        )
+        assert len(cells) == 12
+        for text in cells:
+            assert text.startswith(("opt=sgd", "opt=adam")), text
+            sgd = text.startswith("opt=sgd")
+            assert (
+                ("momentum=" in text) == sgd and ("sched=" in text) == sgd and ("beta=" in text) == (not sgd)
+            )
+        table = page.locator("#runs-table").inner_text()
+        assert not any(bad in table for bad in ("undefined", "null", "NaN")), table
+
+        # parallel coordinates: one axis per parameter, every run on every axis, no null left
+        assert page.evaluate(texts, "#parallel .axis-title") == [
+            "opt",
+            "lr",
+            "momentum",
+            "sched",
+            "beta",
+            "loss",
+        ]
+        dims = page.evaluate(
+            "() => document.getElementById('parallel').data[0].dimensions.map(d => ({"
+            " values: Array.from(d.values), tickvals: d.tickvals ? Array.from(d.tickvals) : null,"
+            " ticktext: d.ticktext || null}))"
+        )
+        for d in dims:
+            assert len(d["values"]) == 12
+            assert all(isinstance(v, (int, float)) for v in d["values"]), d
+        momentum, sched, beta = dims[2], dims[3], dims[4]
+        for d, n_absent in ((momentum, 6), (sched, 6), (beta, 6)):
+            assert d["ticktext"][0] == "(absent)", d
+            at = d["tickvals"][0]
+            assert sum(1 for v in d["values"] if v == at) == n_absent
+            assert at < min(v for v in d["values"] if v != at)  # below the axis's values
+        assert sched["ticktext"] == ["(absent)", "constant", "invscaling"]
+        ticks = page.evaluate(texts, "#parallel .tick text")
+        assert "(absent)" in ticks and not {"null", "undefined", "NaN"} & set(ticks), ticks
+
+        # importance: a conditional parameter judged on the runs that have it
+        rows = page.evaluate(
+            "() => Object.fromEntries([...document.querySelectorAll('#importance-table tbody tr')]"
+            ".map(tr => [tr.dataset.param, tr.cells[0].textContent]))"
+        )
+        assert set(rows) == {"opt", "lr", "momentum", "sched", "beta"}
+        assert rows["momentum"] == "momentum (6 runs)" and rows["opt"] == "opt"
+        assert "only on the runs that have it" in page.locator("#importance").inner_text()
+        assert not any(bad in page.locator("#importance").inner_text() for bad in ("undefined", "NaN"))
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(IMG / "conditional.png"))
+        assert pg.errors == [] and pg.outside() == []
+    finally:
+        pg.close()

@@ -535,15 +535,47 @@
       keySelect.value = cur || st.status.metric.name || keys[0];
     }
 
+    // A run that lacks a parameter (its `when` did not hold) has null on that axis: it is drawn
+    // at an "(absent)" tick below the axis's values. Handed a null, Plotly's parcoords bends the
+    // line towards the bottom halfway to that axis and draws none of it beyond.
+    const ABSENT = "(absent)";
+    function niceTicks(lo, hi) {
+      if (!(hi > lo)) return [lo];
+      const raw = (hi - lo) / 4;
+      const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+      const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+      const out = [];
+      for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+      return out;
+    }
+    function parDimension(d) {
+      const dim = {label: plotText(d.name), values: d.values};
+      if (d.type === "categorical") { dim.tickvals = d.ticktext.map((_, i) => i); dim.ticktext = d.ticktext; }
+      if (!d.values.some((v) => v === null)) return dim;
+      const present = d.values.filter((v) => v !== null);
+      let at;
+      if (d.type === "categorical") {
+        at = -1;
+        dim.tickvals = [at].concat(dim.tickvals);
+        dim.ticktext = [ABSENT].concat(dim.ticktext);
+        dim.range = [at, Math.max(0, d.ticktext.length - 1)];
+      } else {
+        const lo = Math.min(...present), hi = Math.max(...present);
+        const ticks = niceTicks(lo, hi);
+        at = lo - ((hi - lo) || Math.abs(lo) || 1) * 0.15;
+        dim.tickvals = [at].concat(ticks);
+        dim.ticktext = [ABSENT].concat(ticks.map(fmt));
+        dim.range = [at, hi];
+      }
+      dim.values = d.values.map((v) => (v === null ? at : v));
+      return dim;
+    }
+
     async function pollParallel() {
       await plotlyReady;
       const {data} = await api("/api/sweeps/" + enc + "/parallel?limit=1000");
       if (!data.ids.length) { parNote.textContent = "No run has a metric yet."; return; }
-      const dims = data.dimensions.map((d) => {
-        const dim = {label: plotText(d.name), values: d.values};
-        if (d.type === "categorical") { dim.tickvals = d.ticktext.map((_, i) => i); dim.ticktext = d.ticktext; }
-        return dim;
-      });
+      const dims = data.dimensions.map(parDimension);
       dims.push({label: plotText(data.metric_name || "metric"), values: data.metric});
       parNote.textContent = data.ids.length + " of " + data.total_scored + " runs with a metric (the best ones)";
       try {
@@ -562,12 +594,18 @@
       const max = Math.max(...data.params.map((p) => p.importance), 1e-9);
       imp.appendChild(el("table", {id: "importance-table"},
         el("thead", null, el("tr", null, el("th", {text: "parameter"}), el("th", {text: "importance"}), el("th", {text: "correlation"}))),
-        el("tbody", null, data.params.map((p) => el("tr", null,
-          el("td", {text: p.param}),
+        el("tbody", null, data.params.map((p) => el("tr", {dataset: {param: p.param}},
+          el("td", null, p.param, p.n !== undefined && p.n < data.n
+            ? el("span", {class: "muted", title: "judged on the runs that have this parameter", text: " (" + p.n + " runs)"}) : null),
           el("td", null, el("span", {class: "imp-bar", style: "width:" + Math.round(120 * p.importance / max) + "px"}), " " + p.importance.toFixed(3)),
           el("td", {class: p.correlation === null ? "muted" : (p.correlation > 0 ? "corr-pos" : "corr-neg"),
             text: p.correlation === null ? "–" : p.correlation.toFixed(3)}))))));
-      imp.appendChild(el("div", {class: "muted", text: "random forest on " + data.n + " finished runs"}));
+      imp.appendChild(el("div", {class: "muted", text: "random forest on " + data.n + " finished runs"
+        + (data.params.some((p) => p.n < data.n) ? "; a conditional parameter only on the runs that have it" : "")}));
+      if (data.too_few && data.too_few.length) {
+        imp.appendChild(el("div", {class: "muted", id: "importance-too-few",
+          text: "present in too few finished runs yet: " + data.too_few.join(", ")}));
+      }
     }
 
     renderHead();
