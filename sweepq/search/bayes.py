@@ -14,6 +14,11 @@ How it works (``docs/bayes.md`` has the reasoning and the measurements):
   through their CDF, ``u = CDF(v)`` in ``[eps, 1 - eps]``, and decoded with ``ppf``, which keeps the
   user's prior as the scale of the search. ``q`` families search the continuous value and round it.
   Nested parameters are flattened to paths and re-nested on output.
+* **Conditional parameters** (``when``). A parameter its trial's choices do not activate keeps
+  its columns at a fixed place (``INACTIVE_AT``; no category), and each distinct condition adds a
+  0/1 feature saying whether it holds: an absent dimension adds no noise and its length scale is
+  fitted only on the trials that have it. Candidates are conditioned the same way and decoded
+  without their inactive parameters; the cold start counts the largest branch's dimension.
 * **Observations.** Finished trials give their best value over history and summary (as W&B);
   failed/crashed trials are imputed with ``metric.impute`` (``worst`` = the worst value any
   terminal trial logged); trials stopped early or canceled keep their *own* best value, because
