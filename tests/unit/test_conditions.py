@@ -307,3 +307,35 @@ def test_preview_shows_only_active_parameters(tmp_path: Any) -> None:
     given = CliRunner().invoke(main, ["preview", str(path), "--params", '{"opt": "adam", "sched": "cosine"}'])
     assert given.exit_code == 0, given.output
     assert "--warmup=" in given.output and "--beta=" in given.output and "--momentum" not in given.output
+
+
+def test_bayes_batch_with_pending_trials_spreads_over_distinct_points() -> None:
+    params = {
+        "model": {"values": ["a", "b"]},
+        "x": {"min": 0.0, "max": 1.0, "when": {"model": "a"}},
+        "y": {"min": 0.0, "max": 1.0, "when": {"model": "b"}},
+        "z": {"min": 0.0, "max": 1.0},
+    }
+    cfg = _config("bayes", params)
+    rng = np.random.default_rng(0)
+    trials: list[dict[str, Any]] = []
+    for p in engine.suggest(cfg, [], n=16, seed=0):
+        own = p.get("x", p.get("y"))
+        loss = (
+            (own - 0.3) ** 2 + (p["z"] - 0.6) ** 2 + (0.0 if p["model"] == "a" else 0.2) + 0.01 * rng.random()
+        )
+        trials.append({"params": p, "state": "finished", "metric": loss, "history": []})
+    pending = engine.suggest(cfg, trials, n=4, seed=1)
+    running = [{"params": p, "state": "running", "metric": None, "history": []} for p in pending]
+    batch, info = bayes.suggest_with_info(cfg, trials + running, n=8, seed=2)
+    assert info["phase"] == "model"
+    keys = [json.dumps(p, sort_keys=True) for p in batch + pending]
+    assert len(set(keys)) == len(keys)  # no repeats of each other or of the pending trials
+    for p in batch:
+        assert ("x" in p) == (p["model"] == "a") and ("y" in p) == (p["model"] == "b")
+    # the pending points push the batch apart: no two picks of the same branch nearly coincide
+    for i, p in enumerate(batch):
+        for q in batch[i + 1 :]:
+            if p["model"] == q["model"]:
+                own = "x" if p["model"] == "a" else "y"
+                assert abs(p[own] - q[own]) + abs(p["z"] - q["z"]) > 1e-3
