@@ -171,8 +171,8 @@ class Conditions:
     """
 
     def __init__(self, parameters: Mapping[str, Any]) -> None:
-        self.leaves: list[ParamPath] = list(flatten(parameters))
         specs = flatten(parameters)
+        self.leaves: list[ParamPath] = list(specs)
         names = _resolver(specs)
         rules: dict[ParamPath, list[Rule]] = {}
         for path, spec, group in _walk(parameters):

@@ -304,6 +304,11 @@ class _Space:
             start += len(by_rules)
             self._prepare_conditions()
         self.n_features = start
+        #: the most searched parameters active together: the largest branch's dimension
+        self.active_dim = (
+            self.cond.max_active(within={p.path for p in self.params}) if self.cond else len(self.params)
+        )
+        self._size: float | None = None
         #: per-feature weight for distances: a category change counts 1, like a full-range move.
         self.dist_weight = np.ones(self.n_features)
         #: one-hot category columns (their kernel length scale is bounded by CAT_LS_MAX)
@@ -396,20 +401,16 @@ class _Space:
             X[:, col] = act[:, self._index[path]]
         return X
 
-    def active_dim(self) -> int:
-        """The most searched parameters active together (the largest branch's dimension)."""
-        if not self.cond:
-            return len(self.params)
-        return self.cond.max_active(within={p.path for p in self.params})
-
     @property
     def dim(self) -> int:
         return len(self.params)
 
     def size(self) -> float:
         """Number of distinct points (inf unless every parameter is discrete)."""
-        if self.cond:
-            return self.cond.count({p.path: p.dist.count() for p in self.params})
+        if self.cond:  # counted over the parents' choices once: the space is cached
+            if self._size is None:
+                self._size = self.cond.count({p.path: p.dist.count() for p in self.params})
+            return self._size
         total = 1.0
         for p in self.params:
             total *= p.dist.count()
@@ -460,8 +461,8 @@ class _Space:
         constants = self.constants
         if act is not None:
             self.condition(row[None, :])
-            constants = list(self.cond.prune({**dict(self.constants), **dict(flat)}).items())
-            constants = [(path, v) for path, v in constants if path not in self._index]
+            active = self.cond.prune({**dict(self.constants), **dict(flat)})
+            constants = [(path, v) for path, v in self.constants if path in active]
         out: dict[str, Any] = {}
         for path, v in [*constants, *flat]:
             node = out
@@ -1016,7 +1017,7 @@ def suggest_with_info(
     use_model = (
         n_obs >= 2
         and not degenerate
-        and (data.n_trials >= n_initial(space.active_dim()) or n_obs >= n_initial(space.active_dim()))
+        and (data.n_trials >= n_initial(space.active_dim) or n_obs >= n_initial(space.active_dim))
     )
 
     existing = [data.X_all]

@@ -259,7 +259,7 @@ def test_bayes_exhausts_a_finite_conditional_space_exactly() -> None:
     cfg = _config("bayes")
     space = bayes._space_for(cfg["parameters"])
     assert space.size() == GRID_SIZE
-    assert space.active_dim() == 5  # adam's branch: opt, lr, beta, sched, warmup
+    assert space.active_dim == 5  # adam's branch: opt, lr, beta, sched, warmup
     trials: list[dict[str, Any]] = []
     while True:
         batch = engine.suggest(cfg, trials, n=4, seed=len(trials))
