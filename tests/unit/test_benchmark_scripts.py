@@ -203,3 +203,36 @@ def test_json_results_make_every_plot(
         "bench-suggest-latency.png",
     ]
     assert all((img / name).stat().st_size > 10_000 for name in made)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_capacity_quick_run_measures_models_and_simulates(
+    bench_path: None, redis_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Part A's per-unit costs, part B's table and part C's check, at tiny sizes; nothing of the
+    run (keys, workers, stand-ins) is left behind."""
+    import json
+    import secrets
+
+    import capacity
+    import redis
+
+    prefix = f"sqtcap{secrets.token_hex(3)}"
+    out_file = tmp_path / "capacity.json"
+    assert (
+        capacity.main(["--quick", "--redis", redis_server, "--json", str(out_file), "--prefix", prefix]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "Per-unit costs" in out and "Simulation check" in out
+    assert out.count("| 1 s | ") >= 1 and "| 1 h | " in out
+    record = json.loads(out_file.read_text())
+    lean = record["costs"]["lean"]
+    assert lean["trial"]["processed"] > 5 and lean["trial"]["cmds"].get("evalsha", 0) > 0
+    assert lean["idle_per_min"]["cmds"].get("brpop", 0) > 0
+    assert lean["busy_per_min"]["cmds"].get("blpop", 0) > 0
+    (sim,) = record["sims"]
+    assert sim["measured"]["tps"] > 0 and sim["measured"]["processed"] > 0
+    assert set(sim["error_pct"]) >= {"cpu", "processed", "bytes", "ctl_cpu", "tps"}
+    r = redis.Redis.from_url(redis_server)
+    assert not list(r.scan_iter(match=f"{prefix}*", count=1000))
