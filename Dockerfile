@@ -36,4 +36,4 @@ USER sweepq
 WORKDIR /work
 EXPOSE 8080 5555
 # the compose file chooses the command per service; alone, the image is a worker
-CMD ["celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq", "--disable-prefetch", "-E"]
+CMD ["celery", "-A", "sweepq.worker", "worker", "-Q", "sweepq", "--disable-prefetch", "-E", "--without-gossip", "--without-mingle"]

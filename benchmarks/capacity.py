@@ -31,8 +31,8 @@ shared) and less the INFO calls themselves. The controller's CPU is its thread's
   ``Store.get_trials`` over trials holding 3,600 values;
 * passes: what a controller pass costs per trial in flight in its sweep (every trial end and
   metric write brings one);
-* deployed: the idle and trial measurements with the flags of the compose file, the systemd
-  unit and the GPU image (gossip, mingle and task events ``-E`` on);
+* gossip: the idle and trial measurements with Celery's own defaults, gossip and mingle on (the
+  compose file, the systemd unit and the images turn both off), and task events ``-E``;
 * fan-out: Redis's cost per PUBLISH per pattern subscriber (gossip: every worker subscribes to
   every worker's heartbeats), from raw PSUBSCRIBE connections.
 
@@ -42,7 +42,7 @@ their Redis CPU is their commands times the trial path's CPU per command (``sett
 Part B, the model (``model``): for ``W`` one-slot workers running trials of ``D`` seconds back to
 back (W/D trials/s) that log ``LOG_RATE`` values a second, the sum of: the controller's base and
 its sweep's passes, W busy workers, W/D trials, the re-reads of the trials' growing histories,
-the passes brought by trial ends and metric writes over the 2W trials in flight, and (deployed)
+the passes brought by trial ends and metric writes over the 2W trials in flight, and (gossip)
 the heartbeat fan-out W/2 x W; and the W at which one Redis core, or the controller's, reaches
 50 %.
 
@@ -51,7 +51,7 @@ Redis as a real worker does, through sweepq's own store API for the sweepq side 
 heartbeat in the registry, claim, lease renewals, the 1 s stop-list wait, metric writes, the
 program's exit on the stop list, finish) and with the commands kombu and Celery send for the rest
 (BRPOP with a 1 s timeout on the queue's four priority lists, the unacked hash and index around
-each message, a ``worker-heartbeat`` PUBLISH every 2 s of the measured size; deployed: a
+each message, a ``worker-heartbeat`` PUBLISH every 2 s of the measured size; gossip: a
 PSUBSCRIBE per worker on the heartbeats and three task-event PUBLISHes per trial), with the real
 controller publishing through Celery: idle, then running trials of D/2..3D/2 seconds. Measured
 Redis CPU, commands/s, bytes/s and controller CPU against the model's prediction.
@@ -104,7 +104,7 @@ LOG_RATE = 1.0  # values a trial logs per second, in the busy measurement and th
 HISTORY = 3600  # values per trial in the history measurement (an hour at LOG_RATE)
 CELERY_HEARTBEAT_S = 2.0  # Celery's worker-heartbeat event interval (celery.worker.heartbeat)
 PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: one list per priority step
-DEPLOYED_FLAGS = ["--disable-prefetch", "-E"]  # docker-compose.yml, workers/*: gossip and mingle on
+GOSSIP_FLAGS = ["--disable-prefetch", "-E"]  # Celery's defaults: gossip and mingle on
 
 
 def busy_program(seconds: int) -> list[str]:
@@ -223,8 +223,8 @@ def top(cmds: dict[str, float], n: int = 12) -> str:
 
 
 # -- real components ------------------------------------------------------------------------------
-class DeployedWorkers(Workers):
-    """Real workers started as docs/deploy.md starts them (gossip and mingle on, ``-E``).
+class GossipWorkers(Workers):
+    """Real workers with Celery's defaults, gossip and mingle on, and ``-E``.
 
     ``_harness.Workers`` builds its argv inline with the benchmarks' lean flags; rather than copy
     its start-up and registration wait, its process start is swapped for one that edits the argv,
@@ -237,7 +237,7 @@ class DeployedWorkers(Workers):
 
         def popen(argv: list[str], **kw: Any) -> Any:
             argv = [a for a in argv if a not in ("--without-gossip", "--without-mingle", "-E")]
-            return real([*argv, *DEPLOYED_FLAGS], **kw)
+            return real([*argv, *GOSSIP_FLAGS], **kw)
 
         _harness.subprocess.Popen = popen  # type: ignore[misc]
         try:
@@ -366,16 +366,18 @@ def part_controller(url: str, q: bool, prefix: str) -> dict[str, Any]:
         senv.cleanup()
 
 
-def part_workers(url: str, q: bool, prefix: str, deployed: bool, ctl_base: dict[str, Any]) -> dict[str, Any]:
+def part_workers(url: str, q: bool, prefix: str, gossip: bool, ctl_base: dict[str, Any]) -> dict[str, Any]:
     """N real workers: idle (per worker per minute), then per trial, then busy (per worker per minute)."""
-    kind = "deployed" if deployed else "lean"
+    kind = "gossip" if gossip else "lean"
     senv = SweepqEnv(url, prefix=prefix)
     meter = Meter(senv.r)
     n = 1 if q else 4
     idle_s = 2.0 if q else 60.0
     n_trials = 10 if q else 600
     busy_len, busy_win = (4, 2.0) if q else (30, 18.0)
-    workers = (DeployedWorkers if deployed else Workers)(senv, n)
+    # "lean" is the command sweepq deploys: task events on (-E, for Flower), gossip and mingle off
+    os.environ["SWEEPQ_BENCH_EVENTS"] = "1"
+    workers = (GossipWorkers if gossip else Workers)(senv, n)
     ctl = None
     out: dict[str, Any] = {"kind": kind, "workers": n}
     try:
@@ -433,14 +435,14 @@ def part_workers(url: str, q: bool, prefix: str, deployed: bool, ctl_base: dict[
             f"{trial['ctl_cpu'] * 1e3:.2f} ms; {top(trial['cmds'], 20)}"
         )
         wait_for(lambda: not senv.store._r.scard(senv.store.keys.active_sweeps), 10, "the sweep to end")
-        if deployed:  # the task events' sizes, from a few more trials
-            out["event_sizes"] |= event_sizes(
-                url, senv.ns, 3.0, lambda: senv.store.create_sweep(sweep_config(3, ECHO))
-            )
-            wait_for(lambda: not senv.store._r.scard(senv.store.keys.active_sweeps), 10, "the sweep to end")
+        # the task events' sizes (both kinds of worker run -E), from a few more trials
+        out["event_sizes"] |= event_sizes(
+            url, senv.ns, 3.0, lambda: senv.store.create_sweep(sweep_config(3, ECHO))
+        )
+        wait_for(lambda: not senv.store._r.scard(senv.store.keys.active_sweeps), 10, "the sweep to end")
 
         # busy: every worker runs a long trial, two more per worker wait in flight
-        if not deployed:
+        if not gossip:
             sid = senv.store.create_sweep(sweep_config(10 * n, busy_program(busy_len)))
             wait_for(lambda: senv.store.counts(sid)["running"] >= n, 30, "every worker busy")
             time.sleep(1.0)
@@ -687,14 +689,14 @@ def settle(costs: dict[str, Any]) -> None:
     per_cmd = trial["cpu"] / trial["processed"]
     costs["cpu_per_command"] = per_cmd
     units = [costs["controller"]["per_sweep_pass"], costs["lean"]["busy_per_min"]] + [
-        costs[k]["idle_per_min"] for k in ("lean", "deployed") if k in costs
+        costs[k]["idle_per_min"] for k in ("lean", "gossip") if k in costs
     ]
     for u in units:
         u.setdefault("cpu_measured", u["cpu"])
         u["cpu"] = u["processed"] * per_cmd
 
 
-def model_idle(costs: dict[str, Any], w: float, deployed: bool = False) -> dict[str, float]:
+def model_idle(costs: dict[str, Any], w: float, gossip: bool = False) -> dict[str, float]:
     """Predicted per-second load of ``w`` idle workers and a controller with one paused sweep."""
     ctl, idle = costs["controller"], costs["lean"]["idle_per_min"]
     pps = ctl["passes_per_s"]
@@ -702,7 +704,7 @@ def model_idle(costs: dict[str, Any], w: float, deployed: bool = False) -> dict[
         k: ctl["base"][k] + pps * ctl["per_sweep_pass"][k] + w * idle[k] / 60.0
         for k in ("cpu", "processed", "bytes", "ctl_cpu")
     }
-    if deployed:
+    if gossip:
         fan = costs["fanout"]["per_subscriber"]
         out["cpu"] += w / CELERY_HEARTBEAT_S * w * fan["cpu"]
         out["bytes"] += w / CELERY_HEARTBEAT_S * w * fan["bytes"]
@@ -710,13 +712,13 @@ def model_idle(costs: dict[str, Any], w: float, deployed: bool = False) -> dict[
 
 
 def model(
-    costs: dict[str, Any], w: float, d: float, deployed: bool = False, sweeps: int = 1
+    costs: dict[str, Any], w: float, d: float, gossip: bool = False, sweeps: int = 1
 ) -> dict[str, float]:
     """Predicted per-second load of ``w`` workers running ``d``-second trials back to back."""
     ctl = costs["controller"]
     lean = costs["lean"]
     busy = lean["busy_per_min"]
-    trial = (costs["deployed"] if deployed else lean)["trial"]
+    trial = (costs["gossip"] if gossip else lean)["trial"]
     hist = costs["history"]["per_value"]
     # every running trial is re-read with its whole history by a full pass each tick and by the
     # pass its metric event brings; its history grows at LOG_RATE (the busy measurement already
@@ -736,8 +738,8 @@ def model(
         + w / d * trial["ctl_cpu"]
         + reread * hist["ctl_cpu"]
     )
-    if deployed:
-        # an idle deployed worker sends what a lean one sends (measured: the same commands); gossip
+    if gossip:
+        # an idle gossip worker sends what a lean one sends (measured: the same commands); gossip
         # adds the delivery of every worker's heartbeat to every worker
         fan = costs["fanout"]["per_subscriber"]
         out["cpu"] += w / CELERY_HEARTBEAT_S * w * fan["cpu"]
@@ -765,14 +767,14 @@ def model(
     return out
 
 
-def workers_at(costs: dict[str, Any], d: float, key: str, limit: float, deployed: bool = False) -> float:
+def workers_at(costs: dict[str, Any], d: float, key: str, limit: float, gossip: bool = False) -> float:
     """The W at which ``key`` (cpu: Redis, ctl_cpu: controller) reaches ``limit`` of one core."""
     lo, hi = 0.0, 1e7
-    if model(costs, lo, d, deployed)[key] >= limit:
+    if model(costs, lo, d, gossip)[key] >= limit:
         return 0.0
     for _ in range(100):
         mid = (lo + hi) / 2
-        if model(costs, mid, d, deployed)[key] < limit:
+        if model(costs, mid, d, gossip)[key] < limit:
             lo = mid
         else:
             hi = mid
@@ -790,7 +792,7 @@ def fleet_main(spec: dict[str, Any]) -> None:
 
     threading.stack_size(512 * 1024)
     url, ns, names, dur = spec["url"], spec["ns"], spec["names"], float(spec["trial_s"])
-    deployed = bool(spec["deployed"])
+    gossip = bool(spec["gossip"])
     lease_ttl = float(spec["lease_ttl"])
     # one connection per blocked thread: more than redis-py's default pool of 100
     store = Store(client=connect(url, max_connections=4096), namespace=ns, url=url)
@@ -871,15 +873,14 @@ def fleet_main(spec: dict[str, Any]) -> None:
                 with lock:
                     stats["messages"] += 1
                 args = json.loads(base64.b64decode(msg["body"]))[0]
-                if deployed:  # Celery 5 sends task events grouped, on task.multi
-                    publish_event("multi", spec["task_event_size"])
-                    publish_event("multi", spec["task_event_size"])
+                # -E (every worker sweepq starts): Celery 5 sends task events grouped, on task.multi
+                publish_event("multi", spec["task_event_size"])
+                publish_event("multi", spec["task_event_size"])
                 for tid in args[1:]:
                     # lengths spread over [D/2, 3D/2] (mean D), so the stand-ins do not end
                     # their trials in lockstep
                     run_one(name, args[0], tid, dur * rng.uniform(0.5, 1.5))
-                if deployed:
-                    publish_event("multi", spec["task_event_size"])
+                publish_event("multi", spec["task_event_size"])
                 p = raw.pipeline()
                 p.zrem(unacked_index, tag)
                 p.hdel(unacked, tag)
@@ -910,7 +911,7 @@ def fleet_main(spec: dict[str, Any]) -> None:
                     store.worker_heartbeat(name, ttl=float(spec["worker_ttl"]))
                     store.worker_registered(name)
 
-    subs = Subscribers(url, spec["hb_pattern"], len(names)) if deployed else None
+    subs = Subscribers(url, spec["hb_pattern"], len(names)) if gossip else None
     for name in names:
         store.register_worker(name, 1, [spec["queue"]], ttl=float(spec["worker_ttl"]))
     threads = [
@@ -936,7 +937,7 @@ class Fleet:
     """Stand-in workers in ``procs`` processes of this script (``--fleet``)."""
 
     def __init__(
-        self, senv: SweepqEnv, n: int, trial_s: float, deployed: bool, shape: dict[str, Any], procs: int = 2
+        self, senv: SweepqEnv, n: int, trial_s: float, gossip: bool, shape: dict[str, Any], procs: int = 2
     ):
         self.procs: list[subprocess.Popen] = []
         names = [f"sim{i}-{secrets.token_hex(2)}@bench" for i in range(n)]
@@ -947,7 +948,7 @@ class Fleet:
                 "names": names[j::procs],
                 "seed": 1000 * j,
                 "trial_s": trial_s,
-                "deployed": deployed,
+                "gossip": gossip,
                 "queue": "sweepq",
                 "lease_ttl": float(os.environ.get("SWEEPQ_LEASE_TTL") or 30.0),
                 "worker_ttl": 15.0,
@@ -1004,20 +1005,20 @@ def celery_shape(url: str, ns: str) -> dict[str, Any]:
 
 
 def part_sim(
-    url: str, q: bool, prefix: str, costs: dict[str, Any], w: int, d: float, deployed: bool
+    url: str, q: bool, prefix: str, costs: dict[str, Any], w: int, d: float, gossip: bool
 ) -> dict[str, Any]:
     senv = SweepqEnv(url, prefix=prefix)
     meter = Meter(senv.r)
     win, idle_win = (2.0, 1.0) if q else (45.0, 20.0)
     ctl = fleet = None
-    sizes = costs["deployed" if deployed else "lean"]["event_sizes"]
+    sizes = costs["gossip" if gossip else "lean"]["event_sizes"]
     shape = celery_shape(url, senv.ns) | {
         "hb_size": int(sizes.get("heartbeat", 0)),
         "task_event_size": int(sizes.get("multi", 0)),
     }
     try:
         meter.baseline(0.5 if q else 3.0)
-        fleet = Fleet(senv, w, d, deployed, shape)
+        fleet = Fleet(senv, w, d, gossip, shape)
         ctl = ControllerThread(senv.store, tick=TICK).start()
         paused = hidden_paused_sweep(senv.store, sweep_config(10, ECHO))
         time.sleep(2.5)  # leader lease, the sweep loaded, every stand-in's first beats
@@ -1030,10 +1031,10 @@ def part_sim(
             "bytes": (m["net_in"] + m["net_out"]) / m["dt"],
             "ctl_cpu": (ctl.cpu() - c0) / m["dt"],
         }
-        idle_pred = model_idle(costs, w, deployed)
+        idle_pred = model_idle(costs, w, gossip)
         idle_err = {k: 100.0 * (idle_pred[k] - v) / v if v else float("nan") for k, v in idle_meas.items()}
         log(
-            f"sim {'deployed' if deployed else 'lean'} W={w} idle: Redis CPU predicted {idle_pred['cpu'] * 100:.2f} % "
+            f"sim {'gossip' if gossip else 'lean'} W={w} idle: Redis CPU predicted {idle_pred['cpu'] * 100:.2f} % "
             f"measured {idle_meas['cpu'] * 100:.2f} % ({idle_err['cpu']:+.0f} %); commands/s "
             f"{idle_pred['processed']:.0f} vs {idle_meas['processed']:.0f} ({idle_err['processed']:+.0f} %); kB/s "
             f"{idle_pred['bytes'] / 1e3:.0f} vs {idle_meas['bytes'] / 1e3:.0f} ({idle_err['bytes']:+.0f} %)"
@@ -1051,7 +1052,7 @@ def part_sim(
         fleet_cpu = fleet.cpu() - f0
         running = senv.store.counts(sid)["running"]
         end_sweep(senv.store, sid)
-        pred = model(costs, w, d, deployed)
+        pred = model(costs, w, d, gossip)
         meas = {
             "cpu": m["cpu"] / m["dt"],
             "processed": m["processed"] / m["dt"],
@@ -1064,7 +1065,7 @@ def part_sim(
         out = {
             "workers": w,
             "trial_s": d,
-            "deployed": deployed,
+            "gossip": gossip,
             "window_s": m["dt"],
             "predicted": pred,
             "measured": meas,
@@ -1076,7 +1077,7 @@ def part_sim(
             "running_at_end": running,
         }
         log(
-            f"sim {'deployed' if deployed else 'lean'} W={w} D={d}: Redis CPU predicted {pred['cpu'] * 100:.1f} % "
+            f"sim {'gossip' if gossip else 'lean'} W={w} D={d}: Redis CPU predicted {pred['cpu'] * 100:.1f} % "
             f"measured {meas['cpu'] * 100:.1f} % ({err['cpu']:+.0f} %); commands/s {pred['processed']:.0f} vs "
             f"{meas['processed']:.0f} ({err['processed']:+.0f} %); controller {pred['ctl_cpu'] * 100:.1f} % vs "
             f"{meas['ctl_cpu'] * 100:.1f} % ({err['ctl_cpu']:+.0f} %); trials/s {pred['tps']:.1f} vs {meas['tps']:.1f}; "
@@ -1121,12 +1122,12 @@ def main(argv: list[str] | None = None) -> int:
         costs["lean"] = part_workers(a.redis, q, a.prefix, False, costs["controller"])
         costs["history"] = part_history(a.redis, q, a.prefix)
         costs["passes"] = part_passes(a.redis, q, a.prefix)
-        if not q:  # the deployed flags need more workers and time than a smoke test has
-            costs["deployed"] = part_workers(a.redis, q, a.prefix, True, costs["controller"])
+        if not q:  # the gossip flags need more workers and time than a smoke test has
+            costs["gossip"] = part_workers(a.redis, q, a.prefix, True, costs["controller"])
             costs["fanout"] = part_fanout(
-                a.redis, q, a.prefix, int(costs["deployed"]["event_sizes"]["heartbeat"])
+                a.redis, q, a.prefix, int(costs["gossip"]["event_sizes"]["heartbeat"])
             )
-    if "deployed" in costs:
+    if "gossip" in costs:
         sims.append((w_sim, d_sim, True))
     settle(costs)
     res["costs"] = costs
@@ -1140,12 +1141,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def capacity_rows(costs: dict[str, Any], deployed: bool) -> list[list[Any]]:
+def capacity_rows(costs: dict[str, Any], gossip: bool) -> list[list[Any]]:
     rows = []
     for label, d in (("1 s", 1.0), ("1 min", 60.0), ("1 h", 3600.0)):
-        at100 = model(costs, 100, d, deployed)
-        w_redis = workers_at(costs, d, "cpu", 0.5, deployed)
-        w_ctl = workers_at(costs, d, "ctl_cpu", 0.5, deployed)
+        at100 = model(costs, 100, d, gossip)
+        w_redis = workers_at(costs, d, "cpu", 0.5, gossip)
+        w_ctl = workers_at(costs, d, "ctl_cpu", 0.5, gossip)
         rows.append(
             [
                 label,
@@ -1186,7 +1187,7 @@ def report(res: dict[str, Any]) -> None:
             ctl["per_sweep_pass"]["ctl_cpu"] * ms,
         ],
     ]
-    kinds = [k for k in ("lean", "deployed") if k in c]
+    kinds = [k for k in ("lean", "gossip") if k in c]
     for kind in kinds:
         k = c[kind]
         i = k["idle_per_min"]
@@ -1213,9 +1214,9 @@ def report(res: dict[str, Any]) -> None:
         print(f"{kind} command mix: idle worker per min: {top(c[kind]['idle_per_min']['cmds'], 20)}")
         print(f"{kind} command mix: per trial: {top(c[kind]['trial']['cmds'], 25)}")
     print(f"lean command mix: busy worker per min: {top(c['lean']['busy_per_min']['cmds'], 20)}\n")
-    for deployed in [False, True][: len(kinds)]:
+    for gossip in [False, True][: len(kinds)]:
         print(
-            f"Model, {'deployed flags (gossip, -E)' if deployed else 'lean workers'}; trials log {LOG_RATE:g} value/s:\n"
+            f"Model, {'gossip flags (gossip, -E)' if gossip else 'lean workers'}; trials log {LOG_RATE:g} value/s:\n"
         )
         print(
             table(
@@ -1230,7 +1231,7 @@ def report(res: dict[str, Any]) -> None:
                     "trials/s there",
                     "W at controller 50 %",
                 ],
-                capacity_rows(c, deployed),
+                capacity_rows(c, gossip),
                 1,
             )
         )
@@ -1245,7 +1246,7 @@ def report(res: dict[str, Any]) -> None:
         ("tps", "trials/s", 1),
     )
     for s in res["sims"]:
-        kind = "deployed" if s["deployed"] else "lean"
+        kind = "gossip" if s["gossip"] else "lean"
         for phase, rec in (
             (f"{kind} W={s['workers']} idle", s["idle"]),
             (f"{kind} W={s['workers']} D={s['trial_s']:g} s", s),
@@ -1260,7 +1261,7 @@ def report(res: dict[str, Any]) -> None:
         got, want = s["cmds_per_s"], s["cmds_predicted"]
         names = sorted(set(got) | set(want), key=lambda c: -max(got.get(c, 0), want.get(c, 0)))[:16]
         print(
-            f"\n{'deployed' if s['deployed'] else 'lean'} fleet, commands/s predicted → measured: "
+            f"\n{'gossip' if s['gossip'] else 'lean'} fleet, commands/s predicted → measured: "
             + ", ".join(f"{c} {want.get(c, 0):.0f} → {got.get(c, 0):.0f}" for c in names)
         )
 
