@@ -265,6 +265,12 @@ class Execution:
         self._fence_file = _FenceFile(what, self.tid)
         self._fence_file.write(self._fence_deadline)
 
+    def update_fence_file(self, what: dict[str, Any]) -> None:
+        """Add to what the fence file says (the process group once it exists): written with the
+        next renewal, so a trial's start costs one file write, not two."""
+        if self._fence_file is not None:
+            self._fence_file.record.update(what)
+
     @property
     def fence_fired_elsewhere(self) -> bool:
         """The worker's main process fenced the trial while this process could not."""

@@ -476,6 +476,10 @@ class TrialRunner(Execution):
             spawn_argv, hook = argv, _DIE_WITH_PARENT
             if _SETPRIV and argv:
                 spawn_argv, hook = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+            # the fence file before the program exists: a pool process stopped at any instant after
+            # the spawn leaves its trial to the worker's main process (its cgroup or token kill it;
+            # the process group joins the file at the next renewal)
+            self.leave_fence_file(self.tree.describe())
             try:
                 proc = subprocess.Popen(
                     self.tree.argv(spawn_argv),
@@ -493,6 +497,7 @@ class TrialRunner(Execution):
                 return self._finish("failed", 127, msg, msg)
             pgid = proc.pid
             self.tree.started(pgid)
+            self.update_fence_file(self.tree.describe())
             self.forwarder.pgid = pgid
             self.arm_fence()
             io = _IOThread(proc, [(proc.stdout, out), (proc.stderr, err)], self._announce_exit)
@@ -559,9 +564,6 @@ class TrialRunner(Execution):
         # end is seen at once without a Redis round trip (a stop request arriving in this window
         # waits for it: at most FIRST_WAIT_S)
         _wait_for_end(proc, FIRST_WAIT_S)
-        if proc.poll() is None:
-            # not a very short trial: leave the fence where the worker's main process sees it
-            self.leave_fence_file(tree.describe())
         beat_every = max(0.1, self.lease_ttl * BEAT_SHARE)
         stop_kind = ""
         term_at: float | None = None

@@ -108,3 +108,41 @@ def test_program_end_is_noticed_while_a_child_holds_the_pipes(store, tmp_path: P
     out, t, rows, took, _ = _run(store, tmp_path, env={"LINGER": "1"})
     assert out.state == "finished" and t["metric"] == 0.001
     assert took < 15, f"the runner waited {took:.1f} s for a child that outlived the program"
+
+
+def test_fence_file_exists_from_the_programs_first_instant(store, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The worker's main process can fence a trial whose pool process is stopped at any instant
+    after the spawn: the fence file (with the trial's token) is there before the program runs its
+    first line, and gone once the trial has ended."""
+    fence = tmp_path / "fence"
+    monkeypatch.setenv("SWEEPQ_FENCE_DIR", str(fence))
+    script = (
+        'if ls "$SWEEPQ_FENCE_DIR" | grep -q -- "-$SWEEPQ_TRIAL_TOKEN.fence$"; '
+        "then echo '@sweepq {\"seen\": 1}'; else echo '@sweepq {\"seen\": 0}'; fi"
+    )
+    cfg = load_config(
+        {
+            "method": "random",
+            "command": ["/bin/sh", "-c", script],
+            "metric": {"name": "seen", "goal": "maximize"},
+            "parameters": {"x": {"values": [1]}},
+            "run_cap": 1,
+        }
+    )
+    sid = store.create_sweep(cfg)
+    (tid,) = store.create_trials(sid, [{"x": 1}])
+    assert store.claim(sid, tid, "own", "w", 30).ok
+    r = runner_mod.TrialRunner(
+        store,
+        sid,
+        {"id": tid, "params": {"x": 1}},
+        cfg,
+        "own",
+        lease_ttl=30,
+        workdir=str(tmp_path),
+        log_dir=str(tmp_path / "logs"),
+    )
+    out = r.run()
+    assert out.state == "finished"
+    assert store.get_trial(tid)["metric"] == 1.0, "the program ran before its fence file existed"
+    assert not list(fence.glob("*.fence")), "the fence file outlived its trial"
