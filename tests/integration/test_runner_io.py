@@ -37,6 +37,24 @@ if os.environ.get("LINGER"):
 """
 
 
+def _claimed_runner(store, tmp_path: Path, cfg: dict):  # noqa: ANN001, ANN202
+    """A runner for the one trial of a new sweep of ``cfg``, claimed as its worker would."""
+    sid = store.create_sweep(cfg)
+    (tid,) = store.create_trials(sid, [{"x": 1}])
+    assert store.claim(sid, tid, "own", "w", 30).ok
+    runner = runner_mod.TrialRunner(
+        store,
+        sid,
+        {"id": tid, "params": {"x": 1}},
+        cfg,
+        "own",
+        lease_ttl=30,
+        workdir=str(tmp_path),
+        log_dir=str(tmp_path / "logs"),
+    )
+    return runner, tid
+
+
 def _run(store, tmp_path: Path, env: dict[str, str] | None = None):  # noqa: ANN001, ANN202
     prog = tmp_path / "prog.py"
     prog.write_text(PROGRAM)
@@ -50,22 +68,10 @@ def _run(store, tmp_path: Path, env: dict[str, str] | None = None):  # noqa: ANN
             "run_cap": 1,
         }
     )
-    sid = store.create_sweep(cfg)
-    (tid,) = store.create_trials(sid, [{"x": 1}])
-    assert store.claim(sid, tid, "own", "w", 30).ok
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        r = runner_mod.TrialRunner(
-            store,
-            sid,
-            {"id": tid, "params": {"x": 1}},
-            cfg,
-            "own",
-            lease_ttl=30,
-            workdir=str(tmp_path),
-            log_dir=str(tmp_path / "logs"),
-        )
+        r, tid = _claimed_runner(store, tmp_path, cfg)
         t0 = time.monotonic()
         out = r.run()
         took = time.monotonic() - t0
@@ -129,19 +135,7 @@ def test_fence_file_exists_from_the_programs_first_instant(store, tmp_path: Path
             "run_cap": 1,
         }
     )
-    sid = store.create_sweep(cfg)
-    (tid,) = store.create_trials(sid, [{"x": 1}])
-    assert store.claim(sid, tid, "own", "w", 30).ok
-    r = runner_mod.TrialRunner(
-        store,
-        sid,
-        {"id": tid, "params": {"x": 1}},
-        cfg,
-        "own",
-        lease_ttl=30,
-        workdir=str(tmp_path),
-        log_dir=str(tmp_path / "logs"),
-    )
+    r, tid = _claimed_runner(store, tmp_path, cfg)
     out = r.run()
     assert out.state == "finished"
     assert store.get_trial(tid)["metric"] == 1.0, "the program ran before its fence file existed"
