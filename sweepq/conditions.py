@@ -21,7 +21,7 @@ write the list inside a list (``when: {layers: [[64, 64]]}``).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from sweepq.checks import Checker, article, describe, did_you_mean, one_line
@@ -71,6 +71,11 @@ def _walk(parameters: Mapping[str, Any], prefix: ParamPath = ()
         yield path, spec, group
         if group:
             yield from _walk(spec["parameters"], path)
+
+
+def _owners(path: ParamPath, group: bool, leaves: Iterable[ParamPath]) -> list[ParamPath]:
+    """The leaves a ``when`` at ``path`` applies to: the spec itself, or every leaf of a group."""
+    return [leaf for leaf in leaves if leaf[: len(path)] == path] if group else [path]
 
 
 def _resolver(leaves: Mapping[ParamPath, Mapping[str, Any]]) -> dict[str, list[ParamPath]]:
@@ -124,7 +129,7 @@ def check(ck: Checker, parameters: Mapping[str, Any]) -> None:
                         f"{where}.{key}",
                         f"{one_line(repr(v), 60)} is not one of {key}'s values ({choices})",
                     )
-            owners = [leaf for leaf in leaves if leaf[: len(path)] == path] if group else [path]
+            owners = _owners(path, group, leaves)
             for leaf in owners:
                 edges.setdefault(leaf, set()).add(parent)
                 where_of.setdefault(leaf, where)
@@ -180,7 +185,7 @@ class Conditions:
             if not when:
                 continue
             own = [(names[key][0], frozenset(canonical(v) for v in values)) for key, values in when.items()]
-            for leaf in [leaf for leaf in self.leaves if leaf[: len(path)] == path] if group else [path]:
+            for leaf in _owners(path, group, self.leaves):
                 rules.setdefault(leaf, []).extend(own)
         self.rules: dict[ParamPath, tuple[Rule, ...]] = {k: tuple(v) for k, v in rules.items()}
         self.order: list[ParamPath] = self._topological()
