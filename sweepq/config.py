@@ -50,7 +50,7 @@ from sweepq.checks import Checker, describe, did_you_mean, one_line
 from sweepq.command import DEFAULT_COMMAND as _COMMAND_DEFAULT
 from sweepq.command import macro_names
 from sweepq.errors import BadInput
-from sweepq.model import DEFAULT_QUEUE
+from sweepq.model import DEFAULT_QUEUE, is_multi_objective, objectives, primary_metric
 from sweepq.params import flatten, make, normalise_parameters
 from sweepq.search import METHODS
 
@@ -58,9 +58,12 @@ __all__ = [
     "ConfigError",
     "DEFAULT_COMMAND",
     "SWEEPQ_DEFAULTS",
+    "is_multi_objective",
     "is_normalised",
     "load_config",
     "nesting_depth",
+    "objectives",
+    "primary_metric",
     "to_yaml",
     "validate",
 ]
@@ -107,6 +110,8 @@ _OLD_MARKER = "_normalised"
 """The key earlier versions wrote into normalised configs (and so into every stored sweep)."""
 
 _GOALS = ("minimize", "maximize")
+_OBJECTIVE_KEYS = ("name", "goal")
+MIN_OBJECTIVES, MAX_OBJECTIVES = 2, 4
 _IMPUTES = ("latest", "best", "worst")
 _IMPUTES_WHILE_RUNNING = ("false", "latest", "best", "worst")
 
@@ -394,16 +399,64 @@ def _check_parameters(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any] | N
     return params
 
 
-def _check_metric(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
-    metric = _normalise_metric(ck, cfg["metric"]) if "metric" in cfg else None
+def _check_metric(ck: Checker, cfg: Mapping[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | None:
+    metric: dict[str, Any] | list[dict[str, Any]] | None = None
+    if "metric" in cfg:
+        raw = cfg["metric"]
+        metric = _normalise_objectives(ck, raw) if isinstance(raw, list) else _normalise_metric(ck, raw)
     if "metrics" in cfg:
         if "metric" in cfg:
             ck.error("metrics", "cannot be used together with metric")
         ck.error(
             "metrics",
-            "multi-objective sweeps need method: custom, which sweepq does not support; use a single metric",
+            "W&B's multi-objective key needs method: custom; in sweepq write the objectives as a list: "
+            "metric: [{name: acc, goal: maximize}, {name: latency, goal: minimize}]",
         )
     return metric
+
+
+def _normalise_objectives(ck: Checker, items: list[Any]) -> list[dict[str, Any]] | None:
+    """A multi-objective ``metric``: 2-4 ``{name, goal}`` (W&B's schema refuses a list, so no W&B
+    config changes meaning). Each objective's summary value is its last logged value, as for one
+    metric; ``target`` and the imputation keys are single-metric settings and are refused here
+    rather than given a meaning of our own."""
+    if not MIN_OBJECTIVES <= len(items) <= MAX_OBJECTIVES:
+        ck.error(
+            "metric",
+            f"a list of objectives needs {MIN_OBJECTIVES} to {MAX_OBJECTIVES} entries (got {len(items)}); "
+            "for one objective write metric: {name: ..., goal: ...}",
+        )
+        return None
+    out: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"metric[{i}]"
+        if not isinstance(item, Mapping):
+            ck.error(
+                where, f"must be a mapping such as {{name: loss, goal: minimize}} (got {describe(item)})"
+            )
+            continue
+        for key in item:
+            if key not in _OBJECTIVE_KEYS:
+                why = (
+                    "is a single-metric setting, not available for a list of objectives"
+                    if key in ("target", "impute", "impute_while_running")
+                    else f"unknown key{did_you_mean(key, _OBJECTIVE_KEYS)}"
+                )
+                ck.error(f"{where}.{key}", f"{why}; allowed: {', '.join(_OBJECTIVE_KEYS)}")
+        if "name" not in item:
+            ck.error(where, "needs a name (the logged value to optimise)")
+            continue
+        name = ck.string(f"{where}.name", item["name"])
+        goal = ck.choice(f"{where}.goal", item.get("goal", "minimize"), _GOALS)
+        if name is None or goal is None:
+            continue
+        if name in names:
+            ck.error(f"{where}.name", f"{name!r} is already an objective; each objective needs its own name")
+            continue
+        names.add(name)
+        out.append({"name": name, "goal": goal})
+    return out if len(out) == len(items) else None
 
 
 def _normalise_metric(ck: Checker, metric: Any) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from sweepq.model import is_multi_objective, objectives, primary_metric
 from sweepq.protocol import metric_values, row_json
 from sweepq.settings import Settings
 from sweepq.store import Claim, Store
@@ -210,8 +211,14 @@ class Execution:
         self.config = config
         self.owner = owner
         self.lease_ttl = lease_ttl
-        self.metric_name = (config.get("metric") or {}).get("name")
-        self.goal = (config.get("metric") or {}).get("goal", "minimize")
+        metric = primary_metric(config)
+        self.metric_name = metric.get("name")
+        self.goal = metric.get("goal", "minimize")
+        # a multi-objective sweep's objective names, and each one's last finite value logged (the
+        # summary values that the Pareto front and bayes read); sent with every flush that changes them
+        self.objective_names = [o["name"] for o in objectives(config)] if is_multi_objective(config) else []
+        self._objectives: dict[str, float] = {}
+        self._objectives_changed = False
         self._pending_values: list[float] = []
         self._pending_rows: list[str] = []
         # the next trial of a batch of short trials, claimed with this one's final write (one
@@ -324,6 +331,11 @@ class Execution:
         if rows:
             if self.metric_name:
                 self._pending_values.extend(metric_values(rows, self.metric_name))
+            for name in self.objective_names:
+                found = metric_values(rows, name)
+                if found:
+                    self._objectives[name] = found[-1]
+                    self._objectives_changed = True
             self._pending_rows.extend(row_json(r) for r in rows)
 
     def flush(self) -> None:
@@ -332,10 +344,23 @@ class Execution:
         if not self._pending_rows:
             return
         ok = self._try(
-            self.store.log_metrics, self.sid, self.tid, self.owner, self._pending_values, self._pending_rows
+            self.store.log_metrics,
+            self.sid,
+            self.tid,
+            self.owner,
+            self._pending_values,
+            self._pending_rows,
+            self._objectives_json(),
         )
         if ok is not None:  # None: Redis down, keep buffering
             self._pending_values, self._pending_rows = [], []
+            self._objectives_changed = False
+
+    def _objectives_json(self) -> str:
+        """The trial's objective values as the store keeps them, or "" when unchanged since sent."""
+        if not self._objectives_changed:
+            return ""
+        return json.dumps(self._objectives, allow_nan=False)
 
     def finish(
         self,
@@ -357,6 +382,7 @@ class Execution:
             "values": self._pending_values,
             "rows": self._pending_rows,
             "output": output,
+            "objectives": self._objectives_json(),
         }
         if self.claim_next is not None:
             ok, self.next_claim = self._must(

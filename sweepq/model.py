@@ -10,6 +10,7 @@ contract, docs/design.md "Trials") while code can name them.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypedDict
 
@@ -110,3 +111,25 @@ def stored_number(text: Any) -> float | None:
         return float(text)
     except (TypeError, ValueError):
         return None
+
+
+def objectives(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sweep's objectives in order, each ``{name, goal, ...}``: a list metric as it is, one
+    metric as a list of one, none as ``[]``. Readers that need only what drives early termination,
+    the sweep's ``best`` and ``target`` take the first (:func:`primary_metric`)."""
+    metric = config.get("metric")
+    if isinstance(metric, list):
+        return list(metric)
+    return [dict(metric)] if isinstance(metric, Mapping) else []
+
+
+def primary_metric(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The first objective (``{}`` without a metric): what early termination judges, what the
+    sweep's running ``best`` and ``status`` track, and ``metric`` in the run JSON."""
+    found = objectives(config)
+    return dict(found[0]) if found else {}
+
+
+def is_multi_objective(config: Mapping[str, Any]) -> bool:
+    """True for a sweep whose ``metric`` is a list of objectives."""
+    return isinstance(config.get("metric"), list)

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from sweepq import pareto
 from sweepq.agents import AgentProcess, default_slots
 from sweepq.cli import EXIT_BAD_INPUT, EXIT_NOT_FOUND, RUN_ID, SWEEP_ID, CliError, main
 from sweepq.errors import Unavailable
@@ -361,17 +362,23 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
     trials = [t for t in store.get_trials(store.trial_ids(sid), history=False)]
     goal = status["metric"]["goal"]
     metric = status["metric"]["name"]
-    scored = [t for t in trials if t["metric"] is not None and t["state"] == "finished"]
-    scored.sort(key=lambda t: t["metric"], reverse=(goal == "maximize"))
+    objs = status.get("objectives") or []
+    names = [o["name"] for o in objs] or [metric or "metric"]
+    if objs:  # several objectives: the front, best first on the first (sweepq best has it all)
+        scored = list(pareto.front(trials, objs))
+    else:
+        scored = [t for t in trials if t["metric"] is not None and t["state"] == "finished"]
+        scored.sort(key=lambda t: t["metric"], reverse=(goal == "maximize"))
     table = Table(title=f"sweep {sid}: {status['state']} ({status.get('end_reason') or ''})")
-    for col in ("run", "state", metric or "metric", "params"):
+    for col in ("run", "state", *names, "params"):
         table.add_column(col)
     shown = scored[:10] + [t for t in trials if t["state"] in ("failed", "crashed")][:5]
     for t in shown:
+        vals = pareto.objective_values(t, names) if objs else [t["metric"]]
         table.add_row(
             t["id"],
             t["state"],
-            "-" if t["metric"] is None else f"{t['metric']:.6g}",
+            *["-" if v is None else f"{v:.6g}" for v in vals],
             json.dumps(t["params"], default=str)[:80],
         )
     console.print(table)
@@ -393,7 +400,12 @@ def _print_summary(store: Store, sid: str, status: dict[str, Any]) -> None:
     for w in status.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {w}")
     best = status["best"]
-    if best:
+    if objs:
+        console.print(
+            f"{status['pareto_size']} run(s) on the Pareto front of {', '.join(names)}: sweepq best {sid}",
+            highlight=False,
+        )
+    elif best:
         console.print(
             f"best run {best['run_id']}: {metric} = {best['value']:.6g}  params {json.dumps(best['params'], default=str)}"
         )
@@ -413,15 +425,21 @@ def status_cmd(sweep_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(st)
         return
-    click.echo(
-        f"sweep {st['id']}  state {st['state']}  method {st['method']}  "
-        f"metric {st['metric']['name']} ({st['metric']['goal']})"
+    objs = st.get("objectives")
+    what = (
+        "objectives " + ", ".join(f"{o['name']} ({o['goal']})" for o in objs)
+        if objs
+        else f"metric {st['metric']['name']} ({st['metric']['goal']})"
     )
+    click.echo(f"sweep {st['id']}  state {st['state']}  method {st['method']}  {what}")
     click.echo("  ".join(f"{k} {v}" for k, v in st["counts"].items()))
     b = st["best"]
-    click.echo(
-        f"best {b['run_id']} = {b['value']:.6g} {json.dumps(b['params'], default=str)}" if b else "best -"
-    )
+    if objs:
+        click.echo(f"pareto front {st['pareto_size']} run(s) (sweepq best {st['id']})")
+    else:
+        click.echo(
+            f"best {b['run_id']} = {b['value']:.6g} {json.dumps(b['params'], default=str)}" if b else "best -"
+        )
     for w in st.get("warnings") or []:
         click.echo(f"warning: {w}")
 
@@ -464,36 +482,71 @@ def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
     """Every trial: id, state, params, metric, steps, times, worker, exit code."""
     with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
-        runs = s.store.get_runs(s.store.trial_ids(sweep_id))
+        names = [o["name"] for o in s.store.sweep_objectives(sweep_id)]
+        runs = s.store.get_runs(s.store.trial_ids(sweep_id), names or None)
     if as_json:
         _echo_json(runs)
     elif as_csv:
+        # a multi-objective sweep: one column per objective (named as logged) in place of "metric"
+        fields = RUN_FIELDS if not names else RUN_FIELDS[:3] + names + RUN_FIELDS[4:]
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=RUN_FIELDS + ["reason"], extrasaction="ignore")
+        w = csv.DictWriter(buf, fieldnames=[*fields, "reason"], extrasaction="ignore")
         w.writeheader()
         for r in runs:
-            w.writerow({**r, "params": json.dumps(r["params"], default=str)})
+            w.writerow({**r, **(r.get("objectives") or {}), "params": json.dumps(r["params"], default=str)})
         click.echo(buf.getvalue(), nl=False)
     else:
         for r in runs:
-            m = "-" if r["metric"] is None else f"{r['metric']:.6g}"
-            click.echo(f"{r['id']:<16} {r['state']:<9} {m:>12}  {json.dumps(r['params'], default=str)}")
+            vals = [r["objectives"][n] for n in names] if names else [r["metric"]]
+            m = " ".join(f"{'-' if v is None else f'{v:.6g}':>12}" for v in vals)
+            click.echo(f"{r['id']:<16} {r['state']:<9} {m}  {json.dumps(r['params'], default=str)}")
 
 
 @main.command("best")
 @click.argument("sweep_id", type=SWEEP_ID)
 @click.option("--json", "as_json", is_flag=True)
 def best_cmd(sweep_id: str, as_json: bool) -> None:
-    """The best finished trial (exit 3 if none yet)."""
+    """The best finished trial; for several objectives the Pareto front (exit 3 if none yet)."""
     with session(sweep_id) as s:
         _need_sweep(s.store, sweep_id)
-        b = s.store.best(sweep_id)
+        objs = s.store.sweep_objectives(sweep_id)
+        front = s.store.pareto_front(sweep_id, objs) if objs else []
+        b = None if objs else s.store.best(sweep_id)
+    if objs:
+        _print_front(sweep_id, objs, front, as_json)
+        return
     if b is None:
         raise CliError(f"sweep {sweep_id} has no finished trial with a metric yet", EXIT_NOT_FOUND)
     if as_json:
         _echo_json(b)
     else:
         click.echo(f"{b['run_id']}  {b['value']:.6g}  {json.dumps(b['params'], default=str)}")
+
+
+def _print_front(
+    sweep_id: str, objs: list[dict[str, str]], front: list[dict[str, Any]], as_json: bool
+) -> None:
+    """``sweepq best`` of a multi-objective sweep: the front as ``{"pareto": [run, ...]}`` or a
+    table, best first on the first objective."""
+    if not front:
+        listed = ", ".join(o["name"] for o in objs)
+        raise CliError(
+            f"sweep {sweep_id} has no finished trial that logged every objective ({listed}) yet",
+            EXIT_NOT_FOUND,
+        )
+    if as_json:
+        _echo_json({"pareto": front})
+        return
+    names = [o["name"] for o in objs]
+    head = "run".ljust(16) + "".join(
+        f"{(n + (' (max)' if o['goal'] == 'maximize' else ' (min)')):>14}"
+        for n, o in zip(names, objs, strict=True)
+    )
+    click.echo(head + "  params")
+    for r in front:
+        vals = "".join(f"{r['objectives'][n]:>14.6g}" for n in names)
+        click.echo(f"{r['id']:<16}{vals}  {json.dumps(r['params'], default=str)}")
+    click.echo(f"{len(front)} run(s) on the Pareto front of {len(names)} objectives")
 
 
 def _action(name: str, doc: str) -> None:

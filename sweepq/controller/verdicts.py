@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from sweepq.controller.view import SweepView, failure_line
+from sweepq.model import primary_metric
 
 
 def done_reason(config: dict[str, Any], sweep: dict[str, Any], view: SweepView) -> str | None:
@@ -17,10 +18,11 @@ def done_reason(config: dict[str, Any], sweep: dict[str, Any], view: SweepView) 
     cap = config.get("run_cap")
     if cap and len(view.trials) >= int(cap):
         return f"run_cap {cap} reached"
-    target = (config.get("metric") or {}).get("target")
+    metric = primary_metric(config)
+    target = metric.get("target")
     best = sweep.get("best_value")
     if target is not None and best not in (None, ""):
-        goal = (config.get("metric") or {}).get("goal", "minimize")
+        goal = metric.get("goal", "minimize")
         b = float(best)
         if (goal == "maximize" and b >= float(target)) or (goal != "maximize" and b <= float(target)):
             return f"metric target {target} reached"
@@ -48,7 +50,7 @@ def fail_fast(config: dict[str, Any], view: SweepView) -> str | None:
 
 def missing_metric_prefix(config: dict[str, Any]) -> str | None:
     """The start of the sweep warning for a metric no ended trial logged (None: no metric)."""
-    name = (config.get("metric") or {}).get("name")
+    name = primary_metric(config).get("name")
     return f"metric {name!r} was never logged by any ended trial" if name else None
 
 

@@ -65,8 +65,11 @@ def iterations(trial: Trial) -> list[float]:
 
 
 def metric_spec(config: Mapping[str, Any]) -> tuple[str, str]:
-    """``(name, goal)`` of the sweep metric; a stopping rule is meaningless without one."""
+    """``(name, goal)`` of the sweep metric (the first objective of a list: the documented rule
+    for multi-objective sweeps); a stopping rule is meaningless without one."""
     metric = config.get("metric")
+    if isinstance(metric, list) and metric:
+        metric = metric[0]
     if not isinstance(metric, Mapping) or not metric.get("name"):
         raise ValueError("early_terminate needs a metric: set metric.name (and metric.goal)")
     goal = metric.get("goal") or "minimize"

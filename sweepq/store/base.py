@@ -24,6 +24,8 @@ class StoreBase:
         self.url = url or (redis_url_from_env() if client is None else client_url(self._r))
         self.keys = Keys(namespace or namespace_from_env())
         self._scripts: dict[str, Any] | None = None  # registered on first use (no I/O here)
+        # per sweep: (finished count, Pareto front size) of a multi-objective sweep (status)
+        self._front_sizes: dict[str, tuple[int, int]] = {}
 
     @property
     def ns(self) -> str:

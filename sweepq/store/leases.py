@@ -72,15 +72,27 @@ class LeasesPart(TrialsPart):
         )
         return bool(int(res[0])), res[1] or ""
 
-    def log_metrics(self, sid: str, tid: str, owner: str, values: list[float], rows: list[str]) -> bool:
-        """Append values of the sweep metric and raw JSON rows (fenced by owner)."""
-        if not values and not rows:
+    def log_metrics(
+        self, sid: str, tid: str, owner: str, values: list[float], rows: list[str], objectives: str = ""
+    ) -> bool:
+        """Append values of the sweep metric and raw JSON rows (fenced by owner); ``objectives``
+        (a multi-objective sweep's) is the JSON list of the trial's summary values now."""
+        if not values and not rows and not objectives:
             return True
         k = self.keys
         return bool(
             self._script("metrics")(
                 keys=[k.trial(tid), k.trial_history(tid), k.trial_rows(tid), k.events],
-                args=[owner, ROWS_CAP, len(values), sid, tid, *[repr(float(v)) for v in values], *rows],
+                args=[
+                    owner,
+                    ROWS_CAP,
+                    len(values),
+                    sid,
+                    tid,
+                    objectives,
+                    *[repr(float(v)) for v in values],
+                    *rows,
+                ],
             )
         )
 
@@ -97,17 +109,22 @@ class LeasesPart(TrialsPart):
         values: list[float] | None = None,
         rows: list[str] | None = None,
         output: list[tuple[str, str]] | None = None,
+        objectives: str = "",
     ) -> bool:
         """Record the final state; ``values``/``rows`` are metrics not yet sent (as ``log_metrics``)
         and ``output`` output lines not yet streamed, written in the same round trip, so a short
         trial's end costs one."""
         if not output:
             return bool(
-                self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows)
+                self._finish_call(
+                    sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, objectives
+                )
             )
         p = self._pipeline()
         self.append_output(tid, output, client=p)
-        self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
+        self._finish_call(
+            sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, objectives, client=p
+        )
         return bool(self._execute(p)[-1])
 
     def finish_and_claim(
@@ -123,6 +140,7 @@ class LeasesPart(TrialsPart):
         values: list[float] | None = None,
         rows: list[str] | None = None,
         output: list[tuple[str, str]] | None = None,
+        objectives: str = "",
         *,
         claim_next: tuple[str, str, str, float, str, str],
     ) -> tuple[bool, Claim]:
@@ -132,7 +150,9 @@ class LeasesPart(TrialsPart):
         p = self._pipeline()
         if output:
             self.append_output(tid, output, client=p)
-        self._finish_call(sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, client=p)
+        self._finish_call(
+            sid, tid, owner, state, exit_code, reason, log_tail, goal, values, rows, objectives, client=p
+        )
         nxt, nxt_owner, worker, lease_ttl, gpus, log_path = claim_next
         self.claim(sid, nxt, nxt_owner, worker, lease_ttl, gpus, client=p, log_path=log_path)
         sent = time.monotonic()
@@ -151,6 +171,7 @@ class LeasesPart(TrialsPart):
         goal: str,
         values: list[float] | None,
         rows: list[str] | None,
+        objectives: str = "",
         client: Any = None,
     ) -> Any:
         if state not in FINAL_STATES:  # not an assert: python -O must not let any state through
@@ -182,6 +203,7 @@ class LeasesPart(TrialsPart):
                 goal,
                 ROWS_CAP,
                 len(values),
+                objectives,
                 *[repr(float(v)) for v in values],
                 *rows,
             ],

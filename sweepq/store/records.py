@@ -34,6 +34,7 @@ WEB_FIELDS = (
     "published",
     "queue",
     "stop_requested_at",
+    "objectives",
 )
 # The fields of the ``run`` JSON shape (sweepq runs --json)
 RUN_FIELDS = (
@@ -49,6 +50,7 @@ RUN_FIELDS = (
     "attempt",
     "reason",
     "gpus",
+    "objectives",
 )
 
 
@@ -60,6 +62,24 @@ def _params(raw: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _objectives(raw: Any) -> dict[str, float | None] | None:
+    """A multi-objective trial's summary values by name (None: it logged none, or not that sweep)."""
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {
+        str(k): (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+        for k, v in value.items()
+    }
 
 
 def trial_from_hash(h: dict[str, Any], hist: list[float] | None = None) -> dict[str, Any]:
@@ -88,6 +108,7 @@ def trial_from_hash(h: dict[str, Any], hist: list[float] | None = None) -> dict[
         "gpus": h.get("gpus") or "",
         "published_at": stored_number(h.get("published_at")),
         "log_path": h.get("log_path") or "",
+        "objectives": _objectives(h.get("objectives")),
     }
     if hist is not None:
         t["history"] = hist
@@ -108,9 +129,11 @@ def web_record(vals: list[Any], params: Any = None) -> dict[str, Any]:
     return t
 
 
-def run_json(t: dict[str, Any]) -> dict[str, Any]:
-    """The ``run`` JSON shape (docs/dashboard.md, "JSON shapes")."""
-    return {
+def run_json(t: dict[str, Any], objectives: list[str] | None = None) -> dict[str, Any]:
+    """The ``run`` JSON shape (docs/dashboard.md, "JSON shapes"); for a multi-objective sweep
+    (``objectives``: its objective names) also ``objectives``, each name's summary value or null.
+    ``metric`` stays the first objective's value, so readers of one metric keep working."""
+    out = {
         "id": t["id"],
         "state": t["state"],
         "params": t["params"],
@@ -124,3 +147,7 @@ def run_json(t: dict[str, Any]) -> dict[str, Any]:
         "reason": t["reason"],
         "gpus": t["gpus"],
     }
+    if objectives:
+        got = t.get("objectives") or {}
+        out["objectives"] = {name: got.get(name) for name in objectives}
+    return out

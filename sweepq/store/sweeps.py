@@ -11,9 +11,10 @@ from typing import Any
 
 import redis
 
+from sweepq import pareto
 from sweepq.errors import Conflict, NotFound
 from sweepq.ids import is_sweep_id, shown
-from sweepq.model import TRIAL_STATES, stored_number
+from sweepq.model import TRIAL_STATES, is_multi_objective, objectives, primary_metric, stored_number
 from sweepq.store.base import StoreBase
 from sweepq.store.connection import OUT_OF_MEMORY
 
@@ -35,7 +36,7 @@ class SweepsPart(StoreBase):
         sid = sweep_id or new_id()
         if not is_sweep_id(sid):  # ids are spliced into key names: only ones sweepq could make
             raise Conflict(f"not a sweep id: {shown(sid)} (1-64 lowercase letters and digits)")
-        metric = config.get("metric") or {}
+        metric = primary_metric(config)
         now = time.time()
         fields = {
             "id": sid,
@@ -48,6 +49,10 @@ class SweepsPart(StoreBase):
             "created_at": now,
             "next_trial": 0,
         }
+        if is_multi_objective(config):
+            fields["objectives"] = json.dumps(
+                [{"name": o["name"], "goal": o["goal"]} for o in objectives(config)]
+            )
         flat = [str(x) for kv in fields.items() for x in kv]
         if not self._script("create_sweep")(
             keys=[k.sweep(sid), k.sweeps, k.active_sweeps, k.events], args=[sid, now, *flat]
@@ -140,6 +145,24 @@ class SweepsPart(StoreBase):
         params = self._r.hget(self.keys.trial(h[0]), "params")
         return {"run_id": h[0], "value": float(h[1]), "params": json.loads(params or "{}")}
 
+    def sweep_objectives(self, sid: str) -> list[dict[str, str]]:
+        """A multi-objective sweep's ``[{name, goal}, ...]``; ``[]`` for one metric or none."""
+        raw = self._r.hget(self.keys.sweep(sid), "objectives")
+        try:
+            found = json.loads(raw) if raw else []
+        except ValueError:
+            return []
+        return [o for o in found if isinstance(o, dict) and o.get("name")] if isinstance(found, list) else []
+
+    def pareto_front(self, sid: str, objs: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+        """The runs (``run`` shape, with ``objectives``) on a multi-objective sweep's Pareto front,
+        best first on the first objective; ``[]`` for a sweep of one metric."""
+        objs = self.sweep_objectives(sid) if objs is None else objs
+        if not objs:
+            return []
+        runs = self.get_runs(self.trial_ids(sid), [o["name"] for o in objs])  # type: ignore[attr-defined]
+        return [dict(r) for r in pareto.front(runs, objs)]
+
     def status(self, sid: str) -> dict[str, Any]:
         """The ``status`` JSON shape (docs/dashboard.md, "JSON shapes")."""
         sw = self.get_sweep(sid)
@@ -164,6 +187,19 @@ class SweepsPart(StoreBase):
             "end_reason": sw.get("end_reason", ""),
         }
         out.update(extra)
+        objs = self.sweep_objectives(sid)
+        if objs:
+            out["objectives"] = objs
+            # a finished trial never changes: the front changes only when more trials finish, so
+            # its size is kept per sweep and finished count (the dashboard asks every 2 s)
+            n_done = out["counts"].get("finished", 0)
+            hit = self._front_sizes.get(sid)
+            if hit is None or hit[0] != n_done:
+                hit = (n_done, len(self.pareto_front(sid, objs)))
+                self._front_sizes[sid] = hit
+                while len(self._front_sizes) > 256:
+                    self._front_sizes.pop(next(iter(self._front_sizes)))
+            out["pareto_size"] = hit[1]
         return out
 
     def memory_full(self, max_age: float = 2.0) -> str | None:

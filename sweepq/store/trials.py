@@ -109,8 +109,9 @@ class TrialsPart(StoreBase):
                 out[tid] = trial_from_hash(h, [float(x) for x in res[at + j * step + 1]] if history else None)
         return out
 
-    def get_runs(self, tids: list[str]) -> list[dict[str, Any]]:
-        """The ``run`` JSON shape for many trials, fetching only its fields (``runs --json``)."""
+    def get_runs(self, tids: list[str], objectives: list[str] | None = None) -> list[dict[str, Any]]:
+        """The ``run`` JSON shape for many trials, fetching only its fields (``runs --json``);
+        ``objectives``: a multi-objective sweep's objective names (see ``run_json``)."""
         out: list[dict[str, Any]] = []
         names = list(RUN_FIELDS)
         for i in range(0, len(tids), 2000):
@@ -121,7 +122,8 @@ class TrialsPart(StoreBase):
                 if vals[0] is None:
                     continue
                 h = dict(zip(names, vals, strict=True))
-                out.append(run_json(trial_from_hash({k: v for k, v in h.items() if v is not None}, None)))
+                t = trial_from_hash({k: v for k, v in h.items() if v is not None}, None)
+                out.append(run_json(t, objectives))
         return out
 
     def get_trial(self, tid: str, history: bool = True) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 -- A running trial's final state, with its last unsent metrics (one round trip at the end).
 -- KEYS: trial, counts, inflight, leases, events, sweep, stopq, hist, rows
 -- ARGV: owner, new_state, now, exit_code, reason, log_tail, tid, sid, goal, rows_cap, n_values,
---       values..., rows...
+--       objectives, values..., rows...
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
 end
-append_metrics(KEYS[1], KEYS[8], KEYS[9], tonumber(ARGV[10]), tonumber(ARGV[11]), 12)
+append_metrics(KEYS[1], KEYS[8], KEYS[9], tonumber(ARGV[10]), tonumber(ARGV[11]), 13, ARGV[12])
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'ended_at', ARGV[3], 'exit_code', ARGV[4],
   'reason', ARGV[5], 'log_tail', ARGV[6])
 -- an ended trial keeps only what it reports: the lease and publish bookkeeping and empty fields

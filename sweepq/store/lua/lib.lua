@@ -15,8 +15,13 @@ end
 
 -- ARGV[first .. first + nv - 1] are values of the sweep metric, ARGV[first + nv ..] logged rows.
 -- The history keeps its first HISTORY_CAP values (what the stopping rules' rungs read); the
--- summary value still follows every value logged; the rows keep their last rows_cap.
-local function append_metrics(trial, hist, rows, rows_cap, nv, first)
+-- summary value still follows every value logged; the rows keep their last rows_cap. objs, when
+-- not empty, is the JSON object {name: value} of a multi-objective trial's summary values (the
+-- worker keeps them).
+local function append_metrics(trial, hist, rows, rows_cap, nv, first, objs)
+  if objs ~= '' then
+    redis.call('HSET', trial, 'objectives', objs)
+  end
   local room = HISTORY_CAP - redis.call('LLEN', hist)
   for i = first, math.min(first - 1 + nv, first - 1 + room) do
     redis.call('RPUSH', hist, ARGV[i])
