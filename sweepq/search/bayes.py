@@ -759,7 +759,11 @@ _HYPER_CACHE: OrderedDict[str, tuple[float, np.ndarray, float, float]] = Ordered
 
 
 def _fit_hyper(
-    X_all: np.ndarray, y_all: np.ndarray, cat: np.ndarray | None = None, n_sel: int | None = None
+    X_all: np.ndarray,
+    y_all: np.ndarray,
+    cat: np.ndarray | None = None,
+    n_sel: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[float, np.ndarray, float, float]:
     """Kernel hyper-parameters (amplitude, ARD length scales, noise) and the log marginal
     likelihood they reach, fitted on the ``_select``-ed subset of these observations (selected by
@@ -770,6 +774,9 @@ def _fit_hyper(
     as well as anything, and an unbounded length scale then copies the other categories'
     landscape onto it, so the model stops trying it (``docs/bayes.md``, "Categories").
 
+    ``transform`` maps the values to the GP's targets (default :func:`_warp`; several objectives
+    standardise instead).
+
     Memoised by a hash of the data, so a warm cache changes speed, never results.
     """
     d = X_all.shape[1]
@@ -779,13 +786,15 @@ def _fit_hyper(
     # the bounds enter the key only where they differ from the default (the key also seeds the
     # fit's random restart, so spaces without categories keep their fits)
     extra = ls_bounds.tobytes() if cat.any() else b""
+    if transform is not None:
+        extra += transform.__name__.encode()
     key = hashlib.sha1(X_all.tobytes() + y_all.tobytes() + str(X_all.shape).encode() + extra).hexdigest()
     with _LOCK:
         hit = _HYPER_CACHE.get(key)
         if hit is not None:
             _HYPER_CACHE.move_to_end(key)
             return hit
-    z_all = _warp(y_all)
+    z_all = (transform or _warp)(y_all)
     idx = _select(X_all if n_sel is None else X_all[:, :n_sel], z_all, HYPER_CAP)
     X, z = X_all[idx], z_all[idx]
     kernel = ConstantKernel(1.0, (0.05, 20.0)) * Matern(
@@ -992,6 +1001,10 @@ def suggest_with_info(
     phase, the GP's mean and std of the metric in the user's units and sign.
     """
     metric = config.get("metric")
+    if isinstance(metric, list):  # several objectives: expected hypervolume improvement
+        from sweepq.search import _bayes_mo
+
+        return _bayes_mo.suggest_with_info(config, trials, n, seed)
     if not isinstance(metric, Mapping) or not metric.get("name"):
         raise ValueError("metric: bayes search needs a metric with a name")
     space = _space_for(config.get("parameters") or {})
@@ -1020,25 +1033,8 @@ def suggest_with_info(
         and (data.n_trials >= n_initial(space.active_dim) or n_obs >= n_initial(space.active_dim))
     )
 
-    existing = [data.X_all]
     if not use_model:
-        for _ in range(max(n, 0)):
-            if len(seen) >= limit:
-                break
-            for _attempt in range(20):
-                x = _maximin_pick(space, np.vstack(existing), rng)
-                params, key = space.decode(x)
-                if key not in seen:
-                    break
-            else:
-                found, key = _unseen_random(space, seen, rng)
-                if found is None:
-                    break
-                params = found
-            seen.add(key)
-            out.append(params)
-            existing.append(x[None, :])
-        return out, info
+        return _space_filling(space, data.X_all, n, seen, rng), info
 
     info["phase"] = "model"
     z = _warp(y)
@@ -1124,6 +1120,32 @@ def suggest_with_info(
         pending.append(xf)
         pen1 = pen1 + _log_penalty(C1f, [xf], ls_eff)
     return out, info
+
+
+def _space_filling(
+    space: _Space, X_all: np.ndarray, n: int, seen: set[bytes], rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Up to ``n`` maximin picks, each far from every trial and earlier pick (the cold start)."""
+    out: list[dict[str, Any]] = []
+    existing = [X_all]
+    limit = space.size()
+    for _ in range(max(n, 0)):
+        if len(seen) >= limit:
+            break
+        for _attempt in range(20):
+            x = _maximin_pick(space, np.vstack(existing), rng)
+            params, key = space.decode(x)
+            if key not in seen:
+                break
+        else:
+            found, key = _unseen_random(space, seen, rng)
+            if found is None:
+                break
+            params = found
+        seen.add(key)
+        out.append(params)
+        existing.append(x[None, :])
+    return out
 
 
 def _unseen_random(space: _Space, seen: set[bytes], rng: np.random.Generator) -> tuple[dict | None, bytes]:
