@@ -9,7 +9,10 @@ unreachable) and 500 for anything else: always one JSON line, never an HTML page
 (those go to the server log; :mod:`sweepq.web.errors`). ``GET /api/sweeps/<id>/runs`` without
 query parameters is the plain list of ``sweepq runs --json``; with ``offset``/``limit``/``state``/
 ``sort`` the server pages, filters and sorts (totals in the ``X-Total-Count`` header), so the
-dashboard stays fast on sweeps with 10,000+ trials.
+dashboard stays fast on sweeps with 10,000+ trials. For a multi-objective sweep (``metric:`` a
+list) every run carries ``objectives`` (each objective's value by name), ``best`` answers the
+Pareto front (``{"pareto": [run, ...]}``, as ``sweepq best --json``) and ``pareto`` the panel's
+points.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ bp.register_error_handler(ValueError, known_error)
 ACTIONS = ("pause", "resume", "stop", "cancel")
 MAX_LIMIT = 5000  # most runs in one page of GET /sweeps/<id>/runs
 MAX_CURVE_RUNS = 50
+MAX_PARETO_POINTS = 20000  # most points ``?limit=`` may ask of GET /sweeps/<id>/pareto
 
 
 @bp.before_request
@@ -159,18 +163,20 @@ def sweep_action(sid: str, action: str) -> Response:
 # -- runs ---------------------------------------------------------------------------------------
 @bp.get("/sweeps/<sid>/runs")
 def list_runs(sid: str) -> Response:
-    """Runs in the ``run`` shape. Query: ``state=a,b``, ``sort=[-]field``, ``offset``, ``limit``;
-    headers ``X-Total-Count`` (runs matching), ``X-Total-Unfiltered`` and ``X-Offset``."""
+    """Runs in the ``run`` shape (with ``objectives`` for a multi-objective sweep). Query:
+    ``state=a,b``, ``sort=[-]field`` (also ``objectives.<name>``), ``offset``, ``limit``; headers
+    ``X-Total-Count`` (runs matching), ``X-Total-Unfiltered`` and ``X-Offset``."""
     cached = current().cache.get(sid)
+    names = cached.objective_names()
     states = data.parse_states(request.args.get("state"))
     sort = request.args.get("sort") or ""
     if sort:
-        data.check_sort(sort)
+        data.check_sort(sort, names)
     total_all, trials = data.runs(cached, states, sort)
     offset = _int_arg("offset", 0) or 0
     limit = _int_arg("limit", None, lo=0, hi=MAX_LIMIT)
     page = trials[offset : offset + limit] if limit is not None else trials[offset:]
-    resp = jsonify([Store.run_json(t) for t in page])
+    resp = jsonify([Store.run_json(t, names) for t in page])
     resp.headers["X-Total-Count"] = str(len(trials))
     resp.headers["X-Total-Unfiltered"] = str(total_all)
     resp.headers["X-Offset"] = str(offset)
@@ -179,13 +185,14 @@ def list_runs(sid: str) -> Response:
 
 @bp.get("/sweeps/<sid>/runs/<run_id>")
 def get_run(sid: str, run_id: str) -> Response:
-    """One run: the ``run`` shape plus ``log_tail``, ``reason``, ``history`` (values of the
-    sweep metric in order), ``rows`` (the last ``?rows=`` logged metric rows, default 1000, for
-    curves) and ``keys`` (the numeric keys it logged)."""
-    store = current().store
-    trial = data.run_of(store, sid, run_id)
+    """One run: the ``run`` shape (with ``objectives`` for a multi-objective sweep) plus
+    ``log_tail``, ``reason``, ``history`` (values of the sweep metric, the first objective, in
+    order), ``rows`` (the last ``?rows=`` logged metric rows, default 1000, for curves) and
+    ``keys`` (the numeric keys it logged)."""
+    w = current()
+    trial = data.run_of(w.store, sid, run_id)
     rows = _int_arg("rows", 1000, lo=0, hi=5000) or 0
-    return jsonify(data.run_detail(store, trial, rows))
+    return jsonify(data.run_detail(w.store, trial, rows, w.cache.objective_names(sid)))
 
 
 @bp.get("/sweeps/<sid>/curves")
@@ -221,12 +228,34 @@ def get_importance(sid: str) -> Response:
     return jsonify(out)
 
 
+@bp.get("/sweeps/<sid>/pareto")
+def get_pareto(sid: str) -> Response:
+    """A multi-objective sweep's finished runs with every objective's value, and its Pareto
+    front: ``{"objectives", "points": [{"id", "values", "front", "state"}], "front": [ids], "total",
+    "incomplete"}`` (:func:`sweepq.web.data.pareto_points`; at most ``?limit=`` points, default
+    5000, front points always kept). A sweep of one metric answers 200 with empty lists."""
+    limit = _int_arg("limit", 5000, lo=1, hi=MAX_PARETO_POINTS) or 5000
+    cached = current().cache.get(sid)
+    objs = cached.objectives()
+    out = cached.memo(("pareto", limit), lambda: data.pareto_points(cached.trials(), objs, limit))
+    return jsonify(out)
+
+
 @bp.get("/sweeps/<sid>/best")
 def get_best(sid: str) -> Response:
-    """The ``best`` shape; 404 while no finished run has the metric (``sweepq best`` exits 3)."""
-    store = current().store
+    """The ``best`` shape; 404 while no finished run has the metric (``sweepq best`` exits 3).
+    For a multi-objective sweep ``{"pareto": [run, ...]}``, the runs on its Pareto front best
+    first on the first objective (as ``sweepq best --json``); 404 while no finished run has every
+    objective."""
+    w = current()
+    store = w.store
     if not store.sweep_exists(sid):
         raise NotFound(f"unknown sweep {sid!r}")
+    if w.cache.objective_names(sid):
+        front = data.pareto_runs(w.cache.get(sid))
+        if not front:
+            return error(404, f"sweep {sid} has no finished trial with every objective yet")
+        return jsonify({"pareto": front})
     b = store.best(sid)
     if b is None:
         return error(404, f"sweep {sid} has no finished trial with a metric yet")

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from operator import itemgetter
 from typing import Any
 
+from sweepq import pareto
 from sweepq.errors import NotFound
 from sweepq.model import IN_FLIGHT, TRIAL_STATES, finite_number, stored_number
 from sweepq.store import Store
@@ -28,6 +29,8 @@ from sweepq.store.limits import READ_CHUNK
 
 # Fields a client may sort runs by (``?sort=metric`` or ``?sort=-metric``).
 SORT_KEYS = ("id", "state", "metric", "steps", "started_at", "ended_at", "duration", "worker", "exit_code")
+# ``?sort=objectives.<name>``: a multi-objective sweep's runs by one objective's value
+OBJECTIVE_SORT = "objectives."
 
 
 def _event_id(eid: str) -> tuple[int, int]:
@@ -82,6 +85,19 @@ class SweepTrials:
         self.lock = threading.Lock()
         self._memo: dict[Any, Any] = {}
         self._memo_version = -1
+        self._objectives: list[dict[str, str]] | None = None
+
+    def objectives(self) -> list[dict[str, str]]:
+        """The sweep's objectives (``[{name, goal}, ...]``; ``[]`` for one metric), read once: a
+        sweep's config never changes (a full reload, as after a namespace wipe, reads it again)."""
+        objs = self._objectives
+        if objs is None:
+            objs = self._objectives = self.store.sweep_objectives(self.sid)
+        return objs
+
+    def objective_names(self) -> list[str]:
+        """The names of :meth:`objectives` in order (``[]`` for one metric)."""
+        return [o["name"] for o in self.objectives()]
 
     # -- loading ----------------------------------------------------------------------------------
     def _store_records(self, recs: list[tuple[str, dict[str, Any]]]) -> None:
@@ -121,6 +137,7 @@ class SweepTrials:
         return value
 
     def _full_load(self) -> None:
+        self._objectives = None
         self.last_event = self.store.last_event_id()  # before the reads: nothing is missed
         self.by_id, self.order = {}, []
         self._fetch_from_rank(0)
@@ -200,6 +217,15 @@ class TrialCache:
             raise
         return st
 
+    def objective_names(self, sid: str) -> list[str]:
+        """A sweep's objective names (``[]`` for one metric): from its cached records when the
+        sweep is being viewed (no refresh), else one read of the sweep's hash."""
+        with self._lock:
+            st = self._sweeps.get(sid)
+        if st is not None:
+            return st.objective_names()
+        return [o["name"] for o in self.store.sweep_objectives(sid)]
+
 
 # -- queries ------------------------------------------------------------------------------------
 def sweep_statuses(store: Store) -> list[dict[str, Any]]:
@@ -230,7 +256,7 @@ def runs(cached: SweepTrials, states: set[str] | None, sort: str) -> tuple[int, 
         if states is not None:
             trials = [t for t in trials if t["state"] in states]
         if sort:
-            trials = sort_runs(trials, sort)
+            trials = sort_runs(trials, sort, cached.objective_names())
         return total_all, trials
 
     result: tuple[int, list[dict[str, Any]]] = cached.memo(
@@ -253,11 +279,14 @@ def run_of(store: Store, sid: str, tid: str) -> dict[str, Any]:
     return t
 
 
-def run_detail(store: Store, t: dict[str, Any], rows: int) -> dict[str, Any]:
-    """The ``run`` shape of record ``t`` plus ``log_tail``, ``reason``, ``history``,
+def run_detail(
+    store: Store, t: dict[str, Any], rows: int, objectives: list[str] | None = None
+) -> dict[str, Any]:
+    """The ``run`` shape of record ``t`` (with ``objectives`` for a multi-objective sweep, whose
+    objective names ``objectives`` are) plus ``log_tail``, ``reason``, ``history``,
     ``queued_at``, ``queue``, ``stop``, its last ``rows`` logged rows (0: none) and the numeric
     keys it logged."""
-    out = Store.run_json(t)
+    out = Store.run_json(t, objectives)
     out.update(
         {
             "log_tail": t["log_tail"],
@@ -282,32 +311,106 @@ def curve_runs(cached: SweepTrials, goal: str, ids: list[str]) -> list[str]:
     return [i for i in ids if i in cached.by_id]
 
 
-def check_sort(sort: str) -> str:
-    """The field of ``[-]field``; ValueError (a 400) for an unknown one."""
+def check_sort(sort: str, objectives: list[str] | None = None) -> str:
+    """The field of ``[-]field`` (``objectives.<name>`` for one of ``objectives``, a
+    multi-objective sweep's objective names); ValueError (a 400) for an unknown one."""
     field = sort.lstrip("-+") or "id"
+    if field.startswith(OBJECTIVE_SORT) and field[len(OBJECTIVE_SORT) :] in (objectives or ()):
+        return field
     if field not in SORT_KEYS:
-        raise ValueError(f"sort: unknown field {field!r} (one of {', '.join(SORT_KEYS)})")
+        known = list(SORT_KEYS) + [OBJECTIVE_SORT + name for name in objectives or ()]
+        raise ValueError(f"sort: unknown field {field!r} (one of {', '.join(known)})")
     return field
 
 
-def sort_runs(trials: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
-    """Sort by ``field`` or ``-field``; runs without a value always come last (in creation
-    order). Stable, and written for 10,000 runs per poll: one partition pass, C-level keys."""
+def sort_runs(
+    trials: list[dict[str, Any]], sort: str, objectives: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Sort by ``field`` or ``-field`` (``objectives.<name>``: by that objective of a
+    multi-objective sweep, whose objective names ``objectives`` are); runs without a value always
+    come last (in creation order). Stable, and written for 10,000 runs per poll: one partition
+    pass, C-level keys."""
     desc = sort.startswith("-")
-    field = check_sort(sort)
+    field = check_sort(sort, objectives)
     by_n = itemgetter("n")
     if field == "id":
         return sorted(trials, key=by_n, reverse=desc)
+    value: Any = itemgetter(field)
+    if field not in SORT_KEYS:  # objectives.<name>
+        name = field[len(OBJECTIVE_SORT) :]
+
+        def value(t: dict[str, Any]) -> Any:
+            return (t.get("objectives") or {}).get(name)
+
     have: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []
     for t in trials:
-        (missing if t.get(field) is None else have).append(t)
+        (missing if value(t) is None else have).append(t)
     try:
-        have.sort(key=itemgetter(field), reverse=desc)
+        have.sort(key=value, reverse=desc)
     except TypeError:  # mixed types (should not happen): compare as text
-        have.sort(key=lambda t: str(t[field]), reverse=desc)
+        have.sort(key=lambda t: str(value(t)), reverse=desc)
     missing.sort(key=by_n)
     return have + missing
+
+
+def pareto_runs(cached: SweepTrials) -> list[dict[str, Any]]:
+    """The runs (``run`` shape, with ``objectives``) on a multi-objective sweep's Pareto front,
+    best first on the first objective (:func:`sweepq.pareto.front`): what
+    ``Store.pareto_front`` answers, from the cached records; ``[]`` for one metric."""
+    objs = cached.objectives()
+    if not objs:
+        return []
+    names = [o["name"] for o in objs]
+
+    def compute() -> list[dict[str, Any]]:
+        return [Store.run_json(dict(t), names) for t in pareto.front(cached.trials(), objs)]
+
+    result: list[dict[str, Any]] = cached.memo(("pareto-runs",), compute)
+    return result
+
+
+def pareto_points(
+    trials: list[dict[str, Any]], objectives: list[dict[str, str]], limit: int = 5000
+) -> dict[str, Any]:
+    """The Pareto panel's data: ``{"objectives", "points", "front", "total", "incomplete"}``.
+
+    ``points``: the finished runs with a finite value of every objective, in creation order,
+    each ``{"id", "values" (in objective order), "front", "state"}``; ``front``: the ids of those
+    on the front, best first on the first objective (ties all on it, :mod:`sweepq.pareto`);
+    ``total``: how many such runs there are; ``incomplete``: finished runs lacking a value. Past
+    ``limit`` points, every front point is kept and the dominated ones are thinned evenly (a
+    scatter of 10,000 points shows nothing more than one of 5,000). ``[]`` everywhere for a sweep
+    of one metric."""
+    if not objectives:
+        return {"objectives": [], "points": [], "front": [], "total": 0, "incomplete": 0}
+    names = [o["name"] for o in objectives]
+    goals = [o.get("goal", "minimize") for o in objectives]
+    done = [t for t in trials if t["state"] == "finished"]
+    values = [pareto.objective_values(t, names) for t in done]
+    complete = [i for i, v in enumerate(values) if all(x is not None for x in v)]
+    on_front = pareto.front_indices(values, goals)
+    front_set = set(on_front)
+    keep = complete
+    rest = [i for i in complete if i not in front_set]
+    room = max(0, limit - len(on_front))
+    if len(rest) > room:
+        picked = (
+            {rest[round(j * (len(rest) - 1) / (room - 1))] for j in range(room)}
+            if room > 1
+            else set(rest[:room])
+        )
+        keep = [i for i in complete if i in front_set or i in picked]
+    return {
+        "objectives": [{"name": o["name"], "goal": o.get("goal", "minimize")} for o in objectives],
+        "points": [
+            {"id": done[i]["id"], "values": values[i], "front": i in front_set, "state": done[i]["state"]}
+            for i in keep
+        ],
+        "front": [done[i]["id"] for i in on_front],
+        "total": len(complete),
+        "incomplete": len(done) - len(complete),
+    }
 
 
 def best_ids(trials: list[dict[str, Any]], goal: str, k: int = 5) -> list[str]:

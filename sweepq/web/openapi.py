@@ -8,8 +8,8 @@ from typing import Any
 
 from sweepq.ids import RUN_ID_RE, SWEEP_ID_RE
 from sweepq.model import SWEEP_STATES, TRIAL_STATES
-from sweepq.web.api import ACTIONS, MAX_LIMIT
-from sweepq.web.data import SORT_KEYS
+from sweepq.web.api import ACTIONS, MAX_LIMIT, MAX_PARETO_POINTS
+from sweepq.web.data import OBJECTIVE_SORT, SORT_KEYS
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -32,6 +32,12 @@ def openapi_spec() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": f"^{SWEEP_ID_RE.pattern}$"},
     }
     nullable_num = {"type": "number", "nullable": True}
+    goal = {"type": "string", "enum": ["minimize", "maximize"]}
+    objective = {
+        "type": "object",
+        "required": ["name", "goal"],
+        "properties": {"name": {"type": "string"}, "goal": goal},
+    }
     counts = {"type": "object", "properties": {s: {"type": "integer"} for s in TRIAL_STATES}}
     schemas = {
         "Error": {
@@ -72,8 +78,19 @@ def openapi_spec() -> dict[str, Any]:
                 "trials": {"type": "integer"},
                 "warnings": {"type": "array", "items": {"type": "string"}},
                 "end_reason": {"type": "string"},
+                "objectives": {
+                    "type": "array",
+                    "items": ref("Objective"),
+                    "description": "multi-objective sweeps only: the objectives in order "
+                    "(metric is the first)",
+                },
+                "pareto_size": {
+                    "type": "integer",
+                    "description": "multi-objective sweeps only: runs on the Pareto front",
+                },
             },
         },
+        "Objective": objective,
         "Run": {
             "type": "object",
             "required": [
@@ -100,6 +117,51 @@ def openapi_spec() -> dict[str, Any]:
                 "attempt": {"type": "integer"},
                 "reason": {"type": "string"},
                 "gpus": {"type": "string"},
+                "objectives": {
+                    "type": "object",
+                    "additionalProperties": nullable_num,
+                    "description": "multi-objective sweeps only: each objective's summary value "
+                    "by name (null: not logged); metric is the first objective's",
+                },
+            },
+        },
+        "Pareto": {
+            "type": "object",
+            "required": ["pareto"],
+            "properties": {
+                "pareto": {
+                    "type": "array",
+                    "items": ref("Run"),
+                    "description": "the runs on the Pareto front, best first on the first objective",
+                }
+            },
+        },
+        "ParetoPoints": {
+            "type": "object",
+            "required": ["objectives", "points", "front"],
+            "properties": {
+                "objectives": {"type": "array", "items": ref("Objective")},
+                "points": {
+                    "type": "array",
+                    "description": "finished runs with every objective's value, in creation order",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "values", "front", "state"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "values": {"type": "array", "items": {"type": "number"}},
+                            "front": {"type": "boolean"},
+                            "state": {"type": "string", "enum": list(TRIAL_STATES)},
+                        },
+                    },
+                },
+                "front": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "ids on the Pareto front, best first on the first objective",
+                },
+                "total": {"type": "integer", "description": "finished runs with every value"},
+                "incomplete": {"type": "integer", "description": "finished runs lacking a value"},
             },
         },
         "RunDetail": {
@@ -185,9 +247,24 @@ def openapi_spec() -> dict[str, Any]:
         },
         "/api/sweeps/{id}/best": {
             "get": {
-                "summary": "The best finished run",
+                "summary": "The best finished run; the Pareto front of a multi-objective sweep",
                 "parameters": [sid],
-                "responses": {"200": ok(ref("Best")), "404": err},
+                "responses": {"200": ok({"oneOf": [ref("Best"), ref("Pareto")]}), "404": err},
+            }
+        },
+        "/api/sweeps/{id}/pareto": {
+            "get": {
+                "summary": "A multi-objective sweep's points and Pareto front (empty for one metric)",
+                "parameters": [
+                    sid,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PARETO_POINTS},
+                        "description": "most points (default 5000); front points are always kept",
+                    },
+                ],
+                "responses": {"200": ok(ref("ParetoPoints")), "400": err, "404": err},
             }
         },
         "/api/sweeps/{id}/runs": {
@@ -205,7 +282,7 @@ def openapi_spec() -> dict[str, Any]:
                         "name": "sort",
                         "in": "query",
                         "schema": {"type": "string"},
-                        "description": "[-]" + "|".join(SORT_KEYS),
+                        "description": "[-]" + "|".join(SORT_KEYS) + f"|{OBJECTIVE_SORT}<name>",
                     },
                     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                     {

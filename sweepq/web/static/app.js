@@ -8,6 +8,10 @@
  * training programs and can be anything). Parcoords tick labels are the exception: Plotly draws
  * them as plain text, so they are passed as they are (tests/integration/test_browser.py checks both).
  * Everything is loaded from this server (Plotly comes from /vendor/plotly.min.js).
+ *
+ * A multi-objective sweep (status has `objectives`) gets a Pareto panel (a scatter for two
+ * objectives, a pairs plot for three or four), one runs-table column per objective and its front
+ * in place of the best run; a sweep of one metric shows none of these.
  */
 "use strict";
 
@@ -77,6 +81,7 @@
     return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " m";
   }
   function badge(state) { return el("span", {class: "badge " + state, text: state}); }
+  function objectivesText(objs) { return objs.map((o) => o.name + " (" + o.goal + ")").join(", "); }
   function flatten(obj, prefix, out) {
     out = out || {};
     if (obj === null || typeof obj !== "object" || Array.isArray(obj)) { out[prefix || "value"] = obj; return out; }
@@ -224,10 +229,12 @@
             el("td", {text: s.name || ""}),
             el("td", null, badge(s.state)),
             el("td", {text: s.method}),
-            el("td", {text: s.metric && s.metric.name ? s.metric.name + " (" + s.metric.goal + ")" : "–"}),
+            el("td", {text: s.objectives ? objectivesText(s.objectives)
+              : (s.metric && s.metric.name ? s.metric.name + " (" + s.metric.goal + ")" : "–")}),
             el("td", null, el("span", {class: "progress", title: done + " of " + total + " trials done"},
               el("span", {style: "width:" + pct + "%"})), " ", done + "/" + total),
-            el("td", {class: "num", text: s.best ? fmt(s.best.value) : "–"}),
+            el("td", {class: "num", text: s.objectives ? (s.pareto_size || 0) + " on front"
+              : (s.best ? fmt(s.best.value) : "–")}),
             el("td", {text: fmtTime(s.created_at)})));
         }
       },
@@ -309,7 +316,7 @@
     const st = {
       status: null, sort: "-id", states: new Set(), offset: 0, total: 0, selected: null,
       chosen: new Set(), autoChosen: true, lastScored: -1, slowAt: 0, slowBusy: false, curveKey: "",
-      rowsSig: "", headMetric: undefined,
+      rowsSig: "", headSig: undefined, paretoSig: "",
     };
     const enc = encodeURIComponent(sid);
     const title = el("h1", {id: "sweep-title", text: "Sweep " + sid});
@@ -324,6 +331,7 @@
         onclick: () => action(a)});
     }
     const bestBox = el("div", {id: "best-run"});
+    const bestTitle = el("h2", {text: "Best run"});
     const curves = el("div", {id: "curves", class: "plot"});
     const curvesNote = el("div", {class: "muted", id: "curves-note"});
     const keySelect = el("select", {id: "curve-key", "aria-label": "Metric to plot"});
@@ -337,17 +345,22 @@
     const prev = el("button", {type: "button", text: "‹ Prev", onclick: () => { st.offset = Math.max(0, st.offset - PAGE); pollRuns(); }});
     const next = el("button", {type: "button", text: "Next ›", onclick: () => { st.offset += PAGE; pollRuns(); }});
     const detail = el("div", {id: "run-detail", class: "card", hidden: true});
+    // the Pareto panel: put on the page once the status says the sweep has several objectives
+    const pareto = el("div", {id: "pareto", class: "plot"});
+    const paretoNote = el("div", {class: "muted", id: "pareto-note"});
+    const paretoCard = el("div", {class: "card", id: "pareto-card"}, el("h2", {text: "Pareto front"}), pareto, paretoNote);
+    const plotsGrid = el("div", {class: "grid2"},
+        el("div", {class: "card"}, el("div", {class: "row"}, el("h2", {text: "Metric vs step"}), keySelect), curves, curvesNote),
+        el("div", {class: "card"}, el("h2", {text: "Parallel coordinates"}), par, parNote));
 
     app.append(
       el("div", {class: "row"}, title, stateBadge, el("span", {class: "spacer", style: "flex:1"}),
         buttons.pause, buttons.resume, buttons.stop, buttons.cancel),
       sub, warnBox,
       el("div", {class: "grid2", style: "margin-top:12px"},
-        el("div", {class: "card"}, el("h2", {text: "Best run"}), bestBox),
+        el("div", {class: "card"}, bestTitle, bestBox),
         el("div", {class: "card"}, el("h2", {text: "Parameter importance"}), imp)),
-      el("div", {class: "grid2"},
-        el("div", {class: "card"}, el("div", {class: "row"}, el("h2", {text: "Metric vs step"}), keySelect), curves, curvesNote),
-        el("div", {class: "card"}, el("h2", {text: "Parallel coordinates"}), par, parNote)),
+      plotsGrid,
       el("div", {class: "card"},
         el("div", {class: "row"}, el("h2", {text: "Runs"}), counts),
         el("div", {class: "table-wrap"}, el("table", {id: "runs-table"}, thead, tbody)),
@@ -365,11 +378,17 @@
     async function pollStatus() {
       const {data} = await api("/api/sweeps/" + enc);
       st.status = data;
+      const multi = isMulti();
+      if (multi && !paretoCard.isConnected) {
+        app.insertBefore(paretoCard, plotsGrid);
+        bestTitle.textContent = "Pareto front runs";
+      }
       title.textContent = "Sweep " + sid + (data.name ? " · " + data.name : "");
       clear(stateBadge).appendChild(badge(data.state));
       stateBadge.dataset.state = data.state;
       const done = DONE.reduce((a, k) => a + (data.counts[k] || 0), 0);
-      sub.textContent = data.method + " search · metric " + (data.metric.name || "–") + " (" + data.metric.goal + ") · "
+      sub.textContent = data.method + " search · " + (multi ? "objectives " + objectivesText(data.objectives)
+        : "metric " + (data.metric.name || "–") + " (" + data.metric.goal + ")") + " · "
         + done + "/" + data.trials + " trials done" + (data.end_reason ? " · " + data.end_reason : "");
       // why a sweep failed, why nothing moves (Redis full), what to check (a metric never logged)
       clear(warnBox);
@@ -389,6 +408,7 @@
             st.offset = 0; pollStatus(); pollRuns();
           }}, s, el("span", {class: "n", text: n})));
       }
+      if (multi) return data;  // the front is drawn in the best box by pollPareto
       clear(bestBox);
       if (data.best) {
         const b = data.best;
@@ -404,12 +424,21 @@
       ["", null], ["id", "id"], ["state", "state"], ["params", null], ["metric", "metric"], ["steps", "steps"],
       ["duration", "duration"], ["worker", "worker"], ["exit", "exit_code"], ["started", "started_at"],
     ];
+    function isMulti() { return !!(st.status && st.status.objectives && st.status.objectives.length); }
+    function columns() {
+      // [label, sort key, title]: a multi-objective sweep has one column per objective for "metric"
+      const metricName = st.status && st.status.metric.name;
+      return COLS.flatMap(([label, key]) => {
+        if (key !== "metric") return [[label, key, null]];
+        if (isMulti()) return st.status.objectives.map((o) => [o.name, "objectives." + o.name, o.goal]);
+        return [[metricName || label, key, null]];
+      });
+    }
     function renderHead() {
       clear(thead);
       const tr = el("tr");
-      for (const [label, key] of COLS) {
-        const th = el("th", {class: key ? "sortable" : "", dataset: {sort: key || ""}},
-          label === "metric" && st.status && st.status.metric.name ? st.status.metric.name : label);
+      for (const [label, key, goal] of columns()) {
+        const th = el("th", {class: key ? "sortable" : "", dataset: {sort: key || ""}, title: goal}, label);
         if (key) {
           const cur = st.sort.replace(/^-/, "");
           if (cur === key) th.appendChild(el("span", {class: "arrow", text: st.sort.startsWith("-") ? "▼" : "▲"}));
@@ -436,11 +465,12 @@
       const sig = st.sort + "|" + st.offset + "|" + st.total + "|" + Array.from(st.chosen).join(",") + "|" + JSON.stringify(data);
       if (sig === st.rowsSig && !data.some((r) => r.state === "running")) return;
       st.rowsSig = sig;
-      const metricName = st.status && st.status.metric.name;
-      if (metricName !== st.headMetric) { st.headMetric = metricName; renderHead(); }
+      const headSig = JSON.stringify(columns());
+      if (headSig !== st.headSig) { st.headSig = headSig; renderHead(); }
+      const objs = isMulti() ? st.status.objectives : null;
       clear(tbody);
       if (!data.length) {
-        tbody.appendChild(el("tr", null, el("td", {colspan: COLS.length, class: "empty", text: "No runs yet."})));
+        tbody.appendChild(el("tr", null, el("td", {colspan: columns().length, class: "empty", text: "No runs yet."})));
       }
       for (const r of data) {
         const dur = (r.started_at && r.ended_at) ? r.ended_at - r.started_at
@@ -466,7 +496,9 @@
           el("td", {text: r.id}),
           el("td", null, badge(r.state)),
           el("td", {class: "params", text: Object.entries(flat).map(([k, v]) => k + "=" + fmt(v)).join("  ")}),
-          el("td", {class: "num metric", text: fmt(r.metric)}),
+          objs ? objs.map((o) => el("td", {class: "num objective", dataset: {objective: o.name},
+            text: fmt(r.objectives ? r.objectives[o.name] : null)}))
+            : el("td", {class: "num metric", text: fmt(r.metric)}),
           el("td", {class: "num", text: r.steps}),
           el("td", {class: "num", text: fmtDur(dur)}),
           workerCell,
@@ -487,7 +519,10 @@
         el("div", {class: "row"}, el("h2", {text: "Run " + data.id}), badge(data.state),
           el("span", {style: "flex:1"}), el("button", {type: "button", text: "Close", onclick: () => { detail.hidden = true; st.selected = null; }})),
         el("dl", {class: "kv"},
-          el("dt", {text: "metric"}), el("dd", {text: fmt(data.metric)}),
+          data.objectives && isMulti()
+            ? st.status.objectives.map((o) => [el("dt", {text: o.name + " (" + o.goal + ")"}),
+              el("dd", {class: "objective", dataset: {objective: o.name}, text: fmt(data.objectives[o.name])})])
+            : [el("dt", {text: "metric"}), el("dd", {text: fmt(data.metric)})],
           el("dt", {text: "steps"}), el("dd", {text: data.steps}),
           el("dt", {text: "worker"}), el("dd", {text: data.worker || "–"}),
           el("dt", {text: "exit code"}), el("dd", {text: data.exit_code === null ? "–" : data.exit_code}),
@@ -608,6 +643,129 @@
       }
     }
 
+    // -- the Pareto panel (multi-objective sweeps) ----------------------------------------------------
+    // Two objectives: a scatter, the front in the accent colour joined by its staircase (the edge of
+    // the region it dominates), dominated runs dimmed. Three or four: a pairs plot (every pair of
+    // objectives, lower triangle), the front highlighted in each. Each point carries its run id
+    // (Plotly's `ids` and `customdata`; after each draw also `data-run-id`/`data-front` on its SVG
+    // node, for tests); a click opens the run. Labels go through plotText (names are the user's).
+    const FRONT_COLOR = "#2b59c3";
+    const DOMINATED_COLOR = "#8a94a6";
+    let paretoWired = false;
+    let paretoFront = new Set();
+    function axisTitle(o) { return {text: plotText(o.name + " (" + o.goal + ")")}; }
+    function pointText(p, objs) {
+      return [p.id].concat(objs.map((o, k) => plotText(o.name) + " = " + fmt(p.values[k]))).join("<br>");
+    }
+    function pointTraces(pts, objs, i, j, axes, legend) {
+      // the dominated and the front points of the objective pair (i, j) on axes ("", "2", ...)
+      const dom = pts.filter((p) => !p.front), fr = pts.filter((p) => p.front);
+      const trace = (list, name, marker) => ({
+        type: "scatter", mode: "markers", name, showlegend: legend, legendgroup: name,
+        x: list.map((p) => p.values[i]), y: list.map((p) => p.values[j]),
+        ids: list.map((p) => p.id), customdata: list.map((p) => p.id),
+        text: list.map((p) => pointText(p, objs)), hoverinfo: "text", marker,
+        xaxis: "x" + axes, yaxis: "y" + axes,
+      });
+      return [
+        trace(dom, "dominated", {color: DOMINATED_COLOR, size: 6, opacity: 0.5}),
+        trace(fr, "Pareto front", {color: FRONT_COLOR, size: 9, line: {color: "#1d2330", width: 1}}),
+      ];
+    }
+    function markPoints() {
+      // Plotly keeps each point's datum (with its `ids` entry) on the point's SVG node
+      for (const node of pareto.querySelectorAll(".scatterlayer .trace path.point")) {
+        const d = node.__data__;
+        if (!d || d.id === undefined) continue;
+        node.setAttribute("data-run-id", d.id);
+        node.setAttribute("data-front", paretoFront.has(d.id) ? "true" : "false");
+      }
+    }
+    function paretoFigure(data) {
+      const objs = data.objectives, pts = data.points;
+      const layout = {margin: {l: 70, r: 20, t: 10, b: 60}, hovermode: "closest", showlegend: true,
+        legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom"}};
+      if (objs.length === 2) {
+        const fr = pts.filter((p) => p.front).sort((a, b) => a.values[0] - b.values[0] || a.values[1] - b.values[1]);
+        // the staircase's corners are the worse value of each neighbour: with x ascending, a
+        // minimised x steps right then up/down ("hv"), a maximised one the other way round
+        const line = {type: "scatter", mode: "lines", name: "front", showlegend: false, hoverinfo: "skip",
+          x: fr.map((p) => p.values[0]), y: fr.map((p) => p.values[1]),
+          line: {shape: objs[0].goal === "maximize" ? "vh" : "hv", color: FRONT_COLOR, width: 1.5}};
+        layout.xaxis = {title: axisTitle(objs[0]), zeroline: false};
+        layout.yaxis = {title: axisTitle(objs[1]), zeroline: false};
+        layout.margin.t = 30;
+        return {traces: [line].concat(pointTraces(pts, objs, 0, 1, "", true)), layout, height: 420};
+      }
+      const n = objs.length - 1, gap = 0.07, size = (1 - gap * (n - 1)) / n;
+      const traces = [];
+      let k = 0;
+      for (let r = 0; r < n; r++) {
+        for (let c = 0; c <= r; c++) {
+          k += 1;
+          const ax = k === 1 ? "" : String(k);
+          const x0 = c * (size + gap), top = 1 - r * (size + gap);
+          layout["xaxis" + ax] = {domain: [x0, x0 + size], anchor: "y" + ax, zeroline: false,
+            title: r === n - 1 ? axisTitle(objs[c]) : undefined};
+          layout["yaxis" + ax] = {domain: [Math.max(0, top - size), top], anchor: "x" + ax, zeroline: false,
+            title: c === 0 ? axisTitle(objs[r + 1]) : undefined};
+          traces.push(...pointTraces(pts, objs, c, r + 1, ax, k === 1));
+        }
+      }
+      layout.margin.t = 30;
+      return {traces, layout, height: 260 * n + 90};
+    }
+    async function pollPareto() {
+      await plotlyReady;
+      const {data} = await api("/api/sweeps/" + enc + "/pareto");
+      const sig = JSON.stringify(data);
+      if (sig === st.paretoSig) return;
+      st.paretoSig = sig;
+      paretoFront = new Set(data.front);
+      const objs = data.objectives;
+      const byId = new Map(data.points.map((p) => [p.id, p]));
+      pareto.dataset.objectives = objs.length;
+      pareto.dataset.points = data.points.length;
+      pareto.dataset.front = data.front.length;
+      // the best box: the front, best first on the first objective
+      clear(bestBox);
+      if (data.front.length) {
+        const shown = data.front.slice(0, 10);
+        bestBox.appendChild(el("table", {id: "pareto-front-table"},
+          el("thead", null, el("tr", null, el("th", {text: "run"}),
+            objs.map((o) => el("th", {class: "num", title: o.goal, text: o.name})))),
+          el("tbody", null, shown.map((id) => el("tr", {class: "clickable", dataset: {id}, onclick: () => showRun(id)},
+            el("td", null, el("a", {href: "#", text: id, onclick: (ev) => { ev.preventDefault(); }})),
+            byId.get(id).values.map((v) => el("td", {class: "num", text: fmt(v)})))))));
+        if (data.front.length > shown.length) {
+          bestBox.appendChild(el("div", {class: "muted", text: "and " + (data.front.length - shown.length) + " more on the front"}));
+        }
+      } else bestBox.appendChild(el("div", {class: "muted", text: "No finished run has reported every objective yet."}));
+      if (!data.points.length) {
+        paretoNote.textContent = "No finished run has reported every objective yet"
+          + (data.incomplete ? " (" + data.incomplete + " finished without every value)." : ".");
+        plotly().purge(pareto);  // drops the plot's listeners too
+        paretoWired = false;
+        return;
+      }
+      const fig = paretoFigure(data);
+      pareto.style.height = fig.height + "px";
+      await plotly().react(pareto, fig.traces, fig.layout, PLOT_CFG);
+      if (!paretoWired) {
+        paretoWired = true;
+        pareto.on("plotly_click", (ev) => {
+          const p = ev && ev.points && ev.points[0];
+          if (p && p.customdata !== undefined) showRun(String(p.customdata)).catch((e) => toast(e.message));
+        });
+        pareto.on("plotly_afterplot", markPoints);
+      }
+      markPoints();
+      paretoNote.textContent = data.total + " finished runs with every objective, " + data.front.length + " on the front"
+        + (data.points.length < data.total ? " (" + data.points.length + " drawn)" : "")
+        + (data.incomplete ? "; " + data.incomplete + " finished without every value" : "")
+        + ". Click a point to open its run.";
+    }
+
     renderHead();
     return {
       async poll() {
@@ -621,7 +779,7 @@
           st.slowAt = Date.now();
           st.lastScored = scored;
           st.slowBusy = true;
-          Promise.all([pollParallel(), pollImportance(), loadKeys()])
+          Promise.all([pollParallel(), pollImportance(), loadKeys(), isMulti() ? pollPareto() : null])
             .catch(() => setLive(false))
             .finally(() => { st.slowBusy = false; });
         }
