@@ -87,6 +87,37 @@ def test_conditional_quick_run_scores_every_method(
     assert all(row["median"] >= 0 for rows in record["summary"].values() for row in rows.values())
 
 
+def test_multi_objective_quick_run_scores_every_problem(
+    bench_path: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A method that raises is recorded per run (an error string), never a crash; the ones that
+    must work here (sweepq's random search, Optuna's TPE) have a hypervolume for every problem."""
+    import json
+    import math
+
+    import multi_objective
+
+    out_file = tmp_path / "multi_objective.json"
+    assert multi_objective.main(["--quick", "--out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Verdict (") == len(multi_objective.PROBLEMS)
+    record = json.loads(out_file.read_text())
+    methods = multi_objective.QUICK_METHODS
+    assert {(r["problem"], r["method"]) for r in record["runs"]} == {
+        (p, m) for p in multi_objective.PROBLEMS for m in methods
+    }
+    for r in record["runs"]:
+        assert ("error" in r) != ("hv" in r), r
+        if "hv" in r:
+            assert len(r["values"]) == 20 and all(len(v) == len(r["values"][0]) for v in r["values"])
+    for pname, problem in multi_objective.PROBLEMS.items():
+        rows = record["summary"][pname]
+        for m in ("sweepq-random", "optuna-tpe"):
+            assert f"| {m} | " in out
+            assert 0 < rows[m]["median"] < problem.true_hv and math.isfinite(rows[m]["suggest_s"])
+        assert "median" in rows["sweepq"] or rows["sweepq"]["errors"]
+
+
 def test_conditional_benchmark_rejects_a_method_that_ignores_when(bench_path: None) -> None:
     """A conditional method is scored only if its trials hold exactly the active parameters."""
     import conditional
