@@ -538,13 +538,13 @@ def _print_front(
         _echo_json({"pareto": front})
         return
     names = [o["name"] for o in objs]
-    head = "run".ljust(16) + "".join(
-        f"{(n + (' (max)' if o['goal'] == 'maximize' else ' (min)')):>14}"
-        for n, o in zip(names, objs, strict=True)
+    heads = [f"{n} ({'max' if o['goal'] == 'maximize' else 'min'})" for n, o in zip(names, objs, strict=True)]
+    widths = [max(12, len(h)) for h in heads]
+    click.echo(
+        "run".ljust(16) + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths, strict=True)) + "  params"
     )
-    click.echo(head + "  params")
     for r in front:
-        vals = "".join(f"{r['objectives'][n]:>14.6g}" for n in names)
+        vals = "".join(f"  {r['objectives'][n]:>{w}.6g}" for n, w in zip(names, widths, strict=True))
         click.echo(f"{r['id']:<16}{vals}  {json.dumps(r['params'], default=str)}")
     click.echo(f"{len(front)} run(s) on the Pareto front of {len(names)} objectives")
 
