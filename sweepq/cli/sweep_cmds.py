@@ -487,13 +487,22 @@ def runs_cmd(sweep_id: str, as_json: bool, as_csv: bool) -> None:
     if as_json:
         _echo_json(runs)
     elif as_csv:
-        # a multi-objective sweep: one column per objective (named as logged) in place of "metric"
-        fields = RUN_FIELDS if not names else RUN_FIELDS[:3] + names + RUN_FIELDS[4:]
+        # a multi-objective sweep: one column per objective in place of "metric", named as logged
+        # (objective.NAME where the name is one of the run's own columns: an objective "params")
+        cols = [f"objective.{n}" if n in RUN_FIELDS or n == "reason" else n for n in names]
+        fields = RUN_FIELDS if not names else RUN_FIELDS[:3] + cols + RUN_FIELDS[4:]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=[*fields, "reason"], extrasaction="ignore")
         w.writeheader()
         for r in runs:
-            w.writerow({**r, **(r.get("objectives") or {}), "params": json.dumps(r["params"], default=str)})
+            objs = r.get("objectives") or {}
+            w.writerow(
+                {
+                    **r,
+                    "params": json.dumps(r["params"], default=str),
+                    **{c: objs.get(n) for c, n in zip(cols, names, strict=True)},
+                }
+            )
         click.echo(buf.getvalue(), nl=False)
     else:
         for r in runs:

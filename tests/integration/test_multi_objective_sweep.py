@@ -113,3 +113,19 @@ def test_bayes_two_objective_sweep_runs_to_its_cap(store, start_worker, controll
     front = json.loads(cli(sq_env, "best", sid, "--json").stdout)["pareto"]
     vals = {t["id"]: (t["objectives"]["f1"], t["objectives"]["f2"]) for t in trials}
     assert {run["id"] for run in front} == brute_front(vals)
+
+
+def test_runs_csv_names_an_objective_that_shares_a_run_column(store, sq_env) -> None:  # noqa: ANN001
+    """An objective called ``params`` (a W&B script logging its model's parameter count) gets the
+    column ``objective.params``; the run's own ``params`` column is left as it is."""
+    from sweepq.config import load_config
+
+    cfg = mo_config("random", metric=[{"name": "acc", "goal": "maximize"}, {"name": "params"}])
+    sid = store.create_sweep(load_config(cfg))
+    (tid,) = store.create_trials(sid, [{"x1": 0.5, "x2": 0.5, "x3": 0.0, "steps": 1}])
+    values = json.dumps({"acc": 0.9, "params": 1200.0})
+    assert store.claim(sid, tid, "o", "w@test", 30).ok
+    assert store.finish_trial(sid, tid, "o", "finished", 0, values=[0.9], rows=[values], objectives=values)
+    (row,) = list(csv.DictReader(io.StringIO(cli(sq_env, "runs", sid, "--csv").stdout)))
+    assert json.loads(row["params"])["x1"] == 0.5
+    assert float(row["acc"]) == 0.9 and float(row["objective.params"]) == 1200.0
