@@ -233,3 +233,22 @@ def test_random_and_grid_take_a_list_metric_unchanged() -> None:
     assert engine.suggest(grid, [], n=5) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
     single = engine.suggest(cfg(method="random", metric={"name": "f1"}, seed=3), [], n=4)
     assert engine.suggest(cfg(method="random", seed=3), [], n=4) == single
+
+
+def test_bayes_with_several_objectives_on_categories_only() -> None:
+    """No numeric feature to polish or move to a bound: the search still answers, distinct points."""
+    c = cfg(
+        metric=[{"name": "f1"}, {"name": "f2"}],
+        parameters={"a": {"values": ["x", "y", "z"]}, "b": {"values": [1, 2, 3, 4, 5, 6]}, "c": {"values": [1, 2]}},
+        seed=0,
+    )
+    trials: list[dict] = []
+    for i in range(12):
+        p = engine.suggest(c, trials, n=1)[0]
+        f1 = {"x": 0.0, "y": 0.5, "z": 1.0}[p["a"]] + p["b"] / 6
+        trials.append(
+            {"id": str(i), "params": p, "state": "finished", "metric": [f1, 2 - f1 + p["c"]], "history": []}
+        )
+    batch = engine.suggest(c, trials, n=4)
+    seen = {json.dumps(t["params"], sort_keys=True) for t in trials}
+    assert len(batch) == 4 and not {json.dumps(p, sort_keys=True) for p in batch} & seen
