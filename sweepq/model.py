@@ -80,6 +80,8 @@ class Trial(TypedDict, total=False):
     gpus: str
     published_at: float | None
     log_path: str
+    # a multi-objective sweep's summary value of each objective by name (None: none logged yet)
+    objectives: dict[str, float | None] | None
 
 
 def finite_number(v: Any) -> float | None:

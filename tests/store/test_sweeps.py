@@ -352,3 +352,36 @@ def test_sweep_fields_and_lookups(store: Store) -> None:
     store.forget_active(a)
     assert store.active_sweeps() == [b] and store.find_active_by("digest", "d1") is None
     assert store.get_trial(tid)["state"] == "running"
+
+
+def test_a_multi_objective_sweep_keeps_its_objectives_and_its_front(store: Store) -> None:
+    """Each trial's objective values are what its worker last sent (fenced like the metric);
+    the front is the finished trials no other beats on every objective, best first on the first;
+    status counts it; a sweep of one metric has neither."""
+    import json
+
+    sid = new_sweep(store, metric=[{"name": "acc", "goal": "maximize"}, {"name": "size"}])
+    assert store.sweep_objectives(sid) == [
+        {"name": "acc", "goal": "maximize"},
+        {"name": "size", "goal": "minimize"},
+    ]
+    values = {"a": (0.9, 10.0), "b": (0.8, 5.0), "c": (0.8, 6.0), "d": (0.95, None)}
+    ids = {}
+    for key, (acc, size) in values.items():
+        tid = running_trial(store, sid, owner=f"o-{key}")
+        ids[key] = tid
+        sent = {"acc": acc} if size is None else {"acc": acc, "size": size}
+        assert store.log_metrics(sid, tid, f"o-{key}", [acc], [json.dumps(sent)], objectives=json.dumps(sent))
+        # a stale owner's values are refused, as its metrics are
+        assert not store.log_metrics(sid, tid, "stale", [0.0], ["{}"], objectives=json.dumps({"acc": 1.0}))
+        assert store.finish_trial(sid, tid, f"o-{key}", "finished", 0, goal="maximize")
+    assert store.get_trial(ids["a"])["objectives"] == {"acc": 0.9, "size": 10.0}
+    front = store.pareto_front(sid)
+    assert [r["id"] for r in front] == [ids["a"], ids["b"]]
+    assert front[0]["objectives"] == {"acc": 0.9, "size": 10.0} and front[0]["metric"] == 0.9
+    st = store.status(sid)
+    assert st["pareto_size"] == 2 and st["objectives"] == store.sweep_objectives(sid)
+    assert st["best"]["run_id"] == ids["d"]  # the first objective's best, which lacks size
+    one = new_sweep(store)
+    assert store.sweep_objectives(one) == [] and store.pareto_front(one) == []
+    assert "pareto_size" not in store.status(one)

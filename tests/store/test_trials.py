@@ -38,6 +38,7 @@ TRIAL_KEYS = {
     "gpus",
     "published_at",
     "log_path",
+    "objectives",
 }
 RUN_KEYS = {
     "id",

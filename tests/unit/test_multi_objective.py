@@ -239,7 +239,11 @@ def test_bayes_with_several_objectives_on_categories_only() -> None:
     """No numeric feature to polish or move to a bound: the search still answers, distinct points."""
     c = cfg(
         metric=[{"name": "f1"}, {"name": "f2"}],
-        parameters={"a": {"values": ["x", "y", "z"]}, "b": {"values": [1, 2, 3, 4, 5, 6]}, "c": {"values": [1, 2]}},
+        parameters={
+            "a": {"values": ["x", "y", "z"]},
+            "b": {"values": [1, 2, 3, 4, 5, 6]},
+            "c": {"values": [1, 2]},
+        },
         seed=0,
     )
     trials: list[dict] = []
