@@ -27,7 +27,6 @@ thousands of candidates in numpy (no Monte Carlo, no torch).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -423,16 +422,3 @@ def suggest_with_info(
         pending.append(x)
         pen1 = pen1 + so._log_penalty(C1, [x], ls_eff)
     return out, info
-
-
-def hypervolume_of(values: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume of minimised rows below ``ref`` via the same boxes (a cross-check of
-    :func:`sweepq.pareto.hypervolume` in the tests): the ref box minus the non-dominated boxes."""
-    P = values[(values < ref).all(axis=1)]
-    if not len(P):
-        return 0.0
-    lo = P.min(axis=0)
-    L, U = boxes(nondominated(P), ref)
-    L = np.maximum(L, lo)
-    vol = np.prod(np.maximum(U - L, 0.0), axis=1).sum()
-    return float(np.prod(ref - lo) - vol) if math.isfinite(vol) else math.nan
