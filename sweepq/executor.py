@@ -329,10 +329,10 @@ class Execution:
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
         """Rows the trial logged, to send with the next flush or the final write."""
         if rows:
-            if self.metric_name:
-                self._pending_values.extend(metric_values(rows, self.metric_name))
-            for name in self.objective_names:
-                found = metric_values(rows, name)
+            values = metric_values(rows, self.metric_name) if self.metric_name else []
+            self._pending_values.extend(values)
+            for name in self.objective_names:  # the first is the metric: its values are at hand
+                found = values if name == self.metric_name else metric_values(rows, name)
                 if found:
                     self._objectives[name] = found[-1]
                     self._objectives_changed = True

@@ -76,7 +76,7 @@ class LeasesPart(TrialsPart):
         self, sid: str, tid: str, owner: str, values: list[float], rows: list[str], objectives: str = ""
     ) -> bool:
         """Append values of the sweep metric and raw JSON rows (fenced by owner); ``objectives``
-        (a multi-objective sweep's) is the JSON list of the trial's summary values now."""
+        (a multi-objective sweep's) is the JSON object of the trial's summary values by name now."""
         if not values and not rows and not objectives:
             return True
         k = self.keys

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sweepq.model import stored_number
+from sweepq.model import finite_number, stored_number
 
 # The fields the dashboard shows (not log_tail: only a run's detail view needs it)
 WEB_FIELDS = (
@@ -76,10 +76,7 @@ def _objectives(raw: Any) -> dict[str, float | None] | None:
         return None
     if not isinstance(value, dict):
         return None
-    return {
-        str(k): (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
-        for k, v in value.items()
-    }
+    return {str(k): finite_number(v) for k, v in value.items()}
 
 
 def trial_from_hash(h: dict[str, Any], hist: list[float] | None = None) -> dict[str, Any]:
