@@ -31,6 +31,9 @@ line instead (interpreter start-up included).
 
 Metrics (per worker slot, trials in start order):
 * trials/s: trials / (wall time from the start signal to the last trial's end);
+* first N trials/s (``--first``, 1,000): N / (the N-th trial end - the start signal), the start of
+  a sweep included (first suggestions, short-trial batching not yet on); first start: the start
+  signal to the first trial's start (sweepq: the sweep's creation; Optuna: the processes' go);
 * overhead: (next trial's start - this trial's start) - median floor, i.e. everything the system
   adds to a trial's cycle beyond spawning the program (median, p95);
 * idle gap: next trial's start - this trial's end on the same worker (median, p95);
@@ -160,6 +163,8 @@ def run_sweepq(
             "srv_cpu": max(0.0, d_red - idle * (t1 - t0)) / len(trials),
             "suggest_s": med(list(ctl.ctl.stats["suggest_s"])),
             "in_trial": med([t["ended_at"] - t["started_at"] for t in trials]),
+            "ends": sorted(t["ended_at"] - t0 for t in trials),
+            "first_start": min(t["started_at"] for t in trials) - t0,
         }
     finally:
         if ctl is not None:
@@ -304,6 +309,8 @@ def run_optuna(
             "srv_cpu": max(0.0, d_srv - idle * (t1 - t0)) / len(trials),
             "suggest_s": None,
             "in_trial": med([t["ended_at"] - t["started_at"] for t in trials]),
+            "ends": sorted(t["ended_at"] - t0 for t in trials),
+            "first_start": min(t["started_at"] for t in trials) - t0,
         }
     finally:
         done.set()
@@ -318,6 +325,13 @@ def run_optuna(
             delete_namespace(r, prefix)
 
 
+def first_rate(ends: list[float], n: int) -> float:
+    """Trials per second over the first ``n`` trials to end: ``n`` / (the n-th end - the start
+    signal). The start of a sweep (the first suggestions, batching not yet on) weighs more here."""
+    n = min(n, len(ends))
+    return n / ends[n - 1]
+
+
 # -- main -----------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -329,6 +343,9 @@ def main() -> None:
     ap.add_argument("--program", choices=["echo", "python"], default="echo")
     ap.add_argument("--pool", default="prefork", help="Celery pool of the sweepq workers (prefork, solo)")
     ap.add_argument("--json", help="also write raw results here")
+    ap.add_argument(
+        "--first", type=int, default=1000, help="also report the rate over the first N trials to end"
+    )
     a = ap.parse_args()
     argv = program_argv(a.program)
     systems = a.systems.split(",")
@@ -351,7 +368,7 @@ def main() -> None:
                 res = run_optuna(s, a.redis, a.pg, a.trials, w, argv, floor)
             res["load"] = os.getloadavg()[0]
             log(
-                f"  {res['tps']:.1f} trials/s, gap median {med(res['gaps']) * 1e3:.1f} ms"
+                f"  {res['tps']:.1f} trials/s (first {a.first}: {first_rate(res['ends'], a.first):.1f}), gap median {med(res['gaps']) * 1e3:.1f} ms"
                 + (
                     f", {100 * res['batched']:.0f} % of trials sent several to a message"
                     if "batched" in res
@@ -368,6 +385,8 @@ def main() -> None:
                 1,
                 len(floors),
                 1 / floor,
+                None,
+                None,
                 0.0,
                 0.0,
                 floor * ms,
@@ -386,6 +405,8 @@ def main() -> None:
                 r["workers"],
                 r["trials"],
                 r["tps"],
+                first_rate(r["ends"], a.first),
+                r["first_start"] * ms,
                 med(over) * ms,
                 pct(over, 0.95) * ms,
                 r["in_trial"] * ms,
@@ -407,6 +428,8 @@ def main() -> None:
                 "workers",
                 "trials",
                 "trials/s",
+                f"first {a.first:,} trials/s",
+                "first start ms",
                 "overhead p50 ms",
                 "overhead p95 ms",
                 "start→end p50 ms",
@@ -424,6 +447,7 @@ def main() -> None:
             json.dumps(
                 [
                     {k: v for k, v in r.items() if k not in ("cycles", "gaps")}
+                    | {"first_tps": first_rate(r["ends"], a.first), "first_n": min(a.first, len(r["ends"]))}
                     | {"overhead": [c - r["floor"] for c in r["cycles"]], "gaps": r["gaps"]}
                     for r in results
                 ]
