@@ -18,8 +18,8 @@ line instead (interpreter start-up included).
 * sweepq: a ``Controller`` thread in this process (tick 0.5 s, as ``sweepq controller``) and
   ``W`` real ``celery -A sweepq.worker worker -c 1`` processes on the real Redis, fresh namespace.
   Trial times are the store's ``started_at`` (claim) and ``ended_at`` (final write). With
-  sweepq's defaults, once 8 trials have finished these few-millisecond trials go up to 32 to a
-  Celery message (short-trial batching, docs/reliability.md "Very short trials"), and a batch's
+  sweepq's defaults, once 2 trials have finished these few-millisecond trials go up to 32 to a
+  Celery message (2, 4, 8, 16 while fewer than 6 have finished) (short-trial batching, docs/reliability.md "Very short trials"), and a batch's
   next trial is claimed with the previous one's final write (so its idle gap is ~0: the claim
   comes first, then the spawn, counted in the overhead).
 * sweepq-single: the same with ``batch_max=1``: one trial per Celery message, as for any trial of

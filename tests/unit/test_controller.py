@@ -390,7 +390,10 @@ def test_short_trials_are_batched_and_each_runs_once(
     sizes = [len(tids) for _, tids, _, _ in pub.messages]
     if batched:
         assert max(sizes) > 1 and ctl.stats["batched"] == sum(n for n in sizes if n > 1)
-        assert sizes[:8] == [1] * 8, "no batches before 8 trials have shown how long they take"
+        # the first pass (3 messages: 2 slots and a spare) knows no trial's length: one each;
+        # the next knows 3 finished trials, which allow 4 to a message (2 ** (3 - 1))
+        assert sizes[:3] == [1] * 3, "no batch before trials have shown how long they take"
+        assert 1 < sizes[3] <= 4, "a batch larger than three finished trials allow"
         assert max(sizes) <= 32
     else:
         assert max(sizes) == 1 and ctl.stats["batched"] == 0
@@ -408,15 +411,22 @@ def test_batch_size_follows_trial_length_and_caps() -> None:
     view = SweepView(config={})
     rnd = {"method": "random"}
     assert batch_size(rnd, view, ctl.batch_max) == 1  # nothing measured yet
-    view.durations.extend([0.003] * 7)
-    assert batch_size(rnd, view, ctl.batch_max) == 1  # too few
     view.durations.append(0.003)
+    assert batch_size(rnd, view, ctl.batch_max) == 1  # one trial says too little
+    # from two finished trials on, batches grow with the evidence: 2, 4, 8, 16, then what fits
+    for size in (2, 4, 8, 16):
+        view.durations.append(0.003)
+        assert batch_size(rnd, view, ctl.batch_max) == size
+    view.durations.extend([0.003] * 2)
     assert batch_size(rnd, view, ctl.batch_max) == 16  # 16 fit in the 50 ms window
     view.durations.extend([0.001] * 24)
     assert batch_size(rnd, view, ctl.batch_max) == 32  # 50 would fit: capped at 32
     view.durations.clear()
     view.durations.extend([0.01] * 8)
     assert batch_size(rnd, view, ctl.batch_max) == 5
+    view.durations.clear()
+    view.durations.extend([0.001, 0.001, 0.001])
+    assert batch_size(rnd, view, ctl.batch_max) == 4  # 50 would fit; three trials allow 4
     view.durations.extend([0.2] * 32)
     assert batch_size(rnd, view, ctl.batch_max) == 1  # trials got long: back to one per message
     assert (
