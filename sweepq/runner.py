@@ -411,7 +411,8 @@ class TrialRunner(Execution):
         """The trial's environment: this worker's, plus the trial's own variables. Built as bytes
         from ``os.environb``, so no inherited variable is decoded and encoded again for exec (a
         tenth of the runner's CPU per trial, profiled)."""
-        env = dict(os.environb)
+        raw = getattr(os.environ, "_data", None)  # POSIX: os.environ's own dict of bytes, copied in C
+        env = dict(raw) if isinstance(raw, dict) else dict(os.environb)
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in self._trial_env().items())
         if self.tree is not None:
             env.update((os.fsencode(k), os.fsencode(v)) for k, v in self.tree.env().items())
