@@ -387,6 +387,36 @@ def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_dispatch_long(results: list[dict[str, Any]], path: Path) -> Path:
+    """Trials ended against time in one long run (``--trials 10000``), and the rate per window:
+    where a system slows down as its study grows, and how fast it starts."""
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for r in results:
+        if r.get("system") not in SYSTEM_LABELS or not r.get("ends"):
+            continue
+        ends = np.asarray(r["ends"])
+        label = f"{SYSTEM_LABELS[r['system']]}, {r['workers']} workers"
+        colour = SYSTEM_COLOURS.get(r["system"])
+        ax.plot(ends, np.arange(1, len(ends) + 1), color=colour, label=label)
+        edges = np.arange(0, len(ends) + 1, 500)
+        rate = 500 / np.diff(np.concatenate([[0.0], ends[edges[1:] - 1]]))
+        ax2.step(edges[1:], rate, where="pre", color=colour, label=label)
+    ax.set_xlabel("seconds since the start")
+    ax.set_ylabel("trials ended")
+    ax.set_title("Trials ended over time")
+    ax2.set_xlabel("trials ended")
+    ax2.set_ylabel("trials per second (windows of 500)")
+    ax2.set_ylim(bottom=0)
+    ax2.set_title("Rate as the sweep (study) grows")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06)
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 # -- scale and web --------------------------------------------------------------------------------
 def plot_scale(scale: dict[str, Any] | None, web: dict[int, dict[str, Any]], path: Path) -> Path:
     """Per-trial cost as the sweep grows, and the dashboard API's server time at 1k-10k trials."""
@@ -511,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
         "dispatch",
         [res / "dispatch.json"],
         lambda: plot_dispatch(json.loads((res / "dispatch.json").read_text()), out / "bench-dispatch.png"),
+    )
+    step(
+        "dispatch, 10,000 trials",
+        [res / "dispatch_10000.json"],
+        lambda: plot_dispatch_long(
+            json.loads((res / "dispatch_10000.json").read_text()), out / "bench-dispatch-10000.png"
+        ),
     )
     web = {int(p.stem.rsplit("_", 1)[1]): json.loads(p.read_text()) for p in res.glob("web_latency_*.json")}
     scale = json.loads((res / "scale.json").read_text()) if (res / "scale.json").exists() else None
