@@ -140,3 +140,36 @@ def test_fence_file_exists_from_the_programs_first_instant(store, tmp_path: Path
     assert out.state == "finished"
     assert store.get_trial(tid)["metric"] == 1.0, "the program ran before its fence file existed"
     assert not list(fence.glob("*.fence")), "the fence file outlived its trial"
+
+
+def test_a_trial_that_prints_only_metrics_leaves_no_log_file(store, tmp_path: Path) -> None:  # noqa: ANN001
+    """The log file is created at the first line of output it must keep: a program that prints
+    only metric lines (most very short trials) costs no file; one ordinary line makes it."""
+    logs: dict[str, Path] = {}
+    for mode, line in (("quiet", ""), ("talks", "echo hello;")):
+        cfg = load_config(
+            {
+                "method": "random",
+                "command": ["/bin/sh", "-c", f"{line} echo '@sweepq {{\"loss\": 0.5}}'"],
+                "metric": {"name": "loss", "goal": "minimize"},
+                "parameters": {"x": {"values": [1]}},
+                "run_cap": 1,
+            }
+        )
+        r, tid = _claimed_runner(store, tmp_path, cfg)
+        assert r.run().state == "finished"
+        assert store.get_trial(tid)["metric"] == 0.5
+        logs[mode] = tmp_path / "logs" / f"{tid}.log"
+    assert not logs["quiet"].exists(), "a log file for a program that printed only metrics"
+    assert logs["talks"].read_bytes() == b"hello\n"
+
+
+def test_fence_files_default_to_a_memory_file_system(monkeypatch) -> None:  # noqa: ANN001
+    """Every trial writes, renames and removes its fence file: on /dev/shm where the host has it."""
+    from sweepq.executor import fence_dir
+
+    monkeypatch.delenv("SWEEPQ_FENCE_DIR", raising=False)
+    assert os.path.isdir("/dev/shm"), "this Linux machine has /dev/shm"
+    assert fence_dir() == Path(f"/dev/shm/sweepq-fence-{os.getuid()}")
+    monkeypatch.setenv("SWEEPQ_FENCE_DIR", "/somewhere/else")
+    assert fence_dir() == Path("/somewhere/else")
