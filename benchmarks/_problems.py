@@ -1,7 +1,7 @@
 """Benchmark problems for ``search_quality.py`` and ``suggest_latency.py``.
 
 Each problem is a sweep ``parameters`` block in sweepq's normalised form (which W&B's engine also
-reads) plus an objective of the suggested parameter dict: three textbook synthetic functions, one
+reads) plus an objective of the suggested parameter dict: four textbook synthetic functions, one
 mixed int/categorical/log space, and two cross-validated scikit-learn models on datasets that
 scikit-learn ships. None of them is tuned to sweepq's bayes.
 """
@@ -71,6 +71,17 @@ def rosenbrock10(p: dict[str, Any]) -> float:
     return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
 
 
+def levy10(p: dict[str, Any]) -> float:
+    """The standard Levy function in 10 dimensions on [-10, 10]^10 (f* = 0 at x_i = 1): a rugged,
+    many-minima landscape in more dimensions than Hartmann-6, where batches of 32 must not pile up."""
+    x = np.array([p[f"x{i:02d}"] for i in range(1, 11)])
+    w = 1.0 + (x - 1.0) / 4.0
+    head = math.sin(math.pi * w[0]) ** 2
+    mid = np.sum((w[:-1] - 1.0) ** 2 * (1.0 + 10.0 * np.sin(math.pi * w[:-1] + 1.0) ** 2))
+    tail = (w[-1] - 1.0) ** 2 * (1.0 + math.sin(2.0 * math.pi * w[-1]) ** 2)
+    return float(head + mid + tail)
+
+
 _ACT = {"relu": 0.0, "gelu": -0.05, "tanh": 0.25, "sigmoid": 0.6}
 
 
@@ -138,6 +149,7 @@ PROBLEMS: dict[str, Problem] = {
     "rosenbrock10": Problem(
         "rosenbrock10", {f"x{i:02d}": _u(-5, 10) for i in range(1, 11)}, rosenbrock10, optimum=0.0
     ),
+    "levy10": Problem("levy10", {f"x{i:02d}": _u(-10, 10) for i in range(1, 11)}, levy10, optimum=0.0),
     "mixed": Problem(
         "mixed",
         {

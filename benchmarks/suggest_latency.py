@@ -3,7 +3,13 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/suggest_latency.py [--sizes 100,500,1000,2000] [--cycles 5]
-        [--problem hartmann6|mixed|branin|rosenbrock10] [--json results.json]
+        [--problem hartmann6|mixed|branin|rosenbrock10|levy10] [--running K] [--refits R]
+        [--json results.json]
+
+A fleet (issue 23: one suggestion with 2,000 finished and 32 running trials in 10 dimensions)::
+
+    OMP_NUM_THREADS=1 python benchmarks/suggest_latency.py --problem levy10 --sizes 2000 \
+        --running 32 --refits 5 --methods sweepq-bayes
 
 ``--problem mixed`` (log-scale, integer, categorical and ``q`` parameters) shows the cost of
 what only such spaces pay, e.g. the second kernel fit that decides on log-pair features.
@@ -14,7 +20,10 @@ history grows by one per cycle), which is what a controller pays per result. The
 sweepq is reported separately as "cold": it is the first call of a fresh process, so it includes
 fitting the kernel hyper-parameters, which later calls reuse until the refit schedule says
 otherwise. Peers whose one suggestion takes minutes at large N are skipped there, and the output
-says so.
+says so. ``--running K`` gives ``sweepq-bayes`` K running trials (in flight, as a fleet has them).
+``--refits R`` also times R calls of sweepq's bayes at a refit point (its memo of kernel
+hyper-parameters cleared first, so the call fits them, as the refit schedule makes every ~15 %
+of growth), median reported apart from the typical call.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from search_quality import (  # noqa: E402
 warnings.filterwarnings("ignore")
 PROBLEM = PROBLEMS["hartmann6"]
 #: Problems whose objective costs microseconds, so a cycle's time is the optimiser's.
-CHEAP = ("hartmann6", "mixed", "branin", "rosenbrock10")
+CHEAP = ("hartmann6", "mixed", "branin", "rosenbrock10", "levy10")
 
 
 def _random_points(n: int, seed: int) -> list[dict[str, Any]]:
@@ -145,9 +154,9 @@ def _load() -> str:
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
-def make(method: str) -> Any:
+def make(method: str, running: int = 0) -> Any:
     if method == "sweepq-bayes":
-        return _Sweepq("bayes")
+        return _Sweepq("bayes", pending=running)
     if method == "sweepq-bayes+8pending":
         return _Sweepq("bayes", pending=8)
     if method == "sweepq-random":
@@ -178,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         "optuna-tpe,optuna-gp,skopt-default",
     )
     ap.add_argument("--problem", default="hartmann6", choices=CHEAP)
+    ap.add_argument("--running", type=int, default=0, help="running trials sweepq-bayes sees (default 0)")
+    ap.add_argument(
+        "--refits", type=int, default=0, help="also time this many sweepq-bayes calls at a refit point"
+    )
     ap.add_argument("--json", type=Path, help="also write the raw timings here")
     args = ap.parse_args(argv)
     global PROBLEM
@@ -194,20 +207,22 @@ def main(argv: list[str] | None = None) -> int:
         if m in methods and cap < max(sizes):
             print(f"{m}: run only up to N={cap} (cost grows cubically; see MAX_N in this script)")
     print(
-        f"problem={args.problem}, sizes={sizes}, 1 warm-up + {args.cycles} timed cycles, OMP_NUM_THREADS="
+        f"problem={args.problem}, sizes={sizes}, running={args.running} (sweepq-bayes), 1 warm-up + "
+        f"{args.cycles} timed cycles, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS')}; numerics: {numeric_stack()}; {_load()}",
         flush=True,
     )
     load_start = os.getloadavg()
     rows: dict[str, dict[int, str]] = {}
     cold: dict[str, dict[int, str]] = {}
+    refits: dict[str, dict[int, str]] = {}
     cpu_rows: dict[str, dict[int, str]] = {}
     raw: list[dict[str, Any]] = []
     for m in methods:
         for n in sizes:
             if n > MAX_N.get(m, 10**9):
                 continue
-            opt = make(m)
+            opt = make(m, args.running)
             opt.preload(_random_points(n, n))
             if m.startswith("sweepq-bayes"):  # a truly cold start: forget fitted kernels
                 from sweepq.search import bayes
@@ -222,6 +237,19 @@ def main(argv: list[str] | None = None) -> int:
                 opt.cycle(k + 1)
                 ts.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
+            refit_ms: list[float] = []
+            if m == "sweepq-bayes":
+                from sweepq.search import bayes
+
+                for k in range(args.refits):
+                    bayes._HYPER_CACHE.clear()  # as at a refit point: this call fits the kernel
+                    t0 = time.perf_counter()
+                    opt.cycle(args.cycles + 1 + k)
+                    refit_ms.append((time.perf_counter() - t0) * 1000)
+                if refit_ms:
+                    refits.setdefault(m, {})[n] = (
+                        f"{np.median(refit_ms):.0f} ({min(refit_ms):.0f}–{max(refit_ms):.0f})"
+                    )
             ms = np.array(ts) * 1000
             rows.setdefault(m, {})[n] = f"{np.median(ms):.1f} ({ms.min():.1f}–{ms.max():.1f})"
             cpu_rows.setdefault(m, {})[n] = f"{np.median(cpu) * 1000:.1f}"
@@ -233,11 +261,13 @@ def main(argv: list[str] | None = None) -> int:
                     "wall_ms": ms.tolist(),
                     "cpu_ms": [c * 1000 for c in cpu],
                     "cold_ms": first * 1000,
+                    "refit_ms": refit_ms,
                 }
             )
             print(
                 f"  {m} N={n}: median {np.median(ms):.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU, "
-                f"cold {first * 1000:.0f} ms",
+                f"cold {first * 1000:.0f} ms"
+                + (f", at a refit point median {np.median(refit_ms):.0f} ms" if refit_ms else ""),
                 flush=True,
             )
     print("\nWall ms per cycle, median (min–max):\n")
@@ -255,6 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     print("|---" * (len(sizes) + 1) + "|")
     for m in methods:
         print(f"| {m} | " + " | ".join(cold.get(m, {}).get(n, "skipped") for n in sizes) + " |")
+    if refits:
+        print(
+            "\nsweepq-bayes at a refit point (kernel hyper-parameters fitted in the call; ms, median (min–max)):\n"
+        )
+        print("| method | " + " | ".join(f"N={n}" for n in sizes) + " |")
+        print("|---" * (len(sizes) + 1) + "|")
+        for m in refits:
+            print(f"| {m} | " + " | ".join(refits[m].get(n, "skipped") for n in sizes) + " |")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -263,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     "problem": args.problem,
                     "sizes": sizes,
                     "cycles": args.cycles,
+                    "running": args.running,
                     "numerics": numeric_stack(),
                     "load_start": load_start,
                     "load_end": os.getloadavg(),
