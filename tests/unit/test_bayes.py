@@ -133,6 +133,77 @@ def test_pending_trials_repel_new_suggestions() -> None:
     assert not keys & {(t["params"]["x"], t["params"]["y"]) for t in pending}
 
 
+def test_batch_of_32_in_10_dimensions_is_distinct_and_spread() -> None:
+    """A fleet's batch: 32 picks of one call must not pile up next to the incumbent."""
+    c = cfg({f"x{i}": {"min": 0.0, "max": 1.0} for i in range(10)})
+
+    def f(p: dict[str, float]) -> float:
+        return sum((p[f"x{i}"] - 0.3) ** 2 for i in range(10))
+
+    trials = observed(c, f, 25, seed=1)
+    batch = bayes.suggest(c, trials, 32, seed=1)
+    X = np.array([[p[f"x{i}"] for i in range(10)] for p in batch])
+    assert len({tuple(row) for row in X}) == 32
+    # one pick's soft hole is 0.15 length scales wide; 32 picks stay further apart than that
+    assert _min_pairwise(X) > 0.02
+    assert float(np.median(np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1)))) > 0.1
+
+
+def test_fleet_settings_apply_only_past_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smaller holes and the polish are for fleets: at FLEET_IN_FLIGHT trials in flight or fewer,
+    a call behaves as before (the settings measured for up to 8 in flight)."""
+    assert bayes.penalty_radius(bayes.FLEET_IN_FLIGHT) == bayes.PENALTY_RADIUS
+    assert bayes.penalty_radius(bayes.FLEET_IN_FLIGHT + 1) == bayes.FLEET_PENALTY_RADIUS
+    c = cfg({f"x{i}": {"min": 0.0, "max": 1.0} for i in range(3)})
+    trials = observed(c, lambda p: sum((v - 0.3) ** 2 for v in p.values()), 10, seed=2)
+    calls: list[int] = []
+    real = bayes._polish
+
+    def counting(*args: Any) -> np.ndarray:
+        calls.append(len(args[1]))
+        return real(*args)
+
+    monkeypatch.setattr(bayes, "_polish", counting)
+    running = [trial(100 + i, p, None, "running") for i, p in enumerate(bayes.suggest(c, trials, 16, seed=5))]
+    bayes.suggest(c, trials + running[:15], 1, seed=6)  # 16 in flight
+    assert calls == []
+    bayes.suggest(c, trials + running, 1, seed=6)  # 17 in flight
+    assert calls == [bayes.POLISH]
+
+
+def test_polish_climbs_the_acquisition_within_its_box() -> None:
+    """The L-BFGS-B polish never leaves a candidate worse than it started, nor farther than
+    POLISH_STEP from it, and its analytic gradient agrees with finite differences."""
+    c = cfg({f"x{i}": {"min": 0.0, "max": 1.0} for i in range(4)})
+    space = bayes._space_for(c["parameters"])
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 4))
+    y = ((X - 0.4) ** 2).sum(axis=1)
+    z = bayes._warp(y)
+    amp, ls, noise, _ = bayes._fit_hyper(X, y)
+    post = bayes._Posterior(X, z, amp, ls, noise)
+    pending = [rng.random(4) for _ in range(3)]
+    ls_pen = np.minimum(ls, 1.0)
+    best = float(z.min())
+
+    def acq(C: np.ndarray) -> np.ndarray:
+        mu, sd = post.predict(post.project(C))
+        return bayes._log_ei(mu, sd, best) + bayes._log_penalty(C, pending, ls_pen)
+
+    x = rng.random(4)
+    val, grad = bayes._log_ei_grad(post, x, best, np.asarray(pending), ls_pen, bayes.PENALTY_RADIUS)
+    assert val == pytest.approx(float(acq(x[None])[0]), abs=1e-9)
+    fd = [(acq((x + e)[None])[0] - acq((x - e)[None])[0]) / 2e-6 for e in np.eye(4) * 1e-6]
+    np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6)
+
+    starts = rng.random((5, 4))
+    out = bayes._polish(space, starts, post, best, pending, ls_pen, bayes.PENALTY_RADIUS, np.asarray)
+    assert out.shape == starts.shape
+    assert np.all(np.abs(out - starts) <= bayes.POLISH_STEP + 1e-12)
+    assert np.all(acq(out) >= acq(starts) - 1e-9)
+    assert np.mean(acq(out) - acq(starts)) > 0.01  # and it does climb
+
+
 def test_cold_start_is_space_filling_with_many_in_flight() -> None:
     c = cfg({f"x{i}": {"min": 0.0, "max": 1.0} for i in range(4)})
     trials: list[dict[str, Any]] = []
