@@ -204,6 +204,19 @@ def test_json_results_make_every_plot(
     (res / "dispatch.json").write_text(
         json.dumps([run | {"system": "sweepq"}, run | {"system": "optuna-journal-redis", "tps": 180.0}])
     )
+    (res / "dispatch_10000.json").write_text(
+        json.dumps(
+            [
+                run | {"system": "sweepq", "trials": 1000, "ends": [0.002 * i for i in range(1, 1001)]},
+                run
+                | {
+                    "system": "optuna-journal-redis",
+                    "trials": 1000,
+                    "ends": [0.004 * i for i in range(1, 1001)],
+                },
+            ]
+        )
+    )
     window = {"over_p50": 0.003, "ctl_cpu": 0.0007, "red_cpu": 0.0003}
     (res / "scale.json").write_text(
         json.dumps({"growth": {"windows": [window | {"at": 100}, window | {"at": 200}]}})
@@ -226,6 +239,7 @@ def test_json_results_make_every_plot(
     assert "skipped" not in out and "| branin (min) | 12 |" in out
     made = sorted(p.name for p in img.glob("*.png"))
     assert made == [
+        "bench-dispatch-10000.png",
         "bench-dispatch.png",
         "bench-early-stopping.png",
         "bench-scale.png",
