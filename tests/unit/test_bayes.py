@@ -144,9 +144,10 @@ def test_batch_of_32_in_10_dimensions_is_distinct_and_spread() -> None:
     batch = bayes.suggest(c, trials, 32, seed=1)
     X = np.array([[p[f"x{i}"] for i in range(10)] for p in batch])
     assert len({tuple(row) for row in X}) == 32
-    # one pick's soft hole is 0.15 length scales wide; 32 picks stay further apart than that
+    # a fleet's holes are small (0.01 length scales: the picks may close in on the optimum of this
+    # bowl), but 32 picks do not pile up on one point as a lie-less batch does (within 1e-3)
     assert _min_pairwise(X) > 0.02
-    assert float(np.median(np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1)))) > 0.1
+    assert float(np.median(np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1)))) > 0.05
 
 
 def test_fleet_settings_apply_only_past_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
