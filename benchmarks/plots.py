@@ -346,6 +346,16 @@ SYSTEM_COLOURS = {
 }
 
 
+def _save_with_legend_below(fig: Any, ax: Any, path: Path) -> Path:
+    """One legend for the figure, under its panels (the labels of ``ax``), then save it."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06)
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
     """Trials per second of the no-op workload, per system and number of workers."""
     plt = _plt()
@@ -379,12 +389,7 @@ def plot_dispatch(results: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title(f"Throughput, no-op trials (spawning alone: {floor:.0f}/s)")
     ax2.set_ylabel("ms per trial above spawning it (median)")
     ax2.set_title("Per-trial overhead")
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06)
-    )
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save_with_legend_below(fig, ax, path)
 
 
 def plot_dispatch_long(results: list[dict[str, Any]], path: Path) -> Path:
@@ -409,12 +414,7 @@ def plot_dispatch_long(results: list[dict[str, Any]], path: Path) -> Path:
     ax2.set_ylabel("trials per second (windows of 500)")
     ax2.set_ylim(bottom=0)
     ax2.set_title("Rate as the sweep (study) grows")
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06)
-    )
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save_with_legend_below(fig, ax, path)
 
 
 # -- scale and web --------------------------------------------------------------------------------
