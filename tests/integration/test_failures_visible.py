@@ -112,7 +112,11 @@ def test_logs_follow_a_trial_whose_file_is_elsewhere(
         60,
         what="a running trial",
     )
-    Path(t["log_path"]).unlink()  # as on another machine: only Redis has the output
+    # the file appears with the program's first line (sweepq creates it then); once it is gone,
+    # it is as on another machine: only Redis has the output
+    log = Path(t["log_path"])
+    wait_for(log.exists, 30, what="the trial's log file")
+    log.unlink()
     res = _sweepq(sq_env, "logs", t["id"], "--follow")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [f"line {i}" for i in range(12)] + ["done talking"], res.stdout
