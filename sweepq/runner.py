@@ -45,7 +45,7 @@ from sweepq import tree as tree_mod
 from sweepq import wandb_bridge
 from sweepq.executor import BEAT_SHARE, FENCED, TAIL_CHARS, Execution, TrialOutcome
 from sweepq.protocol import CONTROL_KEY, MAX_LINE, PREFIX_BYTES, parse_line
-from sweepq.settings import Settings
+from sweepq.settings import Settings, environ_bytes
 from sweepq.store import EXITED, Store
 from sweepq.tree import TrialTree
 
@@ -411,8 +411,8 @@ class TrialRunner(Execution):
         """The trial's environment: this worker's, plus the trial's own variables. Built as bytes
         from ``os.environb``, so no inherited variable is decoded and encoded again for exec (a
         tenth of the runner's CPU per trial, profiled)."""
-        raw = getattr(os.environ, "_data", None)  # POSIX: os.environ's own dict of bytes, copied in C
-        env = dict(raw) if isinstance(raw, dict) else dict(os.environb)
+        raw = environ_bytes()  # copied in C, not through the Mapping view
+        env = dict(raw) if raw is not None else dict(os.environb)
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in self._trial_env().items())
         if self.tree is not None:
             env.update((os.fsencode(k), os.fsencode(v)) for k, v in self.tree.env().items())
@@ -495,7 +495,7 @@ class TrialRunner(Execution):
             if missing:
                 return self._finish("failed", 127 if "No such file" in missing else 126, missing, missing)
             spawn_argv, hook = argv, _DIE_WITH_PARENT
-            if self.tree.mode == "slot" and tree_mod.guarded():
+            if tree_mod.guarded():
                 hook = None  # the slot's guard kills the trial if this process dies (sweepq.tree)
             elif _SETPRIV and argv:
                 spawn_argv, hook = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None

@@ -84,10 +84,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings the environment (``os.environ`` by default) gives; :class:`SettingsError`
         names a variable whose value cannot be used."""
-        # os.environ's own dict of bytes (POSIX): iterating it directly costs microseconds, where
-        # the Mapping views decode or check every entry (0.3 ms per trial in a worker, profiled)
-        raw = getattr(os.environ, "_data", None) if env is None and os.name == "posix" else None
-        if isinstance(raw, dict):
+        raw = environ_bytes() if env is None else None
+        if raw is not None:
             # a worker asks several times per trial: parse again only when a SWEEPQ_ variable
             # changed (reading two dozen variables through os.environ was a tenth of the runner's
             # own CPU per trial, profiled). Bytes, so that nothing is decoded to compare.
@@ -129,3 +127,11 @@ class Settings:
 
 
 _MEMO: dict[tuple[tuple[bytes, bytes], ...], Settings] = {}
+
+
+def environ_bytes() -> dict[bytes, bytes] | None:
+    """``os.environ``'s own dict of bytes (POSIX), else None: iterating or copying it costs
+    microseconds, where the Mapping views decode or check every entry (0.3 ms per trial in a
+    worker, profiled). Read-only for callers."""
+    raw = getattr(os.environ, "_data", None) if os.name == "posix" else None
+    return raw if isinstance(raw, dict) else None

@@ -19,7 +19,8 @@ lock or writing into the next trial's files. Two mechanisms, the first the machi
   process that clears its environment and double-forks escapes this mode (not the cgroup mode).
 
 A worker that dies (SIGKILL, OOM killer) cannot clean up: its program dies with it (in a slot, the
-slot's guard process kills what is left in it; elsewhere, a parent-death signal) and the next pool process started on the host kills what is left of trials whose worker
+slot's guard process kills what is left in it; elsewhere, a parent-death signal) and the next
+pool process started on the host kills what is left of trials whose worker
 process is gone (:func:`clean_stale`): cgroups named after a dead pool pid, or processes whose token
 names one.
 """
